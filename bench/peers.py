@@ -1,0 +1,65 @@
+"""Servers the benchmarks talk to, each in its own process.
+
+    python bench/peers.py raw     # asyncio length-prefixed echo (the raw peer)
+    python bench/peers.py link    # linkserver LinkServer echoing every expression
+    python bench/peers.py idle    # linkserver LinkServer that keeps links idle
+
+Each prints its port on the first line and serves until terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+
+import linkserver.aio
+
+HEADER = struct.Struct("<I")
+
+
+class RawEcho(asyncio.Protocol):
+    """Echo length-prefixed messages: the least a framed protocol can do."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        while len(buf) - pos >= 4:
+            (n,) = HEADER.unpack_from(buf, pos)
+            if len(buf) - pos - 4 < n:
+                break
+            self.transport.write(bytes(buf[pos : pos + 4 + n]))  # type: ignore[attr-defined]
+            pos += 4 + n
+        del buf[:pos]
+
+
+async def echo(link: linkserver.aio.Link) -> None:
+    try:
+        while True:
+            await link.put_payload(await link.get_payload())
+    except linkserver.LinkError:
+        pass
+
+
+async def main(kind: str) -> None:
+    loop = asyncio.get_running_loop()
+    if kind == "raw":
+        server = await loop.create_server(RawEcho, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    else:
+        link_server = linkserver.aio.LinkServer(0, "127.0.0.1")
+        await link_server.start()
+        if kind == "link":
+            link_server.on_link(echo)
+        port = link_server.port
+    print(port, flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -1,0 +1,148 @@
+"""The asyncio API of linkserver: links, the link server, and how to make them.
+
+Everything here runs in the caller's event loop. The blocking API in
+:mod:`linkserver` wraps these same objects; see docs/design.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..errors import LinkError, LinkTimeout
+from ..names import DEFAULT_HOST, LinkName, parse_name
+from ..protocol import LinkMode, Side
+from ..transport.memory import memory_pair
+from ..transport.stream import listen_on, open_to
+from .link import DEFAULT_KEEPALIVE, Link, LinkSettings
+from .server import LinkServer, ServerStatistics
+
+__all__ = [
+    "Link",
+    "LinkServer",
+    "LinkSettings",
+    "ServerStatistics",
+    "connect",
+    "link_pair",
+    "listen",
+    "loopback",
+]
+
+
+async def connect(
+    name: Any,
+    timeout: float | None = None,
+    *,
+    mode: LinkMode = LinkMode.LINKSERVER,
+    settings: LinkSettings | None = None,
+) -> Link:
+    """Connect to a LinkServer or to a listening link (``LinkConnect``).
+
+    Args:
+        name: ``"PORT@HOST"``, ``"unix:/path"`` or ``(host, port)``.
+        timeout: seconds for connecting and the handshake together; None
+            leaves only the handshake limit of ``settings``.
+        mode: ``LinkMode.LINKSERVER`` (the default) or ``LinkMode.DIRECT``;
+            servers accept both.
+        settings: the link's limits.
+
+    Raises:
+        LinkNameError: ``name`` cannot be parsed.
+        ConnectFailed: nothing accepted the connection.
+        NotALinkServerError: something answered, but not a linkserver.
+        LinkTimeout: the handshake did not finish within ``timeout``.
+    """
+    address = parse_name(name)
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    if settings is None:
+        settings = LinkSettings(keepalive_interval=DEFAULT_KEEPALIVE)
+    _transport, protocol = await open_to(
+        address, lambda: Link(Side.CLIENT, name=str(address), mode=mode, settings=settings), timeout=timeout
+    )
+    assert isinstance(protocol, Link)
+    remaining = None if deadline is None else max(0.0, deadline - loop.time())
+    try:
+        await protocol.activate(remaining)
+    except LinkTimeout as exc:
+        protocol.close_nowait()
+        if remaining is None:
+            raise
+        raise LinkTimeout(
+            f"{address} accepted the connection but did not finish the handshake "
+            f"within {timeout:g} s"
+        ) from exc
+    except LinkError:
+        protocol.close_nowait()
+        raise
+    return protocol
+
+
+async def listen(name: Any = 0, *, settings: LinkSettings | None = None) -> Link:
+    """Create a one-to-one link that waits for one peer (``LinkCreate``).
+
+    Returns at once with :attr:`Link.name` set (port 0 becomes the real port);
+    ``put``/``get``/``activate`` wait until a peer connects. Further
+    connections to that address are not accepted.
+
+    Args:
+        name: ``"PORT@INTERFACE"``, a port number, or ``"unix:/path"``; port 0 picks one.
+
+    Raises:
+        LinkError: the address cannot be listened on.
+    """
+    address = parse_name(str(name) if isinstance(name, int) else name)
+    link = Link(Side.SERVER, name=str(address), settings=settings)
+    taken = False
+
+    def factory() -> asyncio.Protocol:
+        nonlocal taken
+        if taken:
+            return _Busy()
+        taken = True
+        # One peer only: stop listening once it is in (not from inside the
+        # factory: asyncio attaches the transport to the server afterwards).
+        asyncio.get_running_loop().call_soon(server.close)
+        return link
+
+    server = await listen_on(address, factory, backlog=1)
+    if address.kind == "tcp":
+        port = server.sockets[0].getsockname()[1]
+        link.name = str(LinkName("tcp", host=address.host or DEFAULT_HOST, port=port))
+    link._on_end = lambda _link: server.close()
+    return link
+
+
+class _Busy(asyncio.Protocol):
+    """Answers a second connection to a one-to-one link, then hangs up."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(b"linkserver: this one-to-one link already has its peer.\r\n")  # type: ignore[attr-defined]
+        transport.close()
+
+
+async def link_pair(*, settings: LinkSettings | None = None) -> tuple[Link, Link]:
+    """Return two links joined in this process (the WSTP IntraProcess idea).
+
+    What one end puts the other gets, through the full protocol.
+    """
+    loop = asyncio.get_running_loop()
+    a = Link(Side.CLIENT, name="memory", mode=LinkMode.DIRECT, settings=settings)
+    b = Link(Side.SERVER, name="memory", settings=settings)
+    memory_pair(loop, a, b)
+    await a.activate()
+    await b.activate()
+    return a, b
+
+
+async def loopback(*, settings: LinkSettings | None = None) -> Link:
+    """Return a loopback link: what you put on it you get back (``WSLoopbackOpen``).
+
+    Expressions go through the codec, so the loopback is also a way to copy an
+    expression into its Wolfram Language form and back.
+    """
+    a, b = await link_pair(settings=settings)
+    b._reflect = True
+    a.name = b.name = "loopback"
+    return a
+

@@ -1,0 +1,579 @@
+"""The asyncio link: one end of a link over any transport (docs/protocol.md).
+
+:class:`Link` is both the public asyncio API (``await link.put(expr)``,
+``await link.get()``) and the asyncio ``Protocol`` that glues a transport to
+the sans-I/O :class:`~linkserver.protocol.Connection`. The blocking
+:class:`linkserver.Link` is a thin façade over this class; it calls the
+thread-safe entry points at the bottom of this module from its own threads
+and never duplicates the logic.
+
+Theory of operation
+-------------------
+
+* Bytes from the transport go to ``Connection.receive_data``; the events that
+  come out fill two queues -- expression payloads and urgent messages -- kept
+  apart so an abort overtakes queued results. Payloads stay WXF bytes until
+  someone asks for them: decoding happens in the reader's task or thread.
+* Whoever waits for a payload or a message registers a *waiter*: an asyncio
+  future (aio callers) or a ``concurrent.futures.Future`` (blocking callers in
+  other threads, registering directly under ``_lock``: one thread hop saved
+  per get). Delivery hands each payload to the oldest live waiter, or queues
+  it. A waiter that timed out is cancelled and skipped.
+* Bytes the connection queued are written right after each input. Time limits
+  run from one timer per link (``Connection.check_timers``).
+* When the link ends -- closed by us, closed by the peer, broken -- every
+  waiter is woken with the error; payloads that arrived before the end stay
+  readable (nothing lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .. import wxf
+from ..errors import LinkClosed, LinkError, LinkTimeout
+from ..protocol import (
+    CloseCode,
+    CloseReceived,
+    Connection,
+    ConnectionFailed,
+    Event,
+    ExpressionReceived,
+    HandshakeComplete,
+    LinkMode,
+    MessageReceived,
+    Side,
+    State,
+    UrgentMessage,
+)
+from ..protocol.connection import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT
+from ..protocol.framing import DEFAULT_MAX_FRAME_SIZE
+
+__all__ = ["Link", "LinkSettings"]
+
+log = logging.getLogger("linkserver.link")
+
+Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
+
+# A client pings after this long without sending, so a server's idle limit
+# only ever reaps peers that are really gone.
+DEFAULT_KEEPALIVE = 300.0
+
+
+class LinkSettings:
+    """The limits a link is created with (each a Connection argument).
+
+    Args:
+        max_frame_size: largest expression accepted, in encoded bytes.
+        handshake_timeout: seconds for the hello exchange.
+        idle_timeout: seconds of silence before the link is closed.
+        keepalive_interval: seconds of our silence before we ping.
+    """
+
+    __slots__ = ("handshake_timeout", "idle_timeout", "keepalive_interval", "max_frame_size")
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        keepalive_interval: float | None = None,
+    ) -> None:
+        self.max_frame_size = max_frame_size
+        self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self.keepalive_interval = keepalive_interval
+
+
+def _wake(waiter: Waiter, result: Any = None, error: BaseException | None = None) -> bool:
+    """Complete ``waiter`` unless it is already done; return whether it took the value."""
+    if waiter.done():
+        return False
+    try:
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
+    except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
+        return False  # cancelled by its timed-out owner in another thread meanwhile
+    return True
+
+
+class Link(asyncio.Protocol):
+    """One end of a link, for asyncio code.
+
+    Obtain links from :func:`linkserver.aio.connect`, :func:`~linkserver.aio.listen`,
+    :func:`~linkserver.aio.loopback` or a :class:`~linkserver.aio.LinkServer`;
+    do not construct them directly.
+
+    Attributes:
+        name: the link's name, e.g. ``"31415@127.0.0.1"``.
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        name: str = "",
+        mode: LinkMode = LinkMode.LINKSERVER,
+        settings: LinkSettings | None = None,
+        on_open: Callable[[Link], None] | None = None,
+        on_end: Callable[[Link], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._side = side
+        self._mode = mode
+        self._settings = settings or LinkSettings()
+        self._on_open = on_open
+        self._on_end = on_end
+        self._loop = asyncio.get_running_loop()
+        self._conn: Connection | None = None
+        self._transport: asyncio.BaseTransport | None = None
+        self._incoming: deque[bytes] = deque()
+        self._messages: deque[tuple[UrgentMessage | int, int]] = deque()
+        self._recv_waiters: deque[Waiter] = deque()
+        self._msg_waiters: deque[Waiter] = deque()
+        # Guards the queues, the waiter lists and _error together, so a thread
+        # may register a waiter without a hop through the event loop.
+        self._lock = threading.Lock()
+        self._message_handlers: list[Callable[[UrgentMessage | int, int], None]] = []
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._finished: asyncio.Future[None] = self._loop.create_future()
+        self._error: LinkError | None = None  # set once the link ended
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._reflect = False  # loopback: send every expression and message back
+        self.peer = ""
+        self.link_id = b""
+
+    # ---------------------------------------------------------- asyncio glue
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            host = f"[{peer[0]}]" if ":" in str(peer[0]) else peer[0]
+            self.peer = f"{peer[1]}@{host}"
+        else:
+            self.peer = str(peer or "unix")
+        s = self._settings
+        now = self._loop.time()
+        if self._side is Side.SERVER:
+            link_id: bytes | None = uuid.uuid4().bytes
+            keepalive = None
+        else:
+            link_id = None
+            keepalive = s.keepalive_interval
+        self._conn = Connection(
+            self._side,
+            now=now,
+            link_id=link_id,
+            mode=self._mode,
+            max_frame_size=s.max_frame_size,
+            handshake_timeout=s.handshake_timeout,
+            idle_timeout=s.idle_timeout,
+            keepalive_interval=keepalive,
+        )
+        self._flush_out()
+        self._on_timer()
+
+    def data_received(self, data: bytes) -> None:
+        conn = self._conn
+        if conn is None:  # pragma: no cover - asyncio calls connection_made first
+            return
+        conn.receive_data(data)
+        events = conn.events_received()
+        if events:
+            self._handle(events)
+        self._flush_out()
+
+    def eof_received(self) -> bool | None:
+        self._lost()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._finished.done():
+            self._finished.set_result(None)
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_result(None)
+        self._drain_waiters.clear()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_result(None)
+        self._drain_waiters.clear()
+
+    def _lost(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        conn.receive_eof()
+        events = conn.events_received()
+        if events:
+            self._handle(events)
+        self._flush_out()
+
+    def _flush_out(self) -> None:
+        conn = self._conn
+        transport = self._transport
+        if conn is None or transport is None:
+            return
+        data = conn.data_to_send()
+        if data and not transport.is_closing():
+            transport.write(data)  # type: ignore[attr-defined]
+        if conn.should_close:
+            if self._error is None:
+                self._end(conn.error or LinkClosed("the link is closed"))
+            if not transport.is_closing():
+                transport.close()
+
+    def _on_timer(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        self._timer = None
+        deadline = conn.check_timers(self._loop.time())
+        events = conn.events_received()
+        if events:
+            self._handle(events)
+        self._flush_out()
+        if deadline is not None and not conn.should_close:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if type(event) is ExpressionReceived:
+                if self._reflect:
+                    self._send_payload(event.payload)
+                    continue
+                with self._lock:
+                    waiters = self._recv_waiters
+                    while waiters:
+                        if _wake(waiters.popleft(), event.payload):
+                            break
+                    else:
+                        self._incoming.append(event.payload)
+            elif isinstance(event, MessageReceived):
+                self._deliver_message(event.message, event.argument)
+            elif isinstance(event, HandshakeComplete):
+                self.link_id = event.link_id
+                self._mode = event.mode
+                if not self._opened.done():
+                    self._opened.set_result(None)
+                log.debug("= link %s open with %s (mode %s)", self.name, self.peer, event.mode.name)
+                if self._on_open is not None:
+                    self._on_open(self)
+            elif isinstance(event, CloseReceived):
+                assert self._conn is not None and self._conn.error is not None
+                self._end(self._conn.error)
+            elif isinstance(event, ConnectionFailed):
+                self._end(event.error)
+
+    def _deliver_message(self, message: UrgentMessage | int, argument: int) -> None:
+        if self._reflect:
+            self.send_message_nowait(message, argument)
+            return
+        for handler in list(self._message_handlers):
+            try:
+                handler(message, argument)
+            except Exception:  # a user callback: log it, keep the link alive
+                log.exception("! message handler %r failed", handler)
+        with self._lock:
+            waiters = self._msg_waiters
+            while waiters:
+                if _wake(waiters.popleft(), (message, argument)):
+                    return
+            self._messages.append((message, argument))
+
+    def _end(self, error: LinkError) -> None:
+        """Record why the link ended and wake everyone waiting on it."""
+        with self._lock:
+            if self._error is not None:
+                return
+            self._error = error
+            for waiters in (self._recv_waiters, self._msg_waiters):
+                while waiters:
+                    _wake(waiters.popleft(), error=error)
+        log.debug("x link %s ended: %s", self.name, error)
+        if not self._opened.done():
+            self._opened.set_exception(error)
+            self._opened.exception()  # mark retrieved: not everyone awaits it
+        if self._on_end is not None:
+            self._on_end(self)
+
+    # ------------------------------------------------ loop-thread primitives
+
+    def _send_payload(self, payload: bytes) -> None:
+        """Queue one encoded expression and write it (loop thread only).
+
+        Raises:
+            LinkClosed: the link is closing or closed.
+            LocalProtocolError: the link is not open yet.
+            LimitError: the payload exceeds the frame limit.
+        """
+        conn = self._conn
+        if conn is None:
+            raise self._not_open()
+        conn.send_expression(payload)
+        data = conn.data_to_send()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)  # type: ignore[attr-defined]
+
+    def _not_open(self) -> LinkError:
+        if self._error is not None:
+            return self._closed_error()
+        return LinkClosed("the link has no peer yet: wait for it with activate()", code="not-open")
+
+    def _closed_error(self) -> LinkError:
+        error = self._error
+        if error is None:
+            return LinkClosed("the link is closed")
+        # A fresh instance per raise, so tracebacks do not pile up on one object.
+        return type(error)(error.message, code=error.code)
+
+    def send_message_nowait(self, message: int, argument: int = 0) -> None:
+        """Send an urgent message now (loop thread only).
+
+        Raises:
+            LinkClosed: the link is closing or closed.
+        """
+        conn = self._conn
+        if conn is None:
+            raise self._not_open()
+        conn.send_message(message, argument)
+        self._flush_out()
+
+    def register_waiter(self, waiter: Waiter, *, messages: bool = False) -> None:
+        """Give ``waiter`` the next payload (or message), now or when it comes.
+
+        Safe from any thread: the blocking façade registers its
+        ``concurrent.futures.Future`` directly, without a hop through the loop.
+        """
+        with self._lock:
+            queue = self._messages if messages else self._incoming
+            if queue:
+                _wake(waiter, queue.popleft())
+            elif self._error is not None:
+                _wake(waiter, error=self._closed_error())
+            else:
+                (self._msg_waiters if messages else self._recv_waiters).append(waiter)
+
+    def take_nowait(self) -> bytes | None:
+        """Return the next queued payload, or None; safe from any thread."""
+        try:
+            return self._incoming.popleft()
+        except IndexError:
+            return None
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def is_open(self) -> bool:
+        """True while expressions can be sent."""
+        conn = self._conn
+        return conn is not None and conn.state is State.OPEN and self._error is None
+
+    @property
+    def closed(self) -> bool:
+        """True once the link has ended (closed or broken)."""
+        return self._error is not None
+
+    @property
+    def mode(self) -> LinkMode:
+        """The link mode the client asked for (see docs/protocol.md §3.1)."""
+        return self._mode
+
+    @property
+    def error(self) -> LinkError | None:
+        """Why the link ended, or None while it is alive."""
+        return self._error
+
+    async def activate(self, timeout: float | None = None) -> None:
+        """Wait until the link is connected and its handshake done (WSActivate).
+
+        Raises:
+            LinkTimeout: ``timeout`` passed first.
+            LinkError: the link failed before it opened (the reason says why).
+        """
+        if self._opened.done():
+            self._opened.result()
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._opened)
+        except LinkError:
+            raise  # LinkTimeout is a TimeoutError too: keep the link's own reason
+        except TimeoutError:
+            raise LinkTimeout(f"no peer connected to {self.name} within {timeout:g} s") from None
+
+    async def put(self, expr: Any) -> None:
+        """Send one expression (any value :func:`linkserver.wxf.dumps` accepts).
+
+        Raises:
+            LinkClosed: the link is closed.
+            WXFEncodeError: ``expr`` has no Wolfram Language form.
+            LimitError: the encoded expression is above the frame limit.
+        """
+        await self.put_payload(wxf.dumps(expr))
+
+    async def put_payload(self, payload: bytes) -> None:
+        """Send one expression that is already WXF-encoded (no re-encoding).
+
+        Raises:
+            LinkClosed: the link is closed.
+            LimitError: the payload is above the frame limit.
+        """
+        if not self._opened.done():
+            await self.activate()
+        self._send_payload(payload)
+        if self._paused:
+            await self.flush()
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """Receive the next expression, waiting up to ``timeout`` seconds.
+
+        Raises:
+            LinkTimeout: nothing arrived within ``timeout``.
+            LinkClosed: the link was closed and every expression has been read.
+            LinkBroken: the peer or the network broke the link.
+            WXFDecodeError: the peer sent bytes that are not an expression.
+        """
+        return wxf.loads(await self.get_payload(timeout))
+
+    async def get_payload(self, timeout: float | None = None) -> bytes:
+        """Like :meth:`get` but return the expression's WXF bytes undecoded."""
+        if self._incoming:
+            return self._incoming.popleft()
+        if not self._opened.done():
+            await self.activate(timeout)
+        waiter: asyncio.Future[bytes] = self._loop.create_future()
+        self.register_waiter(waiter)
+        payload: bytes = await self._wait(waiter, timeout, "expression")
+        return payload
+
+    async def _wait(self, waiter: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
+        if timeout is None:  # the common case: no timeout context to pay for
+            try:
+                return await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except LinkError:
+            raise
+        except TimeoutError:
+            raise LinkTimeout(f"no {what} arrived on {self.name} within {timeout:g} s") from None
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def ready(self) -> bool:
+        """True if an expression can be read without waiting (WSReady)."""
+        return bool(self._incoming)
+
+    def message_ready(self) -> bool:
+        """True if an urgent message can be read without waiting (WSMessageReady)."""
+        return bool(self._messages)
+
+    async def get_message(self, timeout: float | None = None) -> tuple[UrgentMessage | int, int]:
+        """Receive the next urgent message as ``(message, argument)``.
+
+        Raises:
+            LinkTimeout: nothing arrived within ``timeout``.
+            LinkClosed: the link ended.
+        """
+        if self._messages:
+            return self._messages.popleft()
+        waiter: asyncio.Future[tuple[UrgentMessage | int, int]] = self._loop.create_future()
+        self.register_waiter(waiter, messages=True)
+        result: tuple[UrgentMessage | int, int] = await self._wait(waiter, timeout, "urgent message")
+        return result
+
+    def on_message(self, handler: Callable[[UrgentMessage | int, int], None]) -> None:
+        """Call ``handler(message, argument)`` in the event loop for each urgent message."""
+        self._message_handlers.append(handler)
+
+    async def send_message(self, message: int, argument: int = 0) -> None:
+        """Send an urgent message (WSPutMessage); it overtakes queued expressions.
+
+        Raises:
+            LinkClosed: the link is closed.
+        """
+        if not self._opened.done():
+            await self.activate()
+        self.send_message_nowait(message, argument)
+
+    async def abort(self) -> None:
+        """Ask the peer to abort the current evaluation (WSAbortMessage)."""
+        await self.send_message(UrgentMessage.ABORT)
+
+    async def interrupt(self) -> None:
+        """Ask the peer to interrupt the current evaluation (WSInterruptMessage)."""
+        await self.send_message(UrgentMessage.INTERRUPT)
+
+    async def terminate(self) -> None:
+        """Ask the peer to terminate (WSTerminateMessage)."""
+        await self.send_message(UrgentMessage.TERMINATE)
+
+    async def flush(self) -> None:
+        """Wait until everything put so far has been handed to the network (WSFlush)."""
+        while self._paused and self._transport is not None and not self._transport.is_closing():
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def close_nowait(self, code: CloseCode = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start closing the link (loop thread only); never raises."""
+        conn = self._conn
+        if conn is None:
+            self._end(LinkClosed("the link was closed before it opened"))
+            if self._transport is not None:
+                self._transport.close()
+            return
+        conn.send_close(code, reason, now=self._loop.time())
+        if self._error is None:
+            self._end(LinkClosed("the link was closed by this side"))
+        self._flush_out()
+        if self._timer is None and not conn.should_close:
+            self._on_timer()
+
+    async def aclose(self, code: CloseCode = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close the link politely and wait (bounded) until the peer has seen it.
+
+        Expressions already received stay readable with :meth:`get`.
+        """
+        self.close_nowait(code, reason)
+        if self._transport is not None:
+            await asyncio.shield(self._finished)
+
+    async def __aenter__(self) -> Link:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else ("closed" if self.closed else "opening")
+        return f"<linkserver.aio.Link {self.name!r} {state}>"

@@ -1,0 +1,117 @@
+"""The one background event loop behind the blocking API (docs/design.md §Sync).
+
+The blocking classes (:class:`linkserver.Link`, :class:`linkserver.LinkServer`)
+are thin façades over their asyncio twins in :mod:`linkserver.aio`. Their
+coroutines and callbacks run on a single event loop in a daemon thread,
+started on first use -- anyio's blocking-portal idea. Nothing here knows about
+links; it only moves calls onto the loop and results back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from .errors import LinkError, LinkTimeout
+
+__all__ = ["Portal", "get_portal"]
+
+T = TypeVar("T")
+
+
+class Portal:
+    """An event loop running in its own daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="linkserver-loop", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+    def _check_thread(self) -> None:
+        if threading.current_thread() is self._thread:
+            raise LinkError(
+                "a blocking linkserver call was made from inside its own event loop; "
+                "use linkserver.aio in callbacks that run there",
+                code="wrong-thread",
+            )
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and return its result (or raise its error).
+
+        Raises:
+            LinkError: called from the loop's own thread.
+            LinkTimeout: ``timeout`` passed (the coroutine is cancelled).
+        """
+        try:
+            self._check_thread()
+        except LinkError:
+            coro.close()
+            raise
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return self.wait(future, timeout, "the operation")
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run plain ``fn(*args)`` on the loop thread and return its result."""
+        self._check_thread()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller's thread, never lost
+                future.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        return future.result()
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Schedule ``fn(*args)`` on the loop without waiting (FIFO with other calls)."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    @staticmethod
+    def wait(future: concurrent.futures.Future[T], timeout: float | None, what: str) -> T:
+        """Wait for ``future``; on timeout cancel it unless it finished meanwhile.
+
+        Raises:
+            LinkTimeout: ``timeout`` passed.
+        """
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if future.cancel():
+                raise LinkTimeout(f"{what} did not finish within {timeout:g} s") from None
+            return future.result()
+
+    def stop(self) -> None:
+        """Stop the loop (at interpreter exit)."""
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+
+
+_portal: Portal | None = None
+_portal_lock = threading.Lock()
+
+
+def get_portal() -> Portal:
+    """Return the process's portal, starting it on first use."""
+    global _portal
+    if _portal is None:
+        with _portal_lock:
+            if _portal is None:
+                _portal = Portal()
+                atexit.register(_portal.stop)
+    return _portal

@@ -1,0 +1,303 @@
+"""WSTP packets as frozen dataclasses (docs/protocol.md §8).
+
+A packet is an ordinary expression whose head is one of WSTP's packet heads
+(``EvaluatePacket[1+1]``); it travels in an EXPRESSION frame like any other
+expression, so a Wolfram Language client can ``BinaryDeserialize`` it as is.
+This module names the heads, gives each its WSTP number (``wstp.h``), and
+converts between packet objects and wolframclient expressions. What a kernel
+answers to each packet is the kernel's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import astuple, dataclass, fields
+from typing import Any, ClassVar
+
+from wolframclient.language.expression import WLFunction, WLSymbol
+
+__all__ = [
+    "BeginDialogPacket",
+    "CallPacket",
+    "DisplayEndPacket",
+    "DisplayPacket",
+    "EndDialogPacket",
+    "EnterExpressionPacket",
+    "EnterTextPacket",
+    "EvaluatePacket",
+    "InputNamePacket",
+    "InputPacket",
+    "InputStringPacket",
+    "MenuPacket",
+    "MessagePacket",
+    "OutputNamePacket",
+    "Packet",
+    "PacketType",
+    "ResumePacket",
+    "ReturnExpressionPacket",
+    "ReturnPacket",
+    "ReturnTextPacket",
+    "SuspendPacket",
+    "SyntaxPacket",
+    "TextPacket",
+    "packet_from_expr",
+    "packet_type",
+]
+
+
+class PacketType(enum.IntEnum):
+    """WSTP's packet numbers (``wstp.h``: ``ILLEGALPKT`` ... ``INPUTSTRPKT``)."""
+
+    ILLEGAL = 0
+    INPUT = 1
+    TEXT = 2
+    RETURN = 3
+    RETURN_TEXT = 4
+    MESSAGE = 5
+    MENU = 6
+    CALL = 7
+    INPUT_NAME = 8
+    OUTPUT_NAME = 9
+    SYNTAX = 10
+    DISPLAY = 11
+    DISPLAY_END = 12
+    EVALUATE = 13
+    ENTER_TEXT = 14
+    ENTER_EXPRESSION = 15
+    RETURN_EXPRESSION = 16
+    SUSPEND = 17
+    RESUME = 18
+    BEGIN_DIALOG = 19
+    END_DIALOG = 20
+    INPUT_STRING = 21
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """Base of every packet; subclasses name their head and number."""
+
+    head: ClassVar[str] = ""
+    number: ClassVar[PacketType] = PacketType.ILLEGAL
+
+    def to_expr(self) -> Any:
+        """Return the packet as a wolframclient expression, e.g. ``EvaluatePacket[x]``."""
+        return WLFunction(WLSymbol(self.head), *astuple(self))
+
+
+@dataclass(frozen=True, slots=True)
+class InputPacket(Packet):
+    """The kernel asks for a line of input (``Input[prompt]``)."""
+
+    head = "InputPacket"
+    number = PacketType.INPUT
+    prompt: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TextPacket(Packet):
+    """Printed output or the text of a message."""
+
+    head = "TextPacket"
+    number = PacketType.TEXT
+    text: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPacket(Packet):
+    """The result of an ``EvaluatePacket``."""
+
+    head = "ReturnPacket"
+    number = PacketType.RETURN
+    expr: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnTextPacket(Packet):
+    """The formatted result of an ``EnterTextPacket``."""
+
+    head = "ReturnTextPacket"
+    number = PacketType.RETURN_TEXT
+    text: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePacket(Packet):
+    """A message was issued: ``MessagePacket[symbol, tag]``; a TextPacket follows."""
+
+    head = "MessagePacket"
+    number = PacketType.MESSAGE
+    symbol: Any = None
+    tag: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class MenuPacket(Packet):
+    """An interrupt menu: ``MenuPacket[code, prompt]``."""
+
+    head = "MenuPacket"
+    number = PacketType.MENU
+    code: Any = 0
+    prompt: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallPacket(Packet):
+    """A call to an installed function: ``CallPacket[index, args]``."""
+
+    head = "CallPacket"
+    number = PacketType.CALL
+    index: Any = 0
+    args: Any = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InputNamePacket(Packet):
+    """The next input prompt, e.g. ``"In[2]:= "``."""
+
+    head = "InputNamePacket"
+    number = PacketType.INPUT_NAME
+    name: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputNamePacket(Packet):
+    """The output label, e.g. ``"Out[1]= "``."""
+
+    head = "OutputNamePacket"
+    number = PacketType.OUTPUT_NAME
+    name: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyntaxPacket(Packet):
+    """The position of a syntax error in an ``EnterTextPacket``."""
+
+    head = "SyntaxPacket"
+    number = PacketType.SYNTAX
+    position: Any = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayPacket(Packet):
+    """Part of graphical output."""
+
+    head = "DisplayPacket"
+    number = PacketType.DISPLAY
+    data: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayEndPacket(Packet):
+    """The last part of graphical output."""
+
+    head = "DisplayEndPacket"
+    number = PacketType.DISPLAY_END
+    data: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatePacket(Packet):
+    """Evaluate ``expr``; the answer is a ``ReturnPacket``."""
+
+    head = "EvaluatePacket"
+    number = PacketType.EVALUATE
+    expr: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnterTextPacket(Packet):
+    """Evaluate input text as a notebook would (``In``/``Out`` numbering)."""
+
+    head = "EnterTextPacket"
+    number = PacketType.ENTER_TEXT
+    text: Any = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EnterExpressionPacket(Packet):
+    """Evaluate ``expr`` with ``In``/``Out`` numbering; answer ``ReturnExpressionPacket``."""
+
+    head = "EnterExpressionPacket"
+    number = PacketType.ENTER_EXPRESSION
+    expr: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnExpressionPacket(Packet):
+    """The result of an ``EnterExpressionPacket``."""
+
+    head = "ReturnExpressionPacket"
+    number = PacketType.RETURN_EXPRESSION
+    expr: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SuspendPacket(Packet):
+    """The kernel suspends output to this link."""
+
+    head = "SuspendPacket"
+    number = PacketType.SUSPEND
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePacket(Packet):
+    """The kernel resumes output to this link."""
+
+    head = "ResumePacket"
+    number = PacketType.RESUME
+
+
+@dataclass(frozen=True, slots=True)
+class BeginDialogPacket(Packet):
+    """A dialog subsession starts at ``level``."""
+
+    head = "BeginDialogPacket"
+    number = PacketType.BEGIN_DIALOG
+    level: Any = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EndDialogPacket(Packet):
+    """A dialog subsession at ``level`` ends."""
+
+    head = "EndDialogPacket"
+    number = PacketType.END_DIALOG
+    level: Any = 1
+
+
+@dataclass(frozen=True, slots=True)
+class InputStringPacket(Packet):
+    """The kernel asks for a string (``InputString[prompt]``)."""
+
+    head = "InputStringPacket"
+    number = PacketType.INPUT_STRING
+    prompt: Any = ""
+
+
+_BY_HEAD: dict[str, type[Packet]] = {
+    cls.head: cls for cls in Packet.__subclasses__()
+}
+
+
+def _head_name(expr: Any) -> str | None:
+    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
+        name: str = expr.head.name
+        return name.rpartition("`")[2]
+    return None
+
+
+def packet_type(expr: Any) -> PacketType:
+    """Return the WSTP packet number of ``expr`` (``ILLEGAL`` if it is no packet), like ``WSNextPacket``."""
+    cls = _BY_HEAD.get(_head_name(expr) or "")
+    return cls.number if cls is not None else PacketType.ILLEGAL
+
+
+def packet_from_expr(expr: Any) -> Packet | None:
+    """Return the packet object for ``expr``, or None if its head is no packet head or its arity is wrong."""
+    cls = _BY_HEAD.get(_head_name(expr) or "")
+    if cls is None:
+        return None
+    args = expr.args
+    if len(args) != len(fields(cls)):
+        return None
+    return cls(*args)

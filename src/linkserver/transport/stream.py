@@ -1,0 +1,130 @@
+"""Open and listen on named addresses (TCP and Unix sockets) with clear errors.
+
+The only place sockets are opened. Everything here is asyncio's own machinery
+(``create_connection``, ``create_server`` and their Unix twins); what it adds
+is the translation of ``OSError`` into one-sentence
+:class:`~linkserver.errors.ConnectFailed` messages that say what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import stat
+from collections.abc import Callable
+
+from ..errors import ConnectFailed, LinkError, LinkNameError
+from ..names import LinkName
+
+__all__ = ["listen_on", "open_to"]
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is a linkserver running there? start one with 'linkserver serve')"
+    if isinstance(exc, socket.gaierror):
+        return f"the host name could not be resolved ({exc.strerror})"
+    if isinstance(exc, FileNotFoundError):
+        return "no such socket file (is the server running?)"
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is already in use (choose another port, or port 0 for any free one)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such interface address"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied (ports below 1024 need privileges)"
+    return exc.strerror or str(exc)
+
+
+async def open_to(
+    name: LinkName, factory: ProtocolFactory, *, timeout: float | None
+) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+    """Connect a new protocol from ``factory`` to ``name``.
+
+    Raises:
+        ConnectFailed: no connection could be made, or ``timeout`` passed.
+        LinkNameError: ``name`` is a service name (resolve it first).
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            if name.kind == "tcp":
+                return await loop.create_connection(factory, name.host, name.port)
+            if name.kind == "unix":
+                return await loop.create_unix_connection(factory, name.path)
+    except TimeoutError:
+        raise ConnectFailed(f"could not connect to {name} within {timeout:g} s") from None
+    except OSError as exc:
+        raise ConnectFailed(f"could not connect to {name}: {_why(exc)}") from exc
+    raise LinkNameError(
+        f"{name} is a service name; service discovery is not available in this version"
+    )
+
+
+async def listen_on(
+    name: LinkName, factory: ProtocolFactory, *, backlog: int = 1024
+) -> asyncio.Server:
+    """Listen on ``name`` (an empty TCP host means every interface).
+
+    A stale Unix socket file left by a dead server is replaced; a live one is not.
+
+    Raises:
+        LinkError: the address cannot be listened on (in use, no such interface...).
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        if name.kind == "tcp" and not name.host:
+            return await loop.create_server(
+                factory, sock=_every_interface_socket(name.port), backlog=backlog
+            )
+        if name.kind == "tcp":
+            return await loop.create_server(
+                factory, name.host, name.port, backlog=backlog, reuse_address=True
+            )
+        if name.kind == "unix":
+            _remove_stale_socket(name.path)
+            return await loop.create_unix_server(factory, name.path, backlog=backlog)
+    except OSError as exc:
+        raise LinkError(f"cannot listen on {name}: {_why(exc)}", code="listen-failed") from exc
+    raise LinkNameError(f"cannot listen on {name}: give PORT@INTERFACE or unix:/path")
+
+
+def _every_interface_socket(port: int) -> socket.socket:
+    """One socket for every interface, so port 0 names a single port.
+
+    asyncio would open one socket per address family, each with its own
+    random port when 0 is asked for; a dual-stack IPv6 socket avoids that.
+    """
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        address: tuple[str, int] = ("0.0.0.0", port)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        address = ("::", port)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return
+    except OSError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody answers: a leftover of a dead server
+    finally:
+        probe.close()

@@ -1,0 +1,30 @@
+"""Shared fixtures: servers on 127.0.0.1:0 and in-memory link pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import linkserver
+
+
+@pytest.fixture
+def server() -> Iterator[linkserver.LinkServer]:
+    """A blocking LinkServer on 127.0.0.1 with a free port."""
+    srv = linkserver.LinkServer(port=0, interface="127.0.0.1")
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[linkserver.Link, linkserver.Link]]:
+    """Two links joined in this process."""
+    a, b = linkserver.link_pair()
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()

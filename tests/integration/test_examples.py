@@ -1,0 +1,96 @@
+"""The programs in examples/ and the command line, run as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from wolframclient.language import wl
+
+import linkserver
+from tests.timeouts import TIMEOUT
+
+ROOT = Path(__file__).parents[2]
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True, env=env,
+    )
+
+
+def wait_for_name(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"(\d+@[\w.:\[\]]+)", line)
+    assert match, f"no address in {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+    return match.group(1)
+
+
+def test_hello_server_example() -> None:
+    proc = start("examples/hello_server.py", "0")
+    try:
+        name = wait_for_name(proc)
+        with linkserver.connect(name, timeout=TIMEOUT) as link:
+            assert link.get(TIMEOUT) == wl.Print("Hello client program.")
+            assert proc.wait(TIMEOUT) == 0
+        out, _ = proc.communicate(timeout=TIMEOUT)
+        assert "done" in out
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_hello_client_example_against_hello_server() -> None:
+    server = start("examples/hello_server.py", "0")
+    try:
+        name = wait_for_name(server)
+        client = subprocess.run(
+            [sys.executable, "examples/hello_client.py", name], cwd=ROOT, capture_output=True,
+            text=True, timeout=TIMEOUT * 3, stdin=subprocess.DEVNULL,
+        )
+        assert client.returncode == 0, client.stderr
+        assert client.stdout.strip() == "Print['Hello client program.']"
+        assert server.wait(TIMEOUT) == 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_cli_serve_greets_echoes_and_stops_on_sigterm() -> None:
+    proc = start("-m", "linkserver", "serve", "--port", "0")
+    try:
+        name = wait_for_name(proc)
+        with linkserver.connect(name, timeout=TIMEOUT) as link:
+            assert link.get(TIMEOUT) == wl.Print("Hello client program.")
+            link.put([1, "two"])
+            assert link.get(TIMEOUT) == (1, "two")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_cli_reports_address_in_use_in_one_sentence() -> None:
+    with linkserver.LinkServer() as server:
+        proc = start("-m", "linkserver", "serve", "--port", str(server.port))
+        out, err = proc.communicate(timeout=TIMEOUT * 3)
+        assert proc.returncode == 3
+        assert "already in use" in err
+        assert "Traceback" not in err
+
+
+def test_cli_help_and_version() -> None:
+    for args, expected in ((["--version"], "linkserver"), (["serve", "--help"], "--port")):
+        result = subprocess.run(
+            [sys.executable, "-m", "linkserver", *args], cwd=ROOT, capture_output=True,
+            text=True, timeout=TIMEOUT * 3,
+        )
+        assert result.returncode == 0 and expected in result.stdout
