@@ -1,7 +1,8 @@
 """Servers the benchmarks talk to, each in its own process.
 
     python bench/peers.py raw     # asyncio length-prefixed echo (the raw peer)
-    python bench/peers.py link    # linkserver LinkServer echoing every expression
+    python bench/peers.py link    # LinkServer echoing from the receive callback
+    python bench/peers.py link-task  # LinkServer echoing with a get/put task per link
     python bench/peers.py idle    # linkserver LinkServer that keeps links idle
 
 Each prints its port on the first line and serves until terminated.
@@ -38,12 +39,18 @@ class RawEcho(asyncio.Protocol):
         del buf[:pos]
 
 
-async def echo(link: linkserver.aio.Link) -> None:
+async def echo_task(link: linkserver.aio.Link) -> None:
+    """Echo with a task per link: get, then put (what simple handlers do)."""
     try:
         while True:
             await link.put_payload(await link.get_payload())
     except linkserver.LinkError:
         pass
+
+
+def echo_receiver(link: linkserver.aio.Link) -> None:
+    """Echo from the receive callback: no task switch, as the raw peer."""
+    link.set_receiver(link.put_payload_nowait)
 
 
 async def main(kind: str) -> None:
@@ -55,7 +62,9 @@ async def main(kind: str) -> None:
         link_server = linkserver.aio.LinkServer(0, "127.0.0.1")
         await link_server.start()
         if kind == "link":
-            link_server.on_link(echo)
+            link_server.on_link(echo_receiver)
+        elif kind == "link-task":
+            link_server.on_link(echo_task)
         port = link_server.port
     print(port, flush=True)
     await asyncio.Event().wait()

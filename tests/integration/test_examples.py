@@ -7,6 +7,8 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from wolframclient.language import wl
@@ -17,12 +19,19 @@ from tests.timeouts import TIMEOUT
 ROOT = Path(__file__).parents[2]
 
 
-def start(*args: str) -> subprocess.Popen[str]:
+@contextmanager
+def start(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """Run ``python ARGS`` from the project root; kill it and close its pipes at the end."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL, text=True, env=env,
-    )
+    ) as proc:
+        try:
+            yield proc
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for_name(proc: subprocess.Popen[str]) -> str:
@@ -34,22 +43,17 @@ def wait_for_name(proc: subprocess.Popen[str]) -> str:
 
 
 def test_hello_server_example() -> None:
-    proc = start("examples/hello_server.py", "0")
-    try:
+    with start("examples/hello_server.py", "0") as proc:
         name = wait_for_name(proc)
         with linkserver.connect(name, timeout=TIMEOUT) as link:
             assert link.get(TIMEOUT) == wl.Print("Hello client program.")
             assert proc.wait(TIMEOUT) == 0
         out, _ = proc.communicate(timeout=TIMEOUT)
         assert "done" in out
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_hello_client_example_against_hello_server() -> None:
-    server = start("examples/hello_server.py", "0")
-    try:
+    with start("examples/hello_server.py", "0") as server:
         name = wait_for_name(server)
         client = subprocess.run(
             [sys.executable, "examples/hello_client.py", name], cwd=ROOT, capture_output=True,
@@ -58,14 +62,10 @@ def test_hello_client_example_against_hello_server() -> None:
         assert client.returncode == 0, client.stderr
         assert client.stdout.strip() == "Print['Hello client program.']"
         assert server.wait(TIMEOUT) == 0
-    finally:
-        server.kill()
-        server.wait()
 
 
 def test_cli_serve_greets_echoes_and_stops_on_sigterm() -> None:
-    proc = start("-m", "linkserver", "serve", "--port", "0")
-    try:
+    with start("-m", "linkserver", "serve", "--port", "0") as proc:
         name = wait_for_name(proc)
         with linkserver.connect(name, timeout=TIMEOUT) as link:
             assert link.get(TIMEOUT) == wl.Print("Hello client program.")
@@ -73,15 +73,13 @@ def test_cli_serve_greets_echoes_and_stops_on_sigterm() -> None:
             assert link.get(TIMEOUT) == (1, "two")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(TIMEOUT) == 0
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_cli_reports_address_in_use_in_one_sentence() -> None:
-    with linkserver.LinkServer() as server:
-        proc = start("-m", "linkserver", "serve", "--port", str(server.port))
-        out, err = proc.communicate(timeout=TIMEOUT * 3)
+    with linkserver.LinkServer() as server, start(
+        "-m", "linkserver", "serve", "--port", str(server.port)
+    ) as proc:
+        _out, err = proc.communicate(timeout=TIMEOUT * 3)
         assert proc.returncode == 3
         assert "already in use" in err
         assert "Traceback" not in err

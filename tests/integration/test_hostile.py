@@ -126,7 +126,7 @@ def test_garbage_after_valid_hello_is_a_protocol_error(server: linkserver.LinkSe
 
 def test_invalid_wxf_payload_is_reported_to_the_reader_only() -> None:
     a, b = linkserver.link_pair()
-    a._portal.call_soon(a.aio._send_payload, b"not wxf at all")
+    a._portal.call_soon(a.aio.put_payload_nowait, b"not wxf at all")
     with pytest.raises(linkserver.WXFDecodeError):
         b.get(TIMEOUT)
     a.put("next")
@@ -153,7 +153,7 @@ def test_slowloris_is_cut_off_by_the_handshake_limit(server: linkserver.LinkServ
 
 
 def test_connect_and_reset(server: linkserver.LinkServer) -> None:
-    before = server.statistics().rejected
+    before = server.statistics()
     for payload in (b"", MAGIC[:4], ClientHello().encode()):
         for _ in range(10):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
@@ -162,7 +162,11 @@ def test_connect_and_reset(server: linkserver.LinkServer) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()  # RST, not FIN
     assert wait_until(lambda: server.statistics().handshaking == 0)
-    assert server.statistics().rejected >= before + 20
+    after = server.statistics()
+    assert after.connections == before.connections + 30
+    # A reset before the hello completes is a rejection; after it, a link that ended.
+    assert after.rejected >= before.rejected + 20
+    assert after.rejected + after.links_opened == before.rejected + before.links_opened + 30
     assert_still_serves(server)
 
 

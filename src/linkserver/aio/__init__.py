@@ -143,6 +143,7 @@ async def loopback(*, settings: LinkSettings | None = None) -> Link:
     """
     a, b = await link_pair(settings=settings)
     b._reflect = True
+    b.set_receiver(b.put_payload_nowait)
     a.name = b.name = "loopback"
     return a
 

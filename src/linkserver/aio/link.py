@@ -151,7 +151,8 @@ class Link(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._reflect = False  # loopback: send every expression and message back
+        self._reflect = False  # loopback: send every urgent message back
+        self._receiver: Callable[[bytes], None] | None = None
         self.peer = ""
         self.link_id = b""
 
@@ -262,8 +263,9 @@ class Link(asyncio.Protocol):
     def _handle(self, events: list[Event]) -> None:
         for event in events:
             if type(event) is ExpressionReceived:
-                if self._reflect:
-                    self._send_payload(event.payload)
+                receiver = self._receiver
+                if receiver is not None:
+                    self._call_receiver(receiver, event.payload)
                     continue
                 with self._lock:
                     waiters = self._recv_waiters
@@ -287,6 +289,15 @@ class Link(asyncio.Protocol):
                 self._end(self._conn.error)
             elif isinstance(event, ConnectionFailed):
                 self._end(event.error)
+
+    def _call_receiver(self, receiver: Callable[[bytes], None], payload: bytes) -> None:
+        try:
+            receiver(payload)
+        except LinkError as exc:  # e.g. it answered on a link that is closing
+            log.debug("! receiver of link %s: %s", self.name, exc)
+        except Exception:  # a user callback: log it, end this link only
+            log.exception("! receiver of link %s failed", self.name)
+            self.close_nowait(CloseCode.INTERNAL_ERROR, "the receiving handler failed")
 
     def _deliver_message(self, message: UrgentMessage | int, argument: int) -> None:
         if self._reflect:
@@ -322,8 +333,22 @@ class Link(asyncio.Protocol):
 
     # ------------------------------------------------ loop-thread primitives
 
-    def _send_payload(self, payload: bytes) -> None:
-        """Queue one encoded expression and write it (loop thread only).
+    def set_receiver(self, receiver: Callable[[bytes], None] | None) -> None:
+        """Hand every expression that arrives to ``receiver(payload)`` instead of queueing it.
+
+        The receiver runs in the event loop as each expression arrives, with
+        its WXF bytes undecoded -- the cheapest way to forward or answer
+        expressions (no task switch per expression). Expressions already
+        queued are handed over at once, in order. ``None`` goes back to
+        queueing for :meth:`get`. Loop thread only.
+        """
+        self._receiver = receiver
+        if receiver is not None:
+            while self._incoming:
+                self._call_receiver(receiver, self._incoming.popleft())
+
+    def put_payload_nowait(self, payload: bytes) -> None:
+        """Send one already encoded expression at once (loop thread only).
 
         Raises:
             LinkClosed: the link is closing or closed.
@@ -445,7 +470,7 @@ class Link(asyncio.Protocol):
         """
         if not self._opened.done():
             await self.activate()
-        self._send_payload(payload)
+        self.put_payload_nowait(payload)
         if self._paused:
             await self.flush()
 
@@ -468,6 +493,12 @@ class Link(asyncio.Protocol):
             await self.activate(timeout)
         waiter: asyncio.Future[bytes] = self._loop.create_future()
         self.register_waiter(waiter)
+        if timeout is None:  # the hot path, without a second coroutine frame
+            try:
+                return await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
         payload: bytes = await self._wait(waiter, timeout, "expression")
         return payload
 

@@ -242,6 +242,8 @@ class Connection:
 
     def data_to_send(self) -> bytes:
         """Return (and forget) every byte queued for the peer, urgent ones first."""
+        if not self._out and not self._urgent:
+            return b""
         if self._urgent:
             chunks = self._urgent + self._out
             self._urgent = []
@@ -268,6 +270,9 @@ class Connection:
     # -------------------------------------------------------------- local sends
 
     def _check_send(self, what: _In) -> None:
+        if self.state is State.OPEN and what is not _In.SEND_CLOSE:
+            self._sent_flag = True  # the hot path: OPEN stays OPEN for these sends
+            return
         new = _TRANSITIONS.get((self.state, what))
         if new is None:
             if self.state is State.HELLO:

@@ -49,7 +49,7 @@ class FrameKind(enum.IntEnum):
     PONG = 0x05  #: answer to PING
 
 
-_KINDS = frozenset(int(k) for k in FrameKind)
+_KINDS = {int(k): k for k in FrameKind}  # a dict lookup is cheaper than FrameKind(n)
 
 
 def encode_frame(kind: FrameKind, payload: bytes) -> bytes:
@@ -75,13 +75,23 @@ class FrameParser:
     __slots__ = ("_buf", "_pos", "max_frame_size")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
-        self._buf = bytearray()
+        # bytes while it holds one received chunk (the common case: frames are
+        # sliced out of it with a single copy), a bytearray once a partial
+        # frame has to be extended.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self.max_frame_size = max_frame_size
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes."""
-        self._buf += data
+        if self._pos >= len(self._buf):
+            self._buf = bytes(data)
+            self._pos = 0
+        elif isinstance(self._buf, bytes):
+            self._buf = bytearray(self._buf[self._pos :]) + data
+            self._pos = 0
+        else:
+            self._buf += data
 
     @property
     def buffered(self) -> int:
@@ -101,10 +111,11 @@ class FrameParser:
         if end - pos < 5:
             self._compact()
             return None
-        kind, length = HEADER.unpack_from(buf, pos)
-        if kind not in _KINDS:
+        code, length = HEADER.unpack_from(buf, pos)
+        kind = _KINDS.get(code)
+        if kind is None:
             raise RemoteProtocolError(
-                f"the peer sent a frame of unknown kind 0x{kind:02x}; "
+                f"the peer sent a frame of unknown kind 0x{code:02x}; "
                 "it does not follow docs/protocol.md §4",
                 code="bad-frame",
             )
@@ -119,13 +130,16 @@ class FrameParser:
         if stop > end:
             self._compact()
             return None
-        payload = bytes(buf[start:stop])
+        payload = buf[start:stop]
         self._pos = stop
-        return FrameKind(kind), payload
+        return kind, payload if type(payload) is bytes else bytes(payload)
 
     def _compact(self) -> None:
         # Drop what has been consumed once we have to wait for more bytes, so
         # the buffer never holds more than one partial frame plus what arrived.
         if self._pos:
-            del self._buf[: self._pos]
+            if isinstance(self._buf, bytes):
+                self._buf = bytearray(self._buf[self._pos :])
+            else:
+                del self._buf[: self._pos]
             self._pos = 0
