@@ -11,7 +11,7 @@ answers to each packet is the kernel's business, not this module's.
 from __future__ import annotations
 
 import enum
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from wolframclient.language.expression import WLFunction, WLSymbol
@@ -81,7 +81,8 @@ class Packet:
 
     def to_expr(self) -> Any:
         """Return the packet as a wolframclient expression, e.g. ``EvaluatePacket[x]``."""
-        return WLFunction(WLSymbol(self.head), *astuple(self))
+        # Not dataclasses.astuple: it deep-copies, and a ReturnPacket may hold megabytes.
+        return WLFunction(WLSymbol(self.head), *(getattr(self, f.name) for f in fields(self)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1247 @@
+"""The Mathics3 kernel process: one Mathics3 session serving packets over a link.
+
+A kernel is its own OS process (docs/protocol.md §8, DESIGN.md "Kernels"). It
+connects to the server's kernel link, announces itself with
+``KernelReady[<|"id" -> ..., "pid" -> ..., "backend" -> "mathics",
+"version" -> ...|>]``, then answers one request packet at a time until it is
+told to stop::
+
+    python -m linkserver.kernel.mathics --connect 31416@127.0.0.1 --kernel-id k1
+
+What each packet gets back is specified in docs/protocol.md §8 (the table is
+also below, in :class:`MathicsKernel`). Expressions are converted straight
+to Mathics3 objects and back (:mod:`.mathics_exprs`); results that travel as
+expressions are never formatted, since formatting costs more than the
+evaluation of small inputs (NOTES.md: 1.3 ms against 85 µs).
+
+Start-up is split for the zygote (:mod:`.zygote`): :func:`prepare` does the
+slow part (Mathics3's builtins and the session: 3.5 s and 180 MB here, after
+0.7 s of imports) and starts no thread, so a prepared process can fork;
+:func:`serve` connects and runs the loop in the child. Processes, restarts
+and limits (rlimit, kill) are the business of whoever starts kernels.
+
+Theory of operation
+-------------------
+Three threads meet here. The *main thread* reads requests and evaluates
+them. The *link's event-loop thread* (:mod:`linkserver.portal`) receives
+frames and calls :meth:`MathicsKernel._on_message` for urgent messages. A
+*watchdog thread* fires the per-evaluation time limit and escalates stops
+that were not obeyed.
+
+Requests are numbered (``_serial``) at the moment a payload is taken off the
+link, under ``_lock``: by the main thread if the payload is already queued,
+else in the loop thread, where the main thread's waiting future is
+registered (one ``call_soon``, about 20-35 µs, mostly spent while idle) and
+delivered to; its done-callback numbers the request before the loop reads
+the next frame. The loop thread therefore always knows whether a request is
+in hand (``_busy``) and which one, and an ABORT is aimed precisely:
+
+- at the request in hand, if there is one;
+- else at the next request, if one has already arrived and waits in the
+  link's queue (the abort overtook the kernel, not the request);
+- else nowhere: the kernel is idle, the answer it aimed at has already gone,
+  and aborting a later request would be wrong. (To abort a request you have
+  just put, flush the link before sending ABORT: urgent messages overtake
+  unsent expressions, docs/protocol.md §5.)
+
+Stopping an evaluation is Mathics3's own cooperative mechanism first: the
+flag ``Evaluation.stopped``, which every ``Expression.evaluate`` checks and
+answers with ``TimeoutInterrupt``; the evaluation unwinds and the request is
+answered with ``$Aborted`` (also when Mathics3's pattern matcher swallowed
+the interrupt and the evaluation came back "normally"). Code that does not
+come back to the evaluator (a long sympy computation, ``Pause``) is then
+interrupted the way Mathics3's own Ctrl-C handler does it: after
+:data:`ABORT_GRACE` seconds the watchdog sends SIGUSR1 to the main thread,
+whose handler raises an exception there if -- checked in the main thread
+itself, so without a race -- that request's evaluation is still running.
+Code stuck inside one C call cannot be interrupted by any of this; the
+process manager's kill is the last resort.
+
+The kernel ends on TERMINATE (after answering the request in hand with
+``$Aborted``), when the link closes or breaks (a future waiting on the
+link's urgent messages is woken with the error; a running evaluation is
+stopped, since nobody could read its answer) and on ``Quit[]``.
+
+Every request gets exactly one answer (DESIGN.md "What nothing lost means"):
+evaluation interrupts are caught and answered as Mathics3's top level answers
+them, and anything else that goes wrong -- bad bytes, an unknown packet, an
+exception inside Mathics3 -- is answered with
+``linkserver`KernelError[code, message]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import enum
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+import mathics
+from mathics.core.atoms import Integer, String
+from mathics.core.attributes import A_PROTECTED
+from mathics.core.builtin import Builtin
+from mathics.core.evaluation import Output
+from mathics.core.expression import Expression
+from mathics.core.interrupt import (
+    AbortInterrupt,
+    BreakInterrupt,
+    ContinueInterrupt,
+    EvaluationInterrupt,
+    ReturnInterrupt,
+    TimeoutInterrupt,
+    WLThrowInterrupt,
+)
+from mathics.core.load_builtin import import_and_load_builtins, mathics3_builtins_modules
+from mathics.core.parser import MathicsMultiLineFeeder
+from mathics.core.parser import util as parser_util
+from mathics.core.rules import Rule
+from mathics.core.symbols import Symbol, SymbolNull
+from mathics.core.systemsymbols import (
+    SymbolAborted,
+    SymbolHold,
+    SymbolIn,
+    SymbolOut,
+    SymbolOverflow,
+    SymbolThrow,
+)
+from mathics.session import MathicsSession
+from wolframclient.language.expression import WLFunction, WLSymbol
+
+from .. import wxf
+from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
+from ..link import Link, connect
+from ..portal import Portal, get_portal
+from ..protocol import LinkMode, UrgentMessage
+from ..protocol.packets import (
+    EnterExpressionPacket,
+    EnterTextPacket,
+    EvaluatePacket,
+    InputNamePacket,
+    InputPacket,
+    InputStringPacket,
+    MessagePacket,
+    OutputNamePacket,
+    Packet,
+    ReturnExpressionPacket,
+    ReturnPacket,
+    ReturnTextPacket,
+    SyntaxPacket,
+    TextPacket,
+    packet_from_expr,
+)
+from .mathics_exprs import ConversionError, from_mathics, to_mathics
+
+__all__ = [
+    "ABORT_GRACE",
+    "KERNEL_ERROR",
+    "MathicsKernel",
+    "kernel_error",
+    "main",
+    "prepare",
+    "serve",
+]
+
+log = logging.getLogger("linkserver.kernel")
+
+#: The head of the answer to a request the kernel could not serve:
+#: ``linkserver`KernelError["code", "message"]``.
+KERNEL_ERROR = "linkserver`KernelError"
+
+#: Seconds between asking an evaluation to stop (Mathics3's cooperative flag)
+#: and interrupting it by signal. Every Mathics3 evaluation step checks the
+#: flag, so only code outside the evaluator (sympy, Pause) waits this long.
+ABORT_GRACE = 0.5
+
+#: Default seconds to connect to the server.
+CONNECT_TIMEOUT = 30.0
+
+# Exit codes of the process.
+EXIT_OK = 0  # TERMINATE, the link closed, Quit[] / Exit[]
+EXIT_CONNECT_FAILED = 3  # could not reach the server (as cli.EXIT_STARTUP_FAILED)
+
+T = TypeVar("T")
+
+SymbolPre = Symbol("System`$Pre")
+SymbolPost = Symbol("System`$Post")
+SymbolPrePrint = Symbol("System`$PrePrint")
+SymbolEndOfFile = Symbol("System`EndOfFile")
+SymbolKernelError = Symbol(KERNEL_ERROR)
+
+# Field names of each packet class, in order (see MathicsKernel._put).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+class _Stop(enum.Enum):
+    """Why the request in hand must stop."""
+
+    ABORT = "abort"  # an ABORT (or INTERRUPT) message, or SIGINT
+    TIMEOUT = "timeout"  # the --eval-timeout limit
+    TERMINATE = "terminate"  # a TERMINATE message: answer, then exit
+
+
+class _Alarm(NamedTuple):
+    serial: int  # the request it is for
+    when: float  # time.monotonic() deadline
+    kind: str  # "timeout" or "escalate"
+
+
+class _HardStop(BaseException):
+    """Raised by the SIGUSR1/SIGINT handler inside a stuck evaluation.
+
+    A BaseException, so that Mathics3 code that catches ``Exception`` does
+    not swallow it.
+    """
+
+
+class _LinkGone(BaseException):
+    """The link ended, TERMINATE was asked or Quit[] evaluated: unwind and exit.
+
+    A BaseException for the same reason as :class:`_HardStop`.
+    """
+
+    def __init__(self, code: int = EXIT_OK) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def kernel_error(code: str, message: str) -> Any:
+    """Return the answer expression ``linkserver`KernelError[code, message]``."""
+    return WLFunction(WLSymbol(KERNEL_ERROR), code, message)
+
+
+# ------------------------------------------------------------ entry points
+
+_prepared: MathicsKernel | None = None
+
+
+def prepare() -> MathicsKernel:
+    """Load Mathics3's builtins and create the session, once per process.
+
+    Slow (seconds) and thread-free, so that a zygote can call it and fork
+    children that only call :func:`serve`.
+
+    Returns:
+        The process's kernel, ready to serve.
+    """
+    global _prepared
+    if _prepared is None:
+        _prepared = MathicsKernel()
+    return _prepared
+
+
+def serve(
+    link_name: str,
+    kernel_id: str = "",
+    *,
+    eval_timeout: float | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> int:
+    """Connect to ``link_name`` and serve requests until told to stop.
+
+    Calls :func:`prepare` if it has not been called yet.
+
+    Args:
+        link_name: the server's kernel link, ``"PORT@HOST"`` or ``"unix:/path"``.
+        kernel_id: the id to announce in ``KernelReady``.
+        eval_timeout: seconds an evaluation may run before it answers
+            ``$Aborted`` by itself; None for no limit.
+        connect_timeout: seconds to connect and finish the handshake.
+
+    Returns:
+        The exit code for the process: 0 after TERMINATE, a closed link or
+        ``Quit[]``; ``Quit[n]``'s n; 3 if the server could not be reached.
+    """
+    kernel = prepare()
+    try:
+        link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT)
+    except LinkError as exc:
+        log.error("kernel.connect.failed: %s", exc)
+        return EXIT_CONNECT_FAILED
+    try:
+        return kernel.serve_link(link, kernel_id, eval_timeout=eval_timeout)
+    finally:
+        try:
+            link.close()  # polite and bounded; nothing to do on a link already ended
+        except LinkError:
+            pass
+
+
+# ---------------------------------------------------- Input and InputString
+
+
+def _read(evaluation: Any, prompt: Any, kind: str) -> Any:
+    """Ask the client through the evaluation's output (a :class:`_LinkOutput`)."""
+    reader = getattr(evaluation.output, "read_input", None)
+    if reader is None:  # a session without a client: nothing to read
+        return SymbolEndOfFile
+    if prompt is None:
+        text = "? "  # what a terminal Wolfram kernel shows for Input[]
+    elif isinstance(prompt, String):
+        text = prompt.value
+    else:
+        text = str(evaluation.format_output(prompt, "text"))
+    return reader(evaluation, text, kind)
+
+
+class _InputBuiltin(Builtin):  # type: ignore[misc]
+    """
+    <url>:WMA link:https://reference.wolfram.com/language/ref/Input.html</url>
+    <dl>
+      <dt>'Input[]'
+      <dd>asks the client for an expression (an 'InputPacket') and returns it.
+      <dt>'Input'[$prompt$]
+      <dd>shows $prompt$ while asking.
+    </dl>
+    """
+
+    # Mathics3 10 has no Input: ours asks the client over the link.
+    name = "Input"
+    context = "System`"
+    attributes = A_PROTECTED
+    summary_text = "read an expression from the client"
+
+    def eval(self, evaluation: Any) -> Any:
+        "Input[]"
+        return _read(evaluation, None, "expression")
+
+    def eval_prompt(self, prompt: Any, evaluation: Any) -> Any:
+        "Input[prompt_]"
+        return _read(evaluation, prompt, "expression")
+
+
+class _InputStringBuiltin(Builtin):  # type: ignore[misc]
+    """
+    <url>:WMA link:https://reference.wolfram.com/language/ref/InputString.html</url>
+    <dl>
+      <dt>'InputString[]'
+      <dd>asks the client for a line of text (an 'InputStringPacket').
+      <dt>'InputString'[$prompt$]
+      <dd>shows $prompt$ while asking.
+    </dl>
+    """
+
+    name = "InputString"
+    context = "System`"
+    attributes = A_PROTECTED
+    summary_text = "read a string from the client"
+
+    def eval(self, evaluation: Any) -> Any:
+        "InputString[]"
+        return _read(evaluation, None, "string")
+
+    def eval_prompt(self, prompt: Any, evaluation: Any) -> Any:
+        "InputString[prompt_]"
+        return _read(evaluation, prompt, "string")
+
+
+class _LinkOutput(Output):  # type: ignore[misc]
+    """Mathics3's output hook: Print and messages become packets at once.
+
+    Mathics3 calls ``out()`` for every ``Print`` and message while it
+    evaluates (``Evaluation.print_out``, ``Evaluation.message``), and our
+    ``Input`` builtins call ``read_input()``.
+    """
+
+    def __init__(self, kernel: MathicsKernel) -> None:
+        self.kernel = kernel
+
+    def out(self, out: Any) -> None:
+        self.kernel._side_output(out)
+
+    def clear(self, wait: Any) -> None:
+        """Clear rich output (Manipulate's hook): nothing to clear on a link."""
+
+    def display(self, data: Any, metadata: Any) -> None:
+        """Show rich output (Manipulate's hook): not carried by this kernel."""
+
+    def read_input(self, evaluation: Any, prompt: str, kind: str) -> Any:
+        if self.kernel._link is None:
+            return SymbolEndOfFile
+        return self.kernel._read_input(evaluation, prompt, kind)
+
+
+# ------------------------------------------------------------------ watchdog
+
+
+class _Watchdog:
+    """One thread that calls ``fire(alarm)`` when the armed alarm is due.
+
+    There is at most one alarm (the request in hand has one deadline at a
+    time). ``disarm`` is a plain store, so it costs nothing; the thread
+    finds the alarm gone when it wakes. ``fire`` runs in this thread.
+    """
+
+    def __init__(self, fire: Callable[[_Alarm], None]) -> None:
+        self._fire = fire
+        self._cond = threading.Condition()
+        self._alarm: _Alarm | None = None
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name="linkserver-kernel-watchdog", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def arm(self, alarm: _Alarm) -> None:
+        with self._cond:
+            self._alarm = alarm
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        self._alarm = None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                alarm = self._alarm
+                if alarm is None:
+                    self._cond.wait()
+                    continue
+                delay = alarm.when - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                self._alarm = None
+                self._cond.release()
+                try:
+                    self._fire(alarm)
+                except Exception:  # our bug: log it, keep the time limits working
+                    log.exception("! kernel watchdog failed")
+                finally:
+                    self._cond.acquire()
+
+
+# ------------------------------------------------------------------ kernel
+
+
+class MathicsKernel:
+    """One Mathics3 session and the loop that serves it over a link.
+
+    What each request gets back (docs/protocol.md §8):
+
+    ============================  ===============================================
+    request                       answer, in order
+    ============================  ===============================================
+    ``EvaluatePacket[e]``         side packets, ``ReturnPacket[result]``
+    ``EnterTextPacket["t"]``      for each expression in t: side packets, then
+                                  ``OutputNamePacket["Out[n]= "]`` and
+                                  ``ReturnTextPacket["<OutputForm>"]`` unless the
+                                  result is Null; then ``InputNamePacket["In[m]:= "]``.
+                                  A syntax error: ``MessagePacket[Syntax, tag]``,
+                                  ``TextPacket``, ``SyntaxPacket[pos]``, then
+                                  ``InputNamePacket`` (the line is not used up)
+    ``EnterExpressionPacket[e]``  side packets, ``ReturnExpressionPacket[result]``,
+                                  ``InputNamePacket["In[m]:= "]``
+    anything else                 ``ReturnPacket[linkserver`KernelError[code, msg]]``
+    ============================  ===============================================
+
+    Side packets: ``Print[...]`` sends ``TextPacket["<OutputForm>"]``; a
+    message sends ``MessagePacket[symbol, "tag"]`` then
+    ``TextPacket["symbol::tag: text"]``; ``Input[p]``/``InputString[p]``
+    send ``InputPacket[p]``/``InputStringPacket[p]`` and wait for
+    ``EnterTextPacket["answer"]`` (or ``EnterExpressionPacket[e]``); any
+    other packet meanwhile is answered with a ``waiting-for-input`` error
+    and the prompt is sent again.
+
+    ``linkserver`KernelError[code, message]`` codes: ``bad-wxf`` (the bytes
+    are not WXF), ``bad-request`` (not one of the three requests, or a
+    malformed one), ``bad-expression`` (no Mathics3 form, e.g. a symbol name
+    that is not a name; in the packet the request expects),
+    ``waiting-for-input``, ``unconvertible`` and ``unsendable`` (a result
+    with no WXF form or above the frame limit), and ``internal`` (Python
+    raised inside Mathics3: the *result* is then ``KernelError``, formatted
+    for ``EnterTextPacket`` like any result).
+
+    An ABORT or INTERRUPT urgent message makes the answer ``$Aborted`` (no
+    interrupt menu); the ``--eval-timeout`` limit does the same after a
+    ``General::timeout`` message; a syntax error in ``Input``'s answer asks
+    again. Top-level ``Return[x]`` answers x, an uncaught ``Throw[x]``
+    ``Hold[Throw[x]]`` (with ``Throw::nocatch``), ``Quit[]`` ends the process.
+
+    Create it with :func:`prepare`; run it with :func:`serve` or
+    :meth:`serve_link`.
+    """
+
+    def __init__(self) -> None:
+        if not mathics3_builtins_modules:  # it warns when called twice
+            import_and_load_builtins()
+        session = MathicsSession(catch_interrupt=False)
+        self._definitions: Any = session.definitions
+        for builtin in (_InputBuiltin(expression=False), _InputStringBuiltin(expression=False)):
+            builtin.contribute(self._definitions)
+        self._definitions.clear_cache()
+        # $Line has no value until Mathics3 numbers a first line; give it its
+        # value, 0, so that $Line and In/Out work before that too.
+        self._definitions.set_line_no(0)
+        self._output = _LinkOutput(self)
+        self._evaluation: Any = session.evaluation
+        self._evaluation.output = self._output
+
+        # Request state, shared with the loop and watchdog threads (see
+        # "Theory of operation"); _lock guards the decisions made on it.
+        self._lock = threading.Lock()
+        self._serial = 0  # requests taken so far; the one in hand if _busy
+        self._busy = False
+        self._stop_serial = -1  # the request that must stop ...
+        self._stop_reason: _Stop | None = None  # ... and why
+        self._terminating = False
+        self._in_eval = False  # inside Mathics3 code; written by the main thread only
+        self._request_waiter: concurrent.futures.Future[bytes] | None = None
+        self._input_waiter: concurrent.futures.Future[bytes] | None = None
+        self._deadline: float | None = None  # of the request in hand (monotonic)
+
+        self._link: Link | None = None
+        self._portal: Portal | None = None  # started by serve_link, never before a fork
+        self._watchdog: _Watchdog | None = None
+        self._eval_timeout: float | None = None
+        self._can_signal = False
+        self._main_ident = 0
+        self._debug = False
+
+    @property
+    def definitions(self) -> Any:
+        """The session's Mathics3 ``Definitions`` (its symbols and rules)."""
+        return self._definitions
+
+    @property
+    def evaluation(self) -> Any:
+        """The session's Mathics3 ``Evaluation``, whose output goes to the link."""
+        return self._evaluation
+
+    # ------------------------------------------------------------ serving
+
+    def serve_link(
+        self, link: Link, kernel_id: str = "", *, eval_timeout: float | None = None
+    ) -> int:
+        """Serve requests on an open link until TERMINATE or the link ends.
+
+        Sends ``KernelReady`` first. When called in the main thread it
+        installs handlers for SIGUSR1 (to interrupt a stuck evaluation) and
+        SIGINT (aborts the running evaluation, as in Mathics3's terminal),
+        and restores the old ones on return; elsewhere (an in-process link in
+        a test or benchmark) only the cooperative stop works.
+
+        Args:
+            link: an open link to the server.
+            kernel_id: the id to announce in ``KernelReady``.
+            eval_timeout: seconds an evaluation may run; None for no limit.
+
+        Returns:
+            The process exit code (see :func:`serve`). The link is left for
+            the caller to close.
+
+        Raises:
+            RuntimeError: this kernel is already serving a link.
+        """
+        if self._link is not None:
+            raise RuntimeError("this kernel is already serving a link")
+        self._link = link
+        self._portal = get_portal()  # the loop the blocking link runs on
+        self._eval_timeout = eval_timeout if eval_timeout and eval_timeout > 0 else None
+        self._terminating = False
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        self._watchdog = _Watchdog(self._on_alarm)
+        self._watchdog.start()
+        previous = self._install_signals()
+        link.aio.on_message(self._on_message)
+        self._watch_link()
+        log.info("kernel.start %s pid %d on %s", kernel_id, os.getpid(), link.name)
+        try:
+            self._put_ready(kernel_id)
+            while True:
+                payload = self._next_request()
+                try:
+                    self._serve_request(payload)
+                finally:
+                    self._finish_request()
+        except _LinkGone as gone:
+            log.info("kernel.exit %s (code %d)", kernel_id, gone.code)
+            return gone.code
+        finally:
+            self._restore_signals(previous)
+            self._watchdog.close()
+            self._watchdog = None
+            self._link = None
+
+    def _put_ready(self, kernel_id: str) -> None:
+        ready = {
+            "id": kernel_id,
+            "pid": os.getpid(),
+            "backend": "mathics",
+            "version": str(mathics.__version__),
+        }
+        link = self._link
+        assert link is not None
+        try:
+            link.put(WLFunction(WLSymbol("KernelReady"), ready))
+        except LinkError as exc:
+            raise _LinkGone(EXIT_OK) from exc
+
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        self._can_signal = threading.current_thread() is threading.main_thread()
+        if not self._can_signal:
+            return previous
+        self._main_ident = threading.get_ident()
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_stop_signal)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_sigint)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _put(self, packet: Packet) -> None:
+        """Send one packet.
+
+        Raises:
+            _LinkGone: the link is closed or broken.
+        """
+        link = self._link
+        assert link is not None
+        # Not packet.to_expr(): its dataclasses.astuple() deep-copies the
+        # whole result (0.57 s for a 20k-part list here); fields are shallow.
+        cls = type(packet)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(packet))
+        expr = WLFunction(WLSymbol(packet.head), *[getattr(packet, name) for name in names])
+        # A hard stop (SIGUSR1) must not land inside the link's own code: it
+        # waits until this put is done.
+        in_eval, self._in_eval = self._in_eval, False
+        try:
+            link.put(expr)
+        except (WXFEncodeError, LimitError) as exc:
+            # The answer cannot travel (no WXF form, above the frame limit):
+            # say so in the same kind of packet.
+            log.warning("! kernel answer not sendable: %s", exc)
+            first = dataclasses.fields(packet)[0].name  # every answer packet has one
+            self._put(dataclasses.replace(packet, **{first: kernel_error("unsendable", str(exc))}))
+        except LinkError as exc:
+            raise _LinkGone(EXIT_OK) from exc
+        finally:
+            self._in_eval = in_eval
+
+    # ------------------------------------------------- taking requests
+
+    def _taken(self) -> None:
+        # With _lock held, in whichever thread took the payload.
+        self._serial += 1
+        self._busy = True
+
+    def _next_request(self) -> bytes:
+        """Return the next request's payload, numbering it (see theory of operation).
+
+        Raises:
+            _LinkGone: TERMINATE, or the link ended.
+        """
+        link = self._link
+        assert link is not None
+        with self._lock:
+            if self._terminating:
+                raise _LinkGone(EXIT_OK)
+            payload = link.aio.take_nowait()
+            if payload is not None:
+                self._taken()
+                return payload
+            waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+            self._request_waiter = waiter
+        # Registered from the loop thread: there no payload can arrive between
+        # the queue check and the registration, so none is taken unnumbered.
+        assert self._portal is not None
+        self._portal.call_soon(self._arm_request_waiter, waiter)
+        try:
+            return waiter.result()
+        except concurrent.futures.CancelledError:
+            raise _LinkGone(EXIT_OK) from None  # TERMINATE cancels it
+        except LinkError as exc:
+            log.info("kernel link ended: %s", exc)
+            raise _LinkGone(EXIT_OK) from exc
+        finally:
+            self._request_waiter = None
+
+    def _arm_request_waiter(self, waiter: concurrent.futures.Future[bytes]) -> None:
+        # Loop thread.
+        link = self._link
+        if link is None:
+            return
+        with self._lock:
+            if waiter.done():  # cancelled by TERMINATE meanwhile
+                return
+            payload = link.aio.take_nowait()
+            if payload is not None:
+                self._taken()
+                waiter.set_result(payload)
+                return
+        waiter.add_done_callback(self._request_delivered)
+        link.aio.register_waiter(waiter)
+
+    def _request_delivered(self, waiter: concurrent.futures.Future[bytes]) -> None:
+        # Loop thread, inside the link's delivery of the payload: numbered
+        # before the loop reads the next frame (say, an ABORT right behind it).
+        if waiter.cancelled() or waiter.exception() is not None:
+            return
+        with self._lock:
+            self._taken()
+
+    def _finish_request(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+        self._deadline = None
+        with self._lock:
+            self._busy = False
+        self._evaluation.out.clear()  # Mathics3 keeps every Print and message there
+
+    # ------------------------------------------------- urgent messages
+
+    def _watch_link(self) -> None:
+        """Wait, without a thread, for the next urgent message or the link's end.
+
+        A future registered for urgent messages is woken with an error when
+        the link ends (closed or broken): that stops a running evaluation,
+        which could never be answered, and ends the kernel. It also takes
+        the messages (already handled by :meth:`_on_message`) off the link's
+        queue, so they do not pile up.
+        """
+        link = self._link
+        if link is None:
+            return
+        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        waiter.add_done_callback(self._link_event)
+        link.aio.register_waiter(waiter, messages=True)
+
+    def _link_event(self, waiter: concurrent.futures.Future[Any]) -> None:
+        # Runs where the link woke the future, inside the link's own lock:
+        # re-register from a fresh loop callback, never from here.
+        if waiter.cancelled():
+            return
+        if waiter.exception() is not None:
+            log.info("kernel link ended: %s", waiter.exception())
+            self._request_stop(_Stop.TERMINATE)
+        elif self._portal is not None:
+            self._portal.call_soon(self._watch_link)
+
+    def _on_message(self, message: UrgentMessage | int, argument: int) -> None:
+        """Handle an urgent message (link loop thread: flags and futures only)."""
+        if message in (UrgentMessage.ABORT, UrgentMessage.INTERRUPT):
+            # There is no interrupt menu (MenuPacket) here: an interrupt
+            # aborts, the choice most users make from that menu.
+            self._request_stop(_Stop.ABORT)
+        elif message == UrgentMessage.TERMINATE:
+            self._request_stop(_Stop.TERMINATE)
+        elif self._debug:
+            log.debug("< kernel ignores urgent message %r %d", message, argument)
+
+    def _request_stop(self, reason: _Stop, serial: int | None = None) -> None:
+        """Stop the request in hand, or the next one if it is queued already.
+
+        Args:
+            reason: why.
+            serial: stop only if this request is in hand (for alarms).
+        """
+        link = self._link
+        if link is None:
+            return
+        cancel: list[concurrent.futures.Future[bytes]] = []
+        with self._lock:
+            if reason is _Stop.TERMINATE:
+                self._terminating = True
+                if self._request_waiter is not None:
+                    cancel.append(self._request_waiter)
+            if self._busy:
+                target = self._serial
+            elif serial is None and link.aio.ready():
+                target = self._serial + 1
+            else:
+                target = -1
+            if target >= 0 and (serial is None or serial == target):
+                if self._stop_serial != target or reason is _Stop.TERMINATE:
+                    self._stop_reason = reason
+                    self._stop_serial = target
+                if target == self._serial:
+                    # Written after _stop_serial: _guarded clears the flag and
+                    # then reads _stop_serial, so one of the two sees the stop.
+                    self._evaluation.stopped = True
+                    if self._input_waiter is not None:
+                        cancel.append(self._input_waiter)
+                    if self._can_signal and self._watchdog is not None:
+                        self._watchdog.arm(
+                            _Alarm(target, time.monotonic() + ABORT_GRACE, "escalate")
+                        )
+            elif self._debug:
+                log.debug("= kernel idle: %s ignored", reason.value)
+        for waiter in cancel:  # outside the lock: done-callbacks take it
+            waiter.cancel()
+
+    def _on_alarm(self, alarm: _Alarm) -> None:
+        """Watchdog thread: the time limit passed, or a stop was not obeyed."""
+        if alarm.kind == "timeout":
+            self._request_stop(_Stop.TIMEOUT, serial=alarm.serial)
+            return
+        with self._lock:
+            stuck = (
+                self._busy
+                and self._serial == alarm.serial == self._stop_serial
+                and self._in_eval
+            )
+        if stuck and self._watchdog is not None:
+            log.info("kernel: evaluation not stopped after %g s; interrupting it", ABORT_GRACE)
+            signal.pthread_kill(self._main_ident, signal.SIGUSR1)
+            self._watchdog.arm(_Alarm(alarm.serial, time.monotonic() + ABORT_GRACE, "escalate"))
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        # Main thread, between two bytecodes of whatever it was running --
+        # as Mathics3's own Ctrl-C handler raises AbortInterrupt. _in_eval is
+        # written by this thread only, so the check cannot race.
+        if self._in_eval and self._stop_serial == self._serial:
+            raise _HardStop
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        # Ctrl-C in a terminal reaches every process of its group, kernels
+        # too: abort the running evaluation, as Mathics3's terminal does, and
+        # otherwise ignore it -- the server decides when kernels end.
+        if self._in_eval:
+            self._stop_reason = _Stop.ABORT
+            self._stop_serial = self._serial
+            raise _HardStop
+
+    # -------------------------------------------------------- requests
+
+    def _serve_request(self, payload: bytes) -> None:
+        try:
+            expr = wxf.loads(payload)
+        except WXFDecodeError as exc:
+            self._put(ReturnPacket(kernel_error("bad-wxf", str(exc))))
+            return
+        if self._debug:
+            log.debug("< kernel request %d: %.200r", self._serial, expr)
+        if self._eval_timeout is not None and self._watchdog is not None:
+            self._deadline = time.monotonic() + self._eval_timeout
+            self._watchdog.arm(_Alarm(self._serial, self._deadline, "timeout"))
+        packet = packet_from_expr(expr)
+        if isinstance(packet, EvaluatePacket):
+            self._evaluate_packet(packet.expr)
+        elif isinstance(packet, EnterTextPacket) and isinstance(packet.text, str):
+            self._enter_text(packet.text)
+        elif isinstance(packet, EnterExpressionPacket):
+            self._enter_expression(packet.expr)
+        else:
+            self._put(ReturnPacket(_bad_request(expr)))
+
+    def _to_mathics(self, expr: Any) -> Any:
+        return to_mathics(expr, self._definitions)
+
+    def _export(self, result: Any) -> Any:
+        try:
+            return from_mathics(result, self._definitions)
+        except ConversionError as exc:
+            return kernel_error("unconvertible", str(exc))
+
+    def _evaluate_packet(self, expr: Any) -> None:
+        try:
+            query = self._to_mathics(expr)
+        except ConversionError as exc:
+            self._put(ReturnPacket(kernel_error("bad-expression", str(exc))))
+            return
+        ev = self._evaluation
+        result = self._guarded(lambda: query.evaluate(ev))
+        self._put(ReturnPacket(self._export(result)))
+
+    def _enter_expression(self, expr: Any) -> None:
+        try:
+            query = self._to_mathics(expr)
+        except ConversionError as exc:
+            self._put(ReturnExpressionPacket(kernel_error("bad-expression", str(exc))))
+        else:
+            result, _ = self._evaluate_line(query)
+            self._put(ReturnExpressionPacket(self._export(result)))
+        self._put(self._input_name())
+
+    def _enter_text(self, text: str) -> None:
+        ev = self._evaluation
+        feeder = MathicsMultiLineFeeder(text, "")
+        lines = feeder.lines
+        serial = self._serial
+        while not feeder.empty() and self._stop_serial != serial:
+            start = sum(len(line) for line in lines[: feeder.lineno])
+            parsed = self._guarded(lambda: ev.parse_feeder_returning_code_and_messages(feeder))
+            if not isinstance(parsed, tuple):  # the request was stopped
+                break
+            query, _, messages = parsed
+            if query is None:
+                if messages:  # a syntax error; its messages have been sent
+                    self._put(SyntaxPacket(start + _syntax_error_offset() + 1))
+                    break
+                continue  # blanks or comments only
+            result, line_no = self._evaluate_line(query)
+            if result is not SymbolNull:
+                self._put(OutputNamePacket(self._output_name(result, line_no)))
+                self._put(ReturnTextPacket(self._format(result)))
+        self._put(self._input_name())
+
+    def _input_name(self) -> InputNamePacket:
+        return InputNamePacket(f"In[{self._definitions.get_line_no() + 1}]:= ")
+
+    def _output_name(self, result: Any, line_no: int) -> str:
+        defs = self._definitions
+        head = result.get_head()
+        if head in defs.outputforms:  # "Out[1]//FullForm= ", as a Wolfram kernel says
+            return f"Out[{line_no}]//{defs.shorten_name(head.name)}= "
+        return f"Out[{line_no}]= "
+
+    def _format(self, result: Any) -> str:
+        """Return ``result`` as OutputForm text (after ``$PrePrint``)."""
+        if result is SymbolAborted:
+            return "$Aborted"
+        ev = self._evaluation
+        pre_print = self._definitions.get_ownvalues("System`$PrePrint")
+
+        def format_it() -> Any:
+            shown = result
+            if pre_print:
+                shown = Expression(SymbolPrePrint, result).evaluate(ev)
+            return ev.format_output(shown, "text")
+
+        text = self._guarded(format_it)
+        if isinstance(text, str):
+            return text
+        return "$Aborted" if text is SymbolAborted else str(text)
+
+    def _evaluate_line(self, query: Any) -> tuple[Any, int]:
+        """Evaluate ``query`` as input line n: In[n], $Pre, $Post, Out[n], $Line.
+
+        This is what Mathics3's ``Evaluation.evaluate`` does, without its
+        formatting (only EnterTextPacket wants text) and without its reset of
+        the stop flag, which would lose an abort that arrived just before.
+        """
+        ev = self._evaluation
+        defs = self._definitions
+        line_no = defs.get_line_no() + 1
+        defs.set_line_no(line_no)
+        history = defs.get_history_length()
+        if history > 0:
+            defs.add_rule("In", Rule(Expression(SymbolIn, Integer(line_no)), query))
+
+        def evaluate() -> Any:
+            if defs.get_ownvalues("System`$Pre"):
+                value = Expression(SymbolPre, query).evaluate(ev)
+            else:
+                value = query.evaluate(ev)
+            if defs.get_ownvalues("System`$Post"):
+                value = Expression(SymbolPost, value).evaluate(ev)
+            return value
+
+        result = self._guarded(evaluate)
+        if history > 0:
+            stored = ev.get_stored_result(result, defs.outputforms)
+            defs.add_rule("Out", Rule(Expression(SymbolOut, Integer(line_no)), stored))
+            # Forget lines older than $HistoryLength, as Evaluation.evaluate does.
+            line = line_no - defs.get_history_length()
+            while line > 0:
+                unset_in = defs.unset("In", Expression(SymbolIn, Integer(line)))
+                unset_out = defs.unset("Out", Expression(SymbolOut, Integer(line)))
+                if not (unset_in or unset_out):
+                    break
+                line -= 1
+        return result, line_no
+
+    def _guarded(self, fn: Callable[[], T]) -> T | Any:
+        """Run Mathics3 code for the request in hand; turn every outcome into a result.
+
+        Interrupts become what Mathics3's top level makes of them
+        (``$Aborted``, ``Hold[Break[]]``, ...); a Python exception becomes
+        ``linkserver`KernelError["internal", ...]``.
+
+        Raises:
+            _LinkGone: the link ended, or ``Quit[]`` was evaluated.
+        """
+        ev = self._evaluation
+        # Mathics3's per-evaluation state, reset as Evaluation.evaluate does.
+        ev.recursion_depth = 0
+        ev.iteration_count = 0
+        ev.timeout = False
+        ev.start_time = time.time()
+        ev.stopped = False
+        serial = self._serial
+        if self._stop_serial == serial:  # read after the reset (_request_stop)
+            return self._stopped()
+        try:
+            self._in_eval = True
+            try:
+                result = fn()
+            finally:
+                self._in_eval = False
+            if self._stop_serial == serial:
+                # Mathics3's pattern matcher swallows the TimeoutInterrupt that
+                # the stop flag raises (mathics/core/pattern.py, match()): the
+                # rule being tried then "does not match" and a stopped
+                # evaluation can return normally, some of it unevaluated.
+                return self._stopped()
+            return result
+        except (AbortInterrupt, TimeoutInterrupt, _HardStop):
+            return self._stopped()
+        except ReturnInterrupt as ret:
+            return ret.expr
+        except BreakInterrupt:
+            return self._top_level_interrupt("Break", "nofdw", "System`Break")
+        except ContinueInterrupt:
+            return self._top_level_interrupt("Continue", "nofdw", "System`Continue")
+        except WLThrowInterrupt as thrown:
+            return self._uncaught_throw(thrown)
+        except SystemExit as exc:  # Quit[] and Exit[]: the kernel ends
+            raise _LinkGone(exc.code if isinstance(exc.code, int) else EXIT_OK) from None
+        except RecursionError:
+            log.warning("! kernel: Python's recursion limit hit in an evaluation")
+            return _internal_error("RecursionError: the evaluation nested too deeply")
+        except ValueError as exc:
+            if str(exc) in ("mpz.pow outrageous exponent", "mpq.pow outrageous exp num"):
+                return self._overflow()  # as Evaluation.evaluate answers it
+            log.exception("! kernel: Mathics3 raised in an evaluation")
+            return _internal_error(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # the documented boundary: answer, don't die
+            log.exception("! kernel: Mathics3 raised in an evaluation")
+            return _internal_error(f"{type(exc).__name__}: {exc}")
+
+    def _message(self, symbol: str, tag: str, *args: Any) -> None:
+        """Issue a message from the kernel's own top level (it must not fail in turn)."""
+        ev = self._evaluation
+        ev.stopped = False
+        try:
+            ev.message(symbol, tag, *args)
+        except (EvaluationInterrupt, _HardStop):
+            pass
+        except Exception:  # a message is not worth the kernel
+            log.exception("! kernel: could not issue %s::%s", symbol, tag)
+
+    def _stopped(self) -> Any:
+        ev = self._evaluation
+        ev.stopped = False
+        ev.recursion_depth = 0
+        if self._stop_serial == self._serial and self._stop_reason is _Stop.TIMEOUT:
+            self._stop_reason = _Stop.ABORT  # say it once per request
+            self._message("General", "timeout")
+        return SymbolAborted
+
+    def _top_level_interrupt(self, symbol: str, tag: str, head: str) -> Any:
+        self._message(symbol, tag)
+        return Expression(SymbolHold, Expression(Symbol(head)))
+
+    def _uncaught_throw(self, thrown: Any) -> Any:
+        if thrown.tag:
+            expr = Expression(SymbolThrow, thrown.value, thrown.tag)
+        else:
+            expr = Expression(SymbolThrow, thrown.value)
+        self._message("Throw", "nocatch", expr)
+        return Expression(SymbolHold, expr)
+
+    def _overflow(self) -> Any:
+        self._message("General", "ovfl")
+        return Expression(SymbolOverflow)
+
+    # ---------------------------------------------------- side output
+
+    def _side_output(self, out: Any) -> None:
+        """Send a Print or a message as it happens (Mathics3's ``Output.out``)."""
+        if self._link is None:
+            return
+        in_eval, self._in_eval = self._in_eval, False  # both packets or none (see _put)
+        try:
+            if getattr(out, "is_message", False):
+                symbol = out.symbol if isinstance(out.symbol, str) else out.symbol.get_name()
+                self._put(MessagePacket(WLSymbol(symbol), out.tag))
+                self._put(TextPacket(f"{symbol}::{out.tag}: {out.text}"))
+            else:
+                self._put(TextPacket(str(out.text)))
+        finally:
+            self._in_eval = in_eval
+
+    def _read_input(self, evaluation: Any, prompt: str, kind: str) -> Any:
+        """Ask the client for input (``Input``, ``InputString``) and wait for it.
+
+        Raises:
+            AbortInterrupt: the request was stopped while waiting.
+            _LinkGone: the link ended while waiting.
+        """
+        ask: Packet = InputStringPacket(prompt) if kind == "string" else InputPacket(prompt)
+        # Time spent waiting for a person is not evaluation time: hold the limit.
+        remaining = None
+        if self._deadline is not None and self._watchdog is not None:
+            remaining = self._deadline - time.monotonic()
+            self._watchdog.disarm()
+        try:
+            while True:
+                self._put(ask)
+                answer = self._receive_input()
+                packet = packet_from_expr(answer)
+                if isinstance(packet, EnterTextPacket) and isinstance(packet.text, str):
+                    if kind == "string":
+                        return String(packet.text)
+                    query = evaluation.parse(packet.text)
+                    if query is not None:
+                        return query  # Mathics3 evaluates what a builtin returns
+                    continue  # a syntax error, reported: ask again
+                if isinstance(packet, EnterExpressionPacket):
+                    try:
+                        value = self._to_mathics(packet.expr)
+                    except ConversionError as exc:
+                        self._put(ReturnPacket(kernel_error("bad-expression", str(exc))))
+                        continue
+                    if kind == "string" and not isinstance(value, String):
+                        return String(str(evaluation.format_output(value, "text")))
+                    return value
+                # Another request while we wait: it gets its answer, we ask again.
+                self._put(ReturnPacket(_bad_request(answer, waiting=True)))
+        except concurrent.futures.CancelledError:
+            raise AbortInterrupt from None
+        finally:
+            if remaining is not None and self._watchdog is not None:
+                self._deadline = time.monotonic() + remaining
+                self._watchdog.arm(_Alarm(self._serial, self._deadline, "timeout"))
+
+    def _receive_input(self) -> Any:
+        """Return the next expression on the link, waited for inside an evaluation.
+
+        Raises:
+            concurrent.futures.CancelledError: the request was stopped.
+            _LinkGone: the link ended.
+        """
+        link = self._link
+        assert link is not None
+        waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+        with self._lock:
+            if self._stop_serial == self._serial:
+                raise concurrent.futures.CancelledError
+            self._input_waiter = waiter
+        try:
+            payload = link.aio.take_nowait()
+            if payload is None:
+                assert self._portal is not None
+                self._portal.call_soon(self._arm_input_waiter, waiter)
+                payload = waiter.result()
+        except LinkError as exc:
+            raise _LinkGone(EXIT_OK) from exc
+        finally:
+            self._input_waiter = None
+            waiter.cancel()  # if it got nothing, nothing may be delivered to it later
+        try:
+            return wxf.loads(payload)
+        except WXFDecodeError as exc:
+            return kernel_error("bad-wxf", str(exc))
+
+    def _arm_input_waiter(self, waiter: concurrent.futures.Future[bytes]) -> None:
+        # Loop thread.
+        link = self._link
+        if link is None or waiter.done():
+            return
+        payload = link.aio.take_nowait()
+        if payload is not None:
+            waiter.set_result(payload)
+        else:
+            link.aio.register_waiter(waiter)
+
+
+def _bad_request(expr: Any, waiting: bool = False) -> Any:
+    text = repr(expr)
+    if len(text) > 200:
+        text = text[:197] + "..."
+    if waiting:
+        return kernel_error(
+            "waiting-for-input",
+            f"the kernel is waiting for input: answer its InputPacket with "
+            f'EnterTextPacket["..."]; {text} was not served',
+        )
+    return kernel_error(
+        "bad-request",
+        f"{text} is not a request this kernel serves; send EvaluatePacket[expr], "
+        f'EnterTextPacket["text"] or EnterExpressionPacket[expr]',
+    )
+
+
+def _internal_error(text: str) -> Any:
+    return Expression(SymbolKernelError, String("internal"), String(text))
+
+
+def _syntax_error_offset() -> int:
+    """Return where the last failed parse stopped, counted from its text's start."""
+    # The parser Mathics3's Evaluation.parse* use is a module global; its
+    # current token is the one it could not take (None if the tokeniser
+    # itself failed, e.g. in an unterminated string).
+    parser = parser_util.parser
+    token = getattr(parser, "current_token", None)
+    if token is not None:
+        return int(token.pos)
+    return int(parser.tokeniser.pos)
+
+
+# --------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m linkserver.kernel.mathics",
+        description="Run a Mathics3 kernel that serves packets over a link to a linkserver.",
+    )
+    parser.add_argument(
+        "--connect", required=True, metavar="NAME",
+        help="the link to connect to: PORT@HOST or unix:/path",
+    )
+    parser.add_argument(
+        "--kernel-id", default="", metavar="ID",
+        help="the id announced in KernelReady (default: empty)",
+    )
+    timeout = os.environ.get("LINKSERVER_EVAL_TIMEOUT")  # as cli.py: LINKSERVER_<OPTION>
+    parser.add_argument(
+        "--eval-timeout", type=float, default=float(timeout) if timeout else None,
+        metavar="SECONDS",
+        help="seconds an evaluation may run before it answers $Aborted; also "
+        "LINKSERVER_EVAL_TIMEOUT (default: %(default)s, no limit)",
+    )
+    parser.add_argument(
+        "--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+        help="seconds to connect to the server (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level on stderr (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the kernel process and return its exit code.
+
+    The process's entry point, so it (not the library) configures logging.
+    """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s kernel %(process)d %(levelname)s %(message)s",
+    )
+    prepare()
+    return serve(
+        args.connect,
+        args.kernel_id,
+        eval_timeout=args.eval_timeout,
+        connect_timeout=args.connect_timeout,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""What a kernel is, as data: backend, limits, start-up code (no processes here).
+
+A :class:`KernelSpec` says how to run one kind of kernel; the launcher
+(:mod:`.process`) turns it into processes. Keeping it data makes pools from a
+configuration file and the command line the same thing.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+__all__ = ["BACKENDS", "KernelSpec"]
+
+#: backend name -> the module whose ``main``/``prepare``/``serve`` run a kernel.
+BACKENDS = {"mathics": "linkserver.kernel.mathics"}
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSpec:
+    """How to run a kernel.
+
+    Attributes:
+        backend: a key of :data:`BACKENDS`.
+        eval_timeout: seconds one evaluation may run before it answers
+            ``$Aborted``; None for no limit.
+        memory_mb: address-space limit of each kernel process (rlimit), or None.
+        start_timeout: seconds a kernel may take to connect and say it is ready.
+    """
+
+    backend: str = "mathics"
+    eval_timeout: float | None = None
+    memory_mb: int | None = None
+    start_timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            known = ", ".join(sorted(BACKENDS))
+            raise ValueError(f"unknown kernel backend {self.backend!r}; known: {known}")
+        if self.eval_timeout is not None and self.eval_timeout <= 0:
+            raise ValueError("eval_timeout must be positive (or None for no limit)")
+        if self.memory_mb is not None and self.memory_mb < 64:
+            raise ValueError("memory_mb below 64 MB leaves a kernel no room to start")
+
+    @property
+    def module(self) -> str:
+        """The Python module that runs this backend."""
+        return BACKENDS[self.backend]
+
+    def argv(self, connect: str, kernel_id: str) -> list[str]:
+        """The command line that starts one kernel connecting to ``connect``."""
+        argv = [sys.executable, "-m", self.module, "--connect", connect, "--kernel-id", kernel_id]
+        if self.eval_timeout is not None:
+            argv += ["--eval-timeout", repr(self.eval_timeout)]
+        return argv

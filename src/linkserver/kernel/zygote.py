@@ -1,0 +1,98 @@
+"""The kernel template: load a backend once, then fork warm kernels on request.
+
+Starting a Mathics3 kernel from scratch costs about 2 s and 180 MB (shared
+NOTES). The zygote pays that once -- it imports the backend and calls its
+``prepare()`` -- and then forks a child per kernel asked for, as Android's
+zygote does: each child shares the template's pages copy-on-write and only
+has to connect. ``gc.freeze()`` before forking keeps the collector from
+touching (and so copying) the template's objects.
+
+Protocol on stdin/stdout, one line each way (the launcher in :mod:`.process`
+is the only client)::
+
+    zygote -> ready
+    server -> spawn ID CONNECT EVAL_TIMEOUT MEMORY_MB     ("-" for no limit)
+    zygote -> spawned ID PID
+
+Children write nothing to the zygote's stdout (it is the launcher's pipe);
+they exit when their link closes. The zygote reaps them and exits when its
+stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import os
+import resource
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from .spec import BACKENDS
+
+__all__ = ["main"]
+
+
+def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _child(backend: object, kernel_id: str, connect: str, timeout: str, memory: str) -> int:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # The launcher reads our parent's stdout: keep this child's output off it.
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    if memory != "-":
+        limit = int(memory) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    eval_timeout = None if timeout == "-" else float(timeout)
+    code: int = backend.serve(connect, kernel_id, eval_timeout=eval_timeout)  # type: ignore[attr-defined]
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the zygote until stdin closes; return the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m linkserver.kernel.zygote")
+    parser.add_argument("--backend", default="mathics", choices=sorted(BACKENDS))
+    args = parser.parse_args(argv)
+    backend = importlib.import_module(BACKENDS[args.backend])
+    backend.prepare()
+    gc.collect()
+    gc.freeze()
+    signal.signal(signal.SIGCHLD, _reap)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) != 5 or words[0] != "spawn":
+            print(f"error bad command {line.strip()[:80]!r}", flush=True)
+            continue
+        _, kernel_id, connect, timeout, memory = words
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                code = _child(backend, kernel_id, connect, timeout, memory)
+            except BaseException:  # the child must never return into the zygote's loop
+                import traceback
+
+                traceback.print_exc()
+                code = 70
+            os._exit(code)
+        print(f"spawned {kernel_id} {pid}", flush=True)
+    _reap()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
