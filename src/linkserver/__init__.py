@@ -34,6 +34,7 @@ from .errors import (
     WXFEncodeError,
     WXFError,
 )
+from .client import Client, EvaluationResult
 from .link import Link, connect, link_pair, listen, loopback
 from .protocol import CloseCode, LinkMode, UrgentMessage
 from .server import LinkServer
@@ -42,8 +43,10 @@ from .tokens import Token
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
     "CloseCode",
     "ConnectFailed",
+    "EvaluationResult",
     "LimitError",
     "Link",
     "LinkBroken",

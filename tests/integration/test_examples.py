@@ -64,8 +64,8 @@ def test_hello_client_example_against_hello_server() -> None:
         assert server.wait(TIMEOUT) == 0
 
 
-def test_cli_serve_greets_echoes_and_stops_on_sigterm() -> None:
-    with start("-m", "linkserver", "serve", "--port", "0") as proc:
+def test_cli_serve_demo_greets_echoes_and_stops_on_sigterm() -> None:
+    with start("-m", "linkserver", "serve", "--demo", "--port", "0") as proc:
         name = wait_for_name(proc)
         with linkserver.connect(name, timeout=TIMEOUT) as link:
             assert link.get(TIMEOUT) == wl.Print("Hello client program.")
@@ -77,7 +77,7 @@ def test_cli_serve_greets_echoes_and_stops_on_sigterm() -> None:
 
 def test_cli_reports_address_in_use_in_one_sentence() -> None:
     with linkserver.LinkServer() as server, start(
-        "-m", "linkserver", "serve", "--port", str(server.port)
+        "-m", "linkserver", "serve", "--demo", "--port", str(server.port)
     ) as proc:
         _out, err = proc.communicate(timeout=TIMEOUT * 3)
         assert proc.returncode == 3
@@ -86,7 +86,11 @@ def test_cli_reports_address_in_use_in_one_sentence() -> None:
 
 
 def test_cli_help_and_version() -> None:
-    for args, expected in ((["--version"], "linkserver"), (["serve", "--help"], "--port")):
+    for args, expected in (
+        (["--version"], "linkserver"), (["serve", "--help"], "--port"),
+        (["eval", "--help"], "--name"), (["connect", "--help"], "Ctrl-C"),
+        (["status", "--help"], "PORT@HOST"),
+    ):
         result = subprocess.run(
             [sys.executable, "-m", "linkserver", *args], cwd=ROOT, capture_output=True,
             text=True, timeout=TIMEOUT * 3,

@@ -14,10 +14,13 @@ from ..names import DEFAULT_HOST, LinkName, parse_name
 from ..protocol import LinkMode, Side
 from ..transport.memory import memory_pair
 from ..transport.stream import listen_on, open_to
+from .client import Client, EvaluationResult
 from .link import DEFAULT_KEEPALIVE, Link, LinkSettings
 from .server import LinkServer, ServerStatistics
 
 __all__ = [
+    "Client",
+    "EvaluationResult",
     "Link",
     "LinkServer",
     "LinkSettings",

@@ -58,7 +58,7 @@ class CloseCode(enum.IntEnum):
     UNSUPPORTED_VERSION = 6  #: no protocol version in common
     INTERNAL_ERROR = 7  #: a bug on the sender's side
     AUTH_FAILED = 8  #: reserved for key authentication
-    TOO_MANY_LINKS = 9  #: reserved for the server's link limit
+    TOO_MANY_LINKS = 9  #: no kernel came free for this link in time (pool mode)
 
 
 def encode_message(message: int, argument: int = 0) -> bytes:

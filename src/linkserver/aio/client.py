@@ -1,0 +1,183 @@
+"""The asyncio client: evaluate Wolfram Language on a linkserver and get Python values.
+
+:class:`Client` speaks packets so its users need not: ``evaluate(expr)``
+sends ``EvaluatePacket[expr]`` and gathers what comes back -- printed text,
+messages, the result -- into an :class:`EvaluationResult` with the names of
+wolframclient's ``WolframLanguageSession`` results (``result``, ``success``,
+``messages``, ``messages_name``, ``output``), so code written for it moves
+over. Strings are Wolfram Language input, as ``wlexpr`` makes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wolframclient.language import wl, wlexpr
+from wolframclient.language.expression import WLFunction, WLSymbol
+
+from ..names import DEFAULT_HOST, DEFAULT_PORT
+from .link import Link
+
+__all__ = ["Client", "EvaluationResult"]
+
+DEFAULT_ADDRESS = f"{DEFAULT_PORT}@{DEFAULT_HOST}"
+
+InputHandler = Callable[[str], str] | Callable[[str], Awaitable[str]]
+
+
+@dataclass
+class EvaluationResult:
+    """Everything one evaluation produced.
+
+    Attributes:
+        result: the value (``$Aborted``, ``$Failed`` are symbols, not exceptions).
+        messages: the text of each message issued, in order.
+        messages_name: each message's name, e.g. ``"Power::infy"``.
+        printed: each ``Print``'s text, in order (wolframclient calls it ``output``).
+        success: True if a result came and no message was issued.
+    """
+
+    result: Any = None
+    messages: list[str] = field(default_factory=list)
+    messages_name: list[str] = field(default_factory=list)
+    printed: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        """True if no message was issued and the result is not ``$Failed``/``$Aborted``."""
+        failed = isinstance(self.result, WLSymbol) and self.result.name in ("$Failed", "$Aborted")
+        return not self.messages and not failed
+
+    @property
+    def output(self) -> list[str]:
+        """Printed text, under wolframclient's name."""
+        return self.printed
+
+    @property
+    def failure(self) -> str | None:
+        """The first message, or None (wolframclient's ``failure``)."""
+        return self.messages[0] if self.messages else None
+
+
+def _head(expr: Any) -> str:
+    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
+        name: str = expr.head.name
+        return name.rpartition("`")[2]
+    return ""
+
+
+async def _default_input(prompt: str) -> str:
+    return "$Canceled"  # what a notebook's Input[] gives when the user cancels
+
+
+class Client:
+    """A client of a linkserver (asyncio).
+
+    Args:
+        name: the server, ``"PORT@HOST"``; default ``31415@127.0.0.1``.
+        timeout: seconds to connect.
+        on_input: called with the prompt when the kernel evaluates ``Input[]``;
+            returns the text typed (may be a coroutine function). The default
+            answers ``$Canceled``.
+
+    Use ``async with Client(...) as client:`` or ``await client.start()``.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        timeout: float | None = 30.0,
+        on_input: InputHandler | None = None,
+    ) -> None:
+        self.name = name or DEFAULT_ADDRESS
+        self.timeout = timeout
+        self.on_input: InputHandler = on_input or _default_input
+        self._link: Link | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def start(self) -> Client:
+        """Connect.
+
+        Raises:
+            ConnectFailed: no server at :attr:`name`.
+        """
+        from . import connect
+
+        if self._link is None:
+            self._link = await connect(self.name, self.timeout)
+            self._lock = asyncio.Lock()
+        return self
+
+    @property
+    def link(self) -> Link:
+        """The underlying link (for packet-level work)."""
+        if self._link is None:
+            raise RuntimeError("the client is not started: use 'async with' or await start()")
+        return self._link
+
+    async def evaluate_wrap(self, expr: Any, *, timeout: float | None = None) -> EvaluationResult:
+        """Evaluate ``expr`` and return the result with its messages and printed text.
+
+        Args:
+            expr: an expression, a Python value, or Wolfram Language input text.
+            timeout: seconds to wait for each packet of the answer.
+
+        Raises:
+            LinkError: the link failed (closed, broken, timed out).
+        """
+        await self.start()
+        assert self._lock is not None
+        if isinstance(expr, str):
+            expr = wlexpr(expr)
+        async with self._lock:
+            link = self.link
+            await link.put(wl.EvaluatePacket(expr))
+            out = EvaluationResult()
+            message_name: str | None = None
+            while True:
+                packet = await link.get(timeout)
+                head = _head(packet)
+                if head == "ReturnPacket":
+                    out.result = packet.args[0] if packet.args else None
+                    return out
+                if head == "MessagePacket" and len(packet.args) == 2:
+                    symbol, tag = packet.args
+                    symbol_name = getattr(symbol, "name", str(symbol)).rpartition("`")[2]
+                    message_name = f"{symbol_name}::{getattr(tag, 'name', tag)}"
+                elif head == "TextPacket":
+                    text = str(packet.args[0]) if packet.args else ""
+                    if message_name is not None:
+                        out.messages.append(text)
+                        out.messages_name.append(message_name)
+                        message_name = None
+                    else:
+                        out.printed.append(text)
+                elif head in ("InputPacket", "InputStringPacket"):
+                    prompt = str(packet.args[0]) if packet.args else ""
+                    answer = self.on_input(prompt)
+                    if not isinstance(answer, str):
+                        answer = await answer
+                    await link.put(wl.EnterTextPacket(answer))
+
+    async def evaluate(self, expr: Any, *, timeout: float | None = None) -> Any:
+        """Evaluate ``expr`` and return its value (messages and prints are dropped)."""
+        return (await self.evaluate_wrap(expr, timeout=timeout)).result
+
+    async def abort(self) -> None:
+        """Abort the evaluation running for this client; it answers ``$Aborted``."""
+        await self.link.abort()
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        if self._link is not None:
+            await self._link.aclose()
+
+    async def __aenter__(self) -> Client:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,71 @@
+"""Shared mode: one long-lived kernel whose state every link sees.
+
+``x = 42`` set by one client is seen by the next. Requests from all links go
+through one fair queue (:mod:`.queue`); each link's side output goes only to
+that link (:mod:`.worker`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..aio.link import Link
+from ..kernel.process import KernelLauncher
+from .worker import KernelWorker
+
+__all__ = ["SharedBroker", "SharedStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class SharedStatistics:
+    """A snapshot of a shared broker."""
+
+    mode: str
+    kernels: int
+    busy: bool
+    queued: int
+    completed: int
+
+
+class SharedBroker:
+    """Every link on one kernel.
+
+    Args:
+        launcher: where the kernel comes from (it is replaced if it dies).
+    """
+
+    mode = "shared"
+
+    def __init__(self, launcher: KernelLauncher) -> None:
+        self._launcher = launcher
+        self._worker: KernelWorker | None = None
+
+    async def start(self) -> None:
+        """Start the kernel and wait until it is ready.
+
+        Raises:
+            KernelError: the kernel did not start.
+        """
+        kernel = await self._launcher.launch()
+        self._worker = KernelWorker(self._launcher, kernel)
+
+    def attach(self, link: Link) -> None:
+        """Serve ``link`` from the shared kernel."""
+        assert self._worker is not None, "start() first"
+        self._worker.attach(link)
+
+    def statistics(self) -> SharedStatistics:
+        """Return a snapshot of the queue and the kernel."""
+        worker = self._worker
+        return SharedStatistics(
+            mode=self.mode,
+            kernels=1 if worker is not None and worker.kernel is not None else 0,
+            busy=worker.busy if worker is not None else False,
+            queued=worker.queued if worker is not None else 0,
+            completed=worker.completed if worker is not None else 0,
+        )
+
+    async def aclose(self) -> None:
+        """Answer or refuse every request, then stop the kernel."""
+        if self._worker is not None:
+            await self._worker.aclose()

@@ -1,0 +1,79 @@
+"""The blocking client: a façade over :class:`linkserver.aio.client.Client`.
+
+``Client(name).evaluate("1+1")`` returns ``2``; ``evaluate_wrap`` returns
+the result with its messages and printed text. See the asyncio twin for the
+details; this class only moves calls onto the background loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .aio.client import Client as AsyncClient
+from .aio.client import EvaluationResult
+from .link import Link
+from .portal import get_portal
+
+__all__ = ["Client", "EvaluationResult"]
+
+
+class Client:
+    """A client of a linkserver (blocking).
+
+    Args:
+        name: the server, ``"PORT@HOST"``; default ``31415@127.0.0.1``.
+        timeout: seconds to connect.
+        on_input: called with the prompt when the kernel evaluates ``Input[]``;
+            returns the text typed. It runs in the background loop's thread.
+
+    Raises:
+        ConnectFailed: no server at ``name``.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        timeout: float | None = 30.0,
+        on_input: Callable[[str], str] | None = None,
+    ) -> None:
+        self._portal = get_portal()
+        self._aio = AsyncClient(name, timeout=timeout, on_input=on_input)
+        self._portal.call(self._aio.start())
+
+    @property
+    def name(self) -> str:
+        """The server's address."""
+        return self._aio.name
+
+    @property
+    def link(self) -> Link:
+        """The underlying link, for packet-level work."""
+        return Link(self._aio.link, self._portal)
+
+    def evaluate_wrap(self, expr: Any, *, timeout: float | None = None) -> EvaluationResult:
+        """Evaluate ``expr``; return result, messages and printed text.
+
+        Raises:
+            LinkError: the link failed (closed, broken, timed out).
+        """
+        return self._portal.call(self._aio.evaluate_wrap(expr, timeout=timeout))
+
+    def evaluate(self, expr: Any, *, timeout: float | None = None) -> Any:
+        """Evaluate ``expr`` (an expression or Wolfram Language text) and return its value."""
+        return self._portal.call(self._aio.evaluate(expr, timeout=timeout))
+
+    def abort(self) -> None:
+        """Abort the running evaluation (from another thread); it answers ``$Aborted``."""
+        self._portal.call(self._aio.abort())
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._portal.call(self._aio.aclose())
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,325 @@
+"""Kernels behind the server: shared and pool modes, end to end with Mathics3."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from wolframclient.language import wl, wlexpr
+from wolframclient.language.expression import WLSymbol
+
+import linkserver
+from linkserver.portal import get_portal
+from linkserver.service import KernelService
+from linkserver.status import STATUS_MESSAGE
+from tests.timeouts import TIMEOUT
+
+KERNEL_TIMEOUT = TIMEOUT * 6  # a kernel template takes seconds to load Mathics3
+
+
+def start_service(**kwargs: object) -> KernelService:
+    service = KernelService(0, "127.0.0.1", **kwargs)  # type: ignore[arg-type]
+    return get_portal().call(service.start(), timeout=KERNEL_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[KernelService]:
+    service = start_service(mode="shared")
+    yield service
+    get_portal().call(service.aclose(), timeout=KERNEL_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[KernelService]:
+    service = start_service(mode="pool", pool_min=1, pool_max=2, pool_wait=0.5)
+    yield service
+    get_portal().call(service.aclose(), timeout=KERNEL_TIMEOUT)
+
+
+def evaluate(link: linkserver.Link, expr: object) -> list[object]:
+    """Send EvaluatePacket[expr]; return every packet up to and including ReturnPacket."""
+    link.put(wl.EvaluatePacket(expr))
+    packets = []
+    while True:
+        packet = link.get(KERNEL_TIMEOUT)
+        packets.append(packet)
+        if getattr(getattr(packet, "head", None), "name", "") == "ReturnPacket":
+            return packets
+
+
+def test_state_is_shared_between_clients(shared: KernelService) -> None:
+    with linkserver.Client(shared.name) as a, linkserver.Client(shared.name) as b:
+        a.evaluate("sharedX = 42")
+        assert b.evaluate("sharedX") == 42
+
+
+def test_side_output_goes_only_to_the_asker(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as a, linkserver.connect(shared.name) as b:
+        assert evaluate(a, wlexpr('Print["for a"]; 1')) == [wl.TextPacket("for a"), wl.ReturnPacket(1)]
+        assert evaluate(b, wlexpr("2")) == [wl.ReturnPacket(2)]
+        assert not a.ready() and not b.ready()
+
+
+def test_evaluate_wrap_gathers_messages_and_prints(shared: KernelService) -> None:
+    with linkserver.Client(shared.name) as client:
+        result = client.evaluate_wrap('Print["one"]; Print["two"]; 1/0')
+        assert result.printed == ["one", "two"] == result.output
+        assert result.messages_name == ["Power::infy"]
+        assert len(result.messages) == 1 and "nfinite" in result.messages[0]
+        assert not result.success
+        assert result.result == wl.DirectedInfinity() or result.result == WLSymbol("ComplexInfinity")
+        ok = client.evaluate_wrap(wl.Plus(1, 1))
+        assert ok.success and ok.result == 2
+
+
+def test_plain_expression_is_evaluated(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as link:
+        link.put(wl.Plus(1, 2))  # not a packet: treated as EvaluatePacket
+        assert link.get(KERNEL_TIMEOUT) == wl.ReturnPacket(3)
+
+
+def test_enter_text_numbers_inputs(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as link:
+        link.put(wl.EnterTextPacket("1+1"))
+        out_name, text, in_name = (link.get(KERNEL_TIMEOUT) for _ in range(3))
+        assert out_name.head.name == "OutputNamePacket" and text == wl.ReturnTextPacket("2")
+        n = int(out_name.args[0].split("[")[1].split("]")[0])
+        assert in_name == wl.InputNamePacket(f"In[{n + 1}]:= ")
+
+
+def test_fair_queue_lets_a_single_request_through(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as greedy, linkserver.connect(shared.name) as single:
+        evaluate(greedy, wlexpr("fairLog = {}"))
+        greedy.put(wl.EvaluatePacket(wlexpr('Pause[0.5]; AppendTo[fairLog, "g0"]')))
+        for i in range(1, 10):
+            greedy.put(wl.EvaluatePacket(wlexpr(f'AppendTo[fairLog, "g{i}"]')))
+        greedy.flush()
+        evaluate(single, wlexpr('AppendTo[fairLog, "s"]; 0'))
+        for _ in range(10):
+            greedy.get(KERNEL_TIMEOUT)
+        log = evaluate(single, wlexpr("fairLog"))[-1].args[0]  # type: ignore[attr-defined]
+        assert len(log) == 11
+        assert log.index("s") <= 2, log  # served in turn, not after all of greedy's
+
+
+def test_abort_returns_aborted_and_kernel_stays(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as link:
+        link.put(wl.EvaluatePacket(wlexpr('Print["started"]; While[True, 1]')))
+        assert link.get(KERNEL_TIMEOUT) == wl.TextPacket("started")
+        link.abort()
+        assert link.get(KERNEL_TIMEOUT) == wl.ReturnPacket(WLSymbol("$Aborted"))
+        assert evaluate(link, wl.Plus(1, 1)) == [wl.ReturnPacket(2)]
+
+
+def test_client_vanishing_mid_evaluation_costs_nothing_more(shared: KernelService) -> None:
+    leaving = linkserver.connect(shared.name)
+    leaving.put(wl.EvaluatePacket(wlexpr('Print["busy"]; While[True, 1]')))
+    assert leaving.get(KERNEL_TIMEOUT) == wl.TextPacket("busy")
+    leaving.close()
+    with linkserver.Client(shared.name) as other:
+        assert other.evaluate("1+1") == 2
+
+
+def test_input_is_answered_by_the_asking_client(shared: KernelService) -> None:
+    prompts: list[str] = []
+
+    def answer(prompt: str) -> str:
+        prompts.append(prompt)
+        return "6*7"
+
+    with linkserver.Client(shared.name, on_input=answer) as client:
+        assert client.evaluate('Input["number? "] + 1') == 43
+    assert prompts == ["number? "]
+
+
+def test_status_message_is_answered(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as link:
+        link.send_message(STATUS_MESSAGE)
+        status = link.get(KERNEL_TIMEOUT)
+        info = status.args[0]
+        assert info["mode"] == "shared" and info["kernels"] == 1 and info["links"] >= 1
+
+
+def test_killed_kernel_costs_one_error_and_is_replaced(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as link:
+        evaluate(link, wlexpr("beforeDeath = 1"))
+        link.put(wl.EvaluatePacket(wlexpr('Print["running"]; While[True, 1]')))
+        assert link.get(KERNEL_TIMEOUT) == wl.TextPacket("running")
+        kernel = shared.broker._worker.kernel  # type: ignore[union-attr]
+        assert kernel is not None
+        get_portal().call_soon(kernel.kill)
+        answer = [link.get(KERNEL_TIMEOUT) for _ in range(3)]
+        assert answer[0] == wl.MessagePacket(wl.LinkServer, "kerneldied")
+        assert "kernel died" in answer[1].args[0]
+        assert answer[2] == wl.ReturnPacket(WLSymbol("$Failed"))
+        # A fresh kernel serves the next request; the old definitions are gone.
+        assert evaluate(link, wlexpr("beforeDeath"))[-1] == wl.ReturnPacket(wl.beforeDeath)
+
+
+def test_many_clients_at_once_each_get_their_own_answers(shared: KernelService) -> None:
+    results: dict[int, object] = {}
+
+    def work(i: int) -> None:
+        with linkserver.Client(shared.name) as client:
+            results[i] = [client.evaluate(wl.Times(i, j)) for j in range(5)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(KERNEL_TIMEOUT)
+    assert results == {i: [i * j for j in range(5)] for i in range(8)}
+
+
+def test_pool_state_never_leaks_between_clients(pool: KernelService) -> None:
+    with linkserver.Client(pool.name) as a:
+        a.evaluate("poolSecret = 1")
+        assert a.evaluate("poolSecret") == 1
+        with linkserver.Client(pool.name) as b:
+            assert b.evaluate("poolSecret") == wl.poolSecret
+    # a's kernel was discarded with a; the next client gets a fresh one.
+    with linkserver.Client(pool.name) as c:
+        assert c.evaluate("poolSecret") == wl.poolSecret
+
+
+def test_pool_refuses_clearly_past_its_maximum(pool: KernelService) -> None:
+    with linkserver.Client(pool.name) as a, linkserver.Client(pool.name) as b:
+        assert a.evaluate("1") == 1 and b.evaluate("2") == 2
+        third = linkserver.connect(pool.name)
+        third.put(wl.EvaluatePacket(1))
+        with pytest.raises(linkserver.LinkClosed, match="kernels of this pool are in use"):
+            third.get(KERNEL_TIMEOUT)
+        third.close()
+    with linkserver.Client(pool.name) as d:  # room again once a and b left
+        assert d.evaluate("3") == 3
+
+
+class Terminal:
+    """A program on a pseudo-terminal, driven as a person at a keyboard would."""
+
+    def __init__(self, *args: str) -> None:
+        import os
+        import pty
+        import subprocess
+        import sys
+
+        import fcntl
+        import termios
+
+        master, slave = pty.openpty()
+        env = dict(os.environ, HOME=os.environ.get("TMPDIR", "/tmp"), TERM="dumb")
+
+        def controlling_terminal() -> None:
+            # A session of its own with the pty as its terminal, so Ctrl-C
+            # typed there becomes SIGINT for the program, as in a real terminal.
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "linkserver", *args], stdin=slave, stdout=slave,
+            stderr=slave, env=env, close_fds=True, preexec_fn=controlling_terminal,
+        )
+        os.close(slave)
+        self.fd = master
+        self.seen = ""
+        self.pos = 0  # expect() looks only at what appeared after its last match
+
+    def type(self, keys: str) -> None:
+        import os
+
+        os.write(self.fd, keys.encode())
+
+    def expect(self, text: str, timeout: float = KERNEL_TIMEOUT) -> str:
+        """Read the screen until ``text`` appears after the last match; return the screen."""
+        import os
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen[self.pos :]:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} never appeared; screen:\n{self.seen}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.seen += chunk.decode(errors="replace").replace("\r\n", "\n")
+        found = self.seen.find(text, self.pos)
+        assert found >= 0, self.seen
+        self.pos = found + len(text)
+        return self.seen
+
+    def close(self) -> int:
+        import os
+
+        try:
+            code = self.proc.wait(KERNEL_TIMEOUT)
+        finally:
+            self.proc.kill()
+            os.close(self.fd)
+        return code
+
+
+def test_terminal_session_as_a_person_uses_it(shared: KernelService, tmp_path: object) -> None:
+    term = Terminal("connect", shared.name)
+    try:
+        # Type only at a prompt, as a person does (a tty drops type-ahead on Ctrl-C).
+        term.expect(":= ")
+        term.type("replY = 6*7\n")
+        term.expect("= 42")
+        term.expect(":= ")
+        term.type("f[{1,\n")  # unfinished: the session waits for the rest
+        term.type("2}]\n")
+        term.expect("= f[{1, 2}]")
+        term.expect(":= ")
+        term.type('Input["how many? "] + 1\n')
+        term.expect("how many? ")
+        term.type("9\n")
+        term.expect("= 10")
+        term.expect(":= ")
+        term.type('Print["lo" <> "op"]; While[True, 1]\n')
+        term.expect("\nloop\n")  # the printed line, not the echo of the input
+        term.type("\x03")  # Ctrl-C aborts the evaluation, not the session
+        term.expect("$Aborted")
+        term.expect(":= ")
+        term.type("replY + 1\n")
+        term.expect("= 43")
+        term.expect(":= ")
+        term.type("\x04")  # Ctrl-D leaves
+        assert term.close() == 0
+    finally:
+        term.proc.kill()
+
+
+def test_eval_command_exit_codes(shared: KernelService) -> None:
+    import subprocess
+    import sys
+
+    def run(expr: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "linkserver", "eval", "--name", shared.name, expr],
+            capture_output=True, text=True, timeout=KERNEL_TIMEOUT, stdin=subprocess.DEVNULL,
+        )
+
+    ok = run('Print["printed"]; 2^10')
+    assert ok.returncode == 0, ok.stderr
+    assert "printed" in ok.stdout and "= 1024" in ok.stdout
+    bad = run("1/0")
+    assert bad.returncode == 1
+    assert "Power::infy" in bad.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "linkserver", "status", shared.name],
+        capture_output=True, text=True, timeout=KERNEL_TIMEOUT, stdin=subprocess.DEVNULL,
+    )
+    assert status.returncode == 0 and "shared" in status.stdout
+    refused = subprocess.run(
+        [sys.executable, "-m", "linkserver", "eval", "--name", "1@127.0.0.1", "1"],
+        capture_output=True, text=True, timeout=KERNEL_TIMEOUT, stdin=subprocess.DEVNULL,
+    )
+    assert refused.returncode == 3 and "connection refused" in refused.stderr
+    assert "Traceback" not in refused.stderr
