@@ -18,11 +18,10 @@ import statistics
 import time
 
 from harness import cpu_placement, peer_process, report
-from link_roundtrip import raw_client
+from link_roundtrip import raw_single
 from wolframclient.language import wl
 
 import linkserver.aio
-from linkserver import wxf
 from linkserver.service import KernelService
 
 ROUNDS = 2000
@@ -41,18 +40,6 @@ def mathics_in_process() -> float:
         t = time.perf_counter()
         session.evaluate("1+1")
         samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
-
-
-async def raw_round_trip(port: int) -> float:
-    client = await raw_client(port)
-    payload = wxf.dumps(wl.f("abcdefghijk"))
-    samples = []
-    for _ in range(ROUNDS):
-        t = time.perf_counter()
-        await client.round_trip(payload)
-        samples.append(time.perf_counter() - t)
-    client.transport.close()
     return statistics.median(samples)
 
 
@@ -82,7 +69,7 @@ async def through_server() -> tuple[float, float]:
 def main() -> None:
     print(f"# cpus allowed: {cpu_placement()}; kernel and server run in separate processes")
     with peer_process("raw") as (_, port):
-        raw = asyncio.run(raw_round_trip(int(port)))
+        raw = asyncio.run(raw_single(int(port)))
     server, first = asyncio.run(through_server())
     local = mathics_in_process()
     report("kernel.evaluate_1plus1.in_process", local * 1e6, "us")

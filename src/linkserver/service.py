@@ -114,14 +114,7 @@ class KernelService:
 
     def _attach(self, link: Link) -> None:
         self._links.add(link)
-        previous = link._on_end
-
-        def ended(ended_link: Link) -> None:
-            self._links.discard(ended_link)
-            if previous is not None:
-                previous(ended_link)
-
-        link._on_end = ended
+        link.on_end(self._links.discard)
         link.on_message(lambda message, _arg: self._answer_status(link, message))
         self.broker.attach(link)
 

@@ -112,7 +112,7 @@ async def listen(name: Any = 0, *, settings: LinkSettings | None = None) -> Link
     if address.kind == "tcp":
         port = server.sockets[0].getsockname()[1]
         link.name = str(LinkName("tcp", host=address.host or DEFAULT_HOST, port=port))
-    link._on_end = lambda _link: server.close()
+    link.on_end(lambda _link: server.close())
     return link
 
 

@@ -133,7 +133,7 @@ class Link(asyncio.Protocol):
         self._mode = mode
         self._settings = settings or LinkSettings()
         self._on_open = on_open
-        self._on_end = on_end
+        self._end_callbacks: list[Callable[[Link], None]] = [on_end] if on_end else []
         self._loop = asyncio.get_running_loop()
         self._conn: Connection | None = None
         self._transport: asyncio.BaseTransport | None = None
@@ -328,8 +328,11 @@ class Link(asyncio.Protocol):
         if not self._opened.done():
             self._opened.set_exception(error)
             self._opened.exception()  # mark retrieved: not everyone awaits it
-        if self._on_end is not None:
-            self._on_end(self)
+        for callback in self._end_callbacks:
+            try:
+                callback(self)
+            except Exception:  # one failing callback must not keep the others from running
+                log.exception("! end callback %r of link %s failed", callback, self.name)
 
     # ------------------------------------------------ loop-thread primitives
 
@@ -541,6 +544,17 @@ class Link(asyncio.Protocol):
         self.register_waiter(waiter, messages=True)
         result: tuple[UrgentMessage | int, int] = await self._wait(waiter, timeout, "urgent message")
         return result
+
+    def on_end(self, callback: Callable[[Link], None]) -> None:
+        """Call ``callback(link)`` once, in the event loop, when the link ends.
+
+        Ended means closed by either side or broken; :attr:`error` says which.
+        A link that has already ended calls it at once.
+        """
+        if self._error is not None:
+            callback(self)
+        else:
+            self._end_callbacks.append(callback)
 
     def on_message(self, handler: Callable[[UrgentMessage | int, int], None]) -> None:
         """Call ``handler(message, argument)`` in the event loop for each urgent message."""

@@ -93,16 +93,12 @@ class PoolBroker:
 
     def _add_warm(self, kernel: KernelHandle) -> None:
         self._warm.append(kernel)
-        previous = kernel.link._on_end
+        kernel.link.on_end(lambda _link: self._warm_kernel_died(kernel))
 
-        def ended(link: Link) -> None:
-            if previous is not None:
-                previous(link)
-            if kernel in self._warm:  # died before anyone used it
-                self._warm.remove(kernel)
-                self._balance()
-
-        kernel.link._on_end = ended
+    def _warm_kernel_died(self, kernel: KernelHandle) -> None:
+        if kernel in self._warm:  # died before anyone used it
+            self._warm.remove(kernel)
+            self._balance()
 
     def attach(self, link: Link) -> None:
         """Give ``link`` a kernel now, or queue it until one is free."""
@@ -113,14 +109,7 @@ class PoolBroker:
             self.wait_timeout, self._refuse, link
         )
         self._waiting.append((link, handle))
-        previous = link._on_end
-
-        def ended(ended_link: Link) -> None:
-            if previous is not None:
-                previous(ended_link)
-            self._link_gone(ended_link)
-
-        link._on_end = ended
+        link.on_end(self._link_gone)
         self._balance()
 
     def _refuse(self, link: Link) -> None:

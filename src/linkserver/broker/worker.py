@@ -128,14 +128,7 @@ class KernelWorker:
     def _adopt(self, kernel: KernelHandle) -> None:
         self.kernel = kernel
         kernel.link.set_receiver(self._from_kernel)
-        previous = kernel.link._on_end
-
-        def ended(link: Link) -> None:
-            if previous is not None:
-                previous(link)
-            self._kernel_died(kernel)
-
-        kernel.link._on_end = ended
+        kernel.link.on_end(lambda _link: self._kernel_died(kernel))
         self._dispatch()
 
     def _restart(self) -> None:
@@ -187,14 +180,7 @@ class KernelWorker:
         """Serve ``link``'s requests from now on."""
         link.set_receiver(lambda payload: self.submit(link, payload))
         link.on_message(lambda message, arg: self.message(link, message, arg))
-        previous = link._on_end
-
-        def ended(ended_link: Link) -> None:
-            if previous is not None:
-                previous(ended_link)
-            self.detach(ended_link)
-
-        link._on_end = ended
+        link.on_end(self.detach)
 
     def submit(self, link: Link, payload: bytes) -> None:
         """Queue one packet from ``link`` (or pass it on as an Input[] answer)."""

@@ -20,7 +20,6 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from ..aio.link import Link, LinkSettings
@@ -194,22 +193,15 @@ class KernelLauncher:
             self._pending.pop(kernel_id, None)
         handle = KernelHandle(kernel_id, pid, link, info)
         self._handles.add(handle)
-        link._on_end = self._ended_hook(handle, link._on_end)
+        link.on_end(lambda _link: self._ended(handle))
         log.info("kernel.started %s pid %d", kernel_id, pid)
         return handle
 
-    def _ended_hook(
-        self, handle: KernelHandle, previous: Callable[[Link], None] | None
-    ) -> Callable[[Link], None]:
-        def ended(link: Link) -> None:
-            self._handles.discard(handle)
-            process = self._processes.pop(handle.id, None)
-            if process is not None and process.returncode is None:
-                process.kill()  # its link is gone: it has nothing left to do
-            if previous is not None:
-                previous(link)
-
-        return ended
+    def _ended(self, handle: KernelHandle) -> None:
+        self._handles.discard(handle)
+        process = self._processes.pop(handle.id, None)
+        if process is not None and process.returncode is None:
+            process.kill()  # its link is gone: it has nothing left to do
 
     async def _spawn(self, kernel_id: str) -> int:
         spec = self.spec
