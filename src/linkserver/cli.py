@@ -19,13 +19,15 @@ from . import __version__, aio
 from .aio.link import LinkSettings
 from .demo import greet_and_echo
 from .errors import LinkError
-from .kernel.spec import BACKENDS, KernelSpec
+from .kernel.spec import BACKENDS
 from .link import connect
 from .names import DEFAULT_HOST, DEFAULT_PORT
 from .protocol.connection import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT
 from .protocol.framing import DEFAULT_MAX_FRAME_SIZE
 from .repl import TextSession, repl
-from .service import MODES, KernelService
+from .client import Client
+from .config import MODES, ServerConfig, check_pool, load_config
+from .service import KernelService
 from .status import STATUS_MESSAGE, format_status
 
 __all__ = ["main"]
@@ -90,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-frame-size", type=int,
                        default=int(_env("MAX_FRAME_SIZE", str(DEFAULT_MAX_FRAME_SIZE))),
                        help="largest expression accepted, in encoded bytes (default: %(default)s)")
+    serve.add_argument("--keepalive", type=float, default=float(_env("KEEPALIVE", "0")),
+                       help="pool mode: seconds a persistent kernel waits for its client to come "
+                       "back; 0 turns persistent kernels off (default: %(default)s)")
+    serve.add_argument("--config", default=_env("CONFIG", "") or None, metavar="FILE",
+                       help="named pools from a TOML or JSON file (see docs/configuration.md); "
+                       "replaces --mode, --kernel, --pool-*, --keepalive, --eval-timeout and "
+                       "--kernel-memory")
     serve.add_argument("--demo", action="store_true",
                        help="no kernels: greet each link with Print[\"Hello client program.\"] "
                        "and echo what it sends")
@@ -143,23 +152,23 @@ async def _serve(args: argparse.Namespace) -> int:
         await server.aclose()
         print("linkserver stopped", flush=True)
         return 0
-    spec = KernelSpec(args.kernel, eval_timeout=args.eval_timeout, memory_mb=args.kernel_memory)
-    service = KernelService(
-        args.port, args.interface, mode=args.mode, spec=spec, pool_min=args.pool_min,
-        pool_max=args.pool_size, pool_wait=args.pool_wait, settings=settings,
-    )
-    print(f"linkserver {__version__}: starting {args.kernel} kernels ({args.mode} mode)...",
-          flush=True)
+    config = _server_config(args)
+    service = KernelService(args.port, args.interface, config=config, settings=settings)
+    print(f"linkserver {__version__}: starting kernels for pool(s) "
+          f"{', '.join(p.name for p in config.pools)}...", flush=True)
     await service.start()
     print(f"linkserver {__version__} listening on {service.name}", flush=True)
-    if args.mode == "shared":
-        print("  mode: shared (one kernel; every client sees the same definitions)", flush=True)
-    else:
-        print(f"  mode: pool (a kernel per client; at most {args.pool_size}, "
-              f"{args.pool_min} kept warm)", flush=True)
-    print(f"  kernel: {args.kernel}"
-          + (f", evaluations limited to {args.eval_timeout:g} s" if args.eval_timeout else ""),
-          flush=True)
+    for pool in config.pools:
+        suffix = "" if pool.name == config.default else f"/{pool.name}"
+        if pool.mode == "shared":
+            what = "shared: one kernel, every client sees the same definitions"
+        else:
+            what = (f"pool: a kernel per client, at most {pool.max}, {pool.min} kept warm"
+                    + (f", persistent kernels kept {pool.keepalive:g} s" if pool.keepalive else ""))
+        limit = f", evaluations limited to {pool.eval_timeout:g} s" if pool.eval_timeout else ""
+        default = " (default)" if pool.name == config.default else ""
+        print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}"
+              f" -> {service.name}{suffix}", flush=True)
     print(f"  connect: linkserver connect {service.name}", flush=True)
     print(f"           linkserver eval --name {service.name} '1+1'", flush=True)
     print(f"           python: linkserver.Client({service.name!r}).evaluate('1+1')", flush=True)
@@ -171,17 +180,32 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_config(args: argparse.Namespace) -> ServerConfig:
+    """The pools to serve: from --config, or one default pool from the options."""
+    if args.config:
+        return load_config(args.config)
+    values = {
+        "mode": args.mode, "backend": args.kernel, "min": args.pool_min, "max": args.pool_size,
+        "wait": args.pool_wait, "keepalive": args.keepalive,
+        "eval_timeout": args.eval_timeout, "memory_mb": args.kernel_memory,
+    }
+    if args.mode == "shared":
+        values.pop("keepalive")
+    pool = check_pool("default", {k: v for k, v in values.items() if v is not None}, "options")
+    return ServerConfig((pool,), "default")
+
+
 def _eval(args: argparse.Namespace) -> int:
-    with connect(args.name, args.timeout) as link:
-        session = TextSession(link)
+    with Client(args.name, timeout=args.timeout) as client:
+        session = TextSession(client.link)
         session.run(args.expr)
         return EXIT_FAILED if session.failed else 0
 
 
 def _connect(args: argparse.Namespace) -> int:
-    with connect(args.name, 30) as link:
+    with Client(args.name, timeout=30) as client:
         print(f"linkserver {__version__}: connected to {args.name} (Ctrl-D to leave)", flush=True)
-        return repl(link)
+        return repl(client.link)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -26,9 +26,14 @@ class Client:
         timeout: seconds to connect.
         on_input: called with the prompt when the kernel evaluates ``Input[]``;
             returns the text typed. It runs in the background loop's thread.
+        pool: the pool to use (overrides a ``/POOL`` in ``name``).
+        persistent: keep the kernel for the pool's keep-alive time after
+            disconnecting; :attr:`kernel_id` takes it back later.
+        kernel: the id of a persistent kernel to take back.
 
     Raises:
         ConnectFailed: no server at ``name``.
+        LinkError: the server refused the pool or kernel asked for (code ``select-failed``).
     """
 
     def __init__(
@@ -37,10 +42,26 @@ class Client:
         *,
         timeout: float | None = 30.0,
         on_input: Callable[[str], str] | None = None,
+        pool: str | None = None,
+        persistent: bool = False,
+        kernel: str | None = None,
     ) -> None:
         self._portal = get_portal()
-        self._aio = AsyncClient(name, timeout=timeout, on_input=on_input)
+        self._aio = AsyncClient(
+            name, timeout=timeout, on_input=on_input, pool=pool, persistent=persistent,
+            kernel=kernel,
+        )
         self._portal.call(self._aio.start())
+
+    @property
+    def kernel_id(self) -> str | None:
+        """The id of this client's kernel (to take a persistent kernel back later)."""
+        return self._aio.kernel_id
+
+    @property
+    def pool(self) -> str | None:
+        """The pool this client uses (None: the server's default)."""
+        return self._aio.pool
 
     @property
     def name(self) -> str:

@@ -1,34 +1,55 @@
-"""The kernel service: a LinkServer with kernels behind it.
+"""The kernel service: a LinkServer with pools of kernels behind it.
 
-Binds the pieces: a :class:`~linkserver.aio.LinkServer` for clients, a
-:class:`~linkserver.kernel.process.KernelLauncher` for kernel processes and a
-broker -- shared (one kernel for every link) or pool (a kernel per link).
-``linkserver serve`` runs one of these; tests and embedding programs can too.
+Binds the pieces: a :class:`~linkserver.aio.LinkServer` for clients, and per
+named pool a :class:`~linkserver.kernel.process.KernelLauncher` and a broker
+-- shared (one kernel for every link) or pool (a kernel per link). A client
+chooses a pool, asks for a persistent kernel or takes one back with its first
+packet, ``LinkServerSelect[<|...|>]`` (docs/protocol.md §8.6); a client that
+sends an ordinary request first gets the default pool. ``linkserver serve``
+runs one of these; tests and embedding programs can too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from wolframclient.language import wl
+from wolframclient.language.expression import WLSymbol
+
+from . import wxf
 from .aio.link import Link, LinkSettings
 from .aio.server import LinkServer
 from .broker.pool import PoolBroker
 from .broker.shared import SharedBroker
+from .config import MODES, PoolConfig, ServerConfig
+from .errors import LinkError
 from .kernel.process import KernelLauncher
 from .kernel.spec import KernelSpec
 from .names import DEFAULT_HOST, DEFAULT_PORT
-from . import wxf
 from .protocol import CloseCode
 from .status import STATUS_MESSAGE, status_expr
+from .wxf.peek import head_name
 
-__all__ = ["KernelService", "ServiceStatistics"]
+__all__ = ["KernelService", "Pool", "SelectError", "ServiceStatistics"]
 
 log = logging.getLogger("linkserver.server")
 
-MODES = ("shared", "pool")
+SELECT = "LinkServerSelect"
+_SELECT_KEYS = {"pool", "persistent", "kernel"}
+
+
+class SelectError(LinkError):
+    """A LinkServerSelect packet could not be honoured; ``tag`` names why (§8.6)."""
+
+    code = "select-failed"
+
+    def __init__(self, tag: str, message: str) -> None:
+        super().__init__(message)
+        self.tag = tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +61,38 @@ class ServiceStatistics:
     backend: str
     uptime: float
     links: int
+    pools: str
     broker: Any
+
+
+class Pool:
+    """One named pool: its configuration, its kernel launcher and its broker."""
+
+    def __init__(self, config: PoolConfig, *, zygote: bool = True) -> None:
+        self.config = config
+        self.launcher = KernelLauncher(config.spec(), zygote=zygote)
+        self.broker: SharedBroker | PoolBroker
+        if config.mode == "shared":
+            self.broker = SharedBroker(self.launcher)
+        else:
+            self.broker = PoolBroker(
+                self.launcher, min_kernels=config.min, max_kernels=config.max,
+                wait_timeout=config.wait, keepalive=config.keepalive,
+            )
+
+    async def start(self) -> None:
+        """Start the launcher and the pool's first kernels.
+
+        Raises:
+            KernelError: the kernels did not start.
+        """
+        await self.launcher.start()
+        await self.broker.start()
+
+    async def aclose(self) -> None:
+        """Answer or refuse every request, then stop every kernel."""
+        await self.broker.aclose()
+        await self.launcher.aclose()
 
 
 class KernelService:
@@ -49,11 +101,14 @@ class KernelService:
     Args:
         port: TCP port (0 picks a free one).
         interface: address to bind ("" for every interface).
+        config: named pools; without it, one pool named "default" made of the
+            arguments below.
         mode: "shared" (one kernel, state shared) or "pool" (a kernel per link).
         spec: how to run kernels.
         pool_min: kernels kept warm (pool mode).
         pool_max: kernels at most (pool mode).
         pool_wait: seconds a link waits for a kernel before it is refused (pool mode).
+        keepalive: seconds a persistent kernel waits for its client (pool mode).
         settings: limits of client links.
         zygote: fork kernels from a warm template (fast start).
     """
@@ -63,29 +118,51 @@ class KernelService:
         port: int = DEFAULT_PORT,
         interface: str | None = DEFAULT_HOST,
         *,
+        config: ServerConfig | None = None,
         mode: str = "shared",
         spec: KernelSpec | None = None,
         pool_min: int = 1,
         pool_max: int = 4,
         pool_wait: float = 30.0,
+        keepalive: float = 0.0,
         settings: LinkSettings | None = None,
         zygote: bool = True,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self.spec = spec or KernelSpec()
-        self.mode = mode
-        self.launcher = KernelLauncher(self.spec, zygote=zygote)
-        self.broker: SharedBroker | PoolBroker
-        if mode == "shared":
-            self.broker = SharedBroker(self.launcher)
-        else:
-            self.broker = PoolBroker(
-                self.launcher, min_kernels=pool_min, max_kernels=pool_max, wait_timeout=pool_wait
-            )
+        if config is None:
+            if mode not in MODES:
+                raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+            spec = spec or KernelSpec()
+            config = ServerConfig((PoolConfig(
+                "default", mode, spec.backend, None, pool_min, pool_max, pool_wait, keepalive,
+                spec.eval_timeout, spec.memory_mb, spec.init,
+            ),))
+        self.config = config
+        self.pools = {p.name: Pool(p, zygote=zygote) for p in config.pools}
+        self.default = self.pools[config.default]
         self.server = LinkServer(port, interface, settings=settings)
         self._links: set[Link] = set()
         self._started = time.monotonic()
+
+    # The default pool's pieces, for the common one-pool server.
+    @property
+    def mode(self) -> str:
+        """The default pool's mode."""
+        return self.default.config.mode
+
+    @property
+    def spec(self) -> KernelSpec:
+        """The default pool's kernel spec."""
+        return self.default.launcher.spec
+
+    @property
+    def broker(self) -> SharedBroker | PoolBroker:
+        """The default pool's broker."""
+        return self.default.broker
+
+    @property
+    def launcher(self) -> KernelLauncher:
+        """The default pool's kernel launcher."""
+        return self.default.launcher
 
     @property
     def name(self) -> str:
@@ -93,53 +170,121 @@ class KernelService:
         return self.server.name
 
     async def start(self) -> KernelService:
-        """Start kernels first (so no client waits for one), then listen.
+        """Start every pool's kernels first (so no client waits for one), then listen.
 
         Raises:
             KernelError: the kernels did not start.
             LinkError: the address cannot be listened on.
         """
-        await self.launcher.start()
         try:
-            await self.broker.start()
+            await asyncio.gather(*(pool.start() for pool in self.pools.values()))
             await self.server.start()
         except BaseException:
-            await self.broker.aclose()
-            await self.launcher.aclose()
+            for pool in self.pools.values():
+                await pool.aclose()
             raise
         self.server.on_link(self._attach)
         self._started = time.monotonic()
-        log.info("service.started %s mode %s backend %s", self.name, self.mode, self.spec.backend)
+        log.info("service.started %s pools %s", self.name, ", ".join(self.pools))
         return self
 
     def _attach(self, link: Link) -> None:
         self._links.add(link)
         link.on_end(self._links.discard)
         link.on_message(lambda message, _arg: self._answer_status(link, message))
-        self.broker.attach(link)
+        link.set_receiver(lambda payload: self._first_packet(link, payload))
+
+    def _first_packet(self, link: Link, payload: bytes) -> None:
+        """The first packet chooses the pool: LinkServerSelect, or a request for the default."""
+        name = head_name(payload)
+        if name is None or name.rpartition("`")[2] != SELECT:
+            link.set_receiver(None)
+            link.push_back(payload)  # ahead of anything that arrived after it
+            self.default.broker.attach(link)
+            return
+        try:
+            self._select(link, payload)
+        except SelectError as exc:
+            self._refuse(link, exc.tag, exc.message)
+        except LinkError as exc:  # the packet was not even valid WXF
+            self._refuse(link, "badselect", exc.message)
+
+    def _select(self, link: Link, payload: bytes) -> None:
+        expr = wxf.loads(payload)
+        args: tuple[Any, ...] = tuple(getattr(expr, "args", ()))
+        options = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
+        if options is None or not set(options) <= _SELECT_KEYS:
+            raise SelectError(
+                "badselect",
+                "write LinkServerSelect[<|\"pool\" -> name, \"persistent\" -> True, "
+                "\"kernel\" -> id|>] (every key optional)",
+            )
+        pool_name = options.get("pool") or self.config.default
+        pool = self.pools.get(str(pool_name))
+        if pool is None:
+            raise SelectError("nopool", f"there is no pool {pool_name!r}; the pools are: "
+                              + ", ".join(self.pools))
+        persistent = options.get("persistent") is True
+        kernel_id = options.get("kernel")
+
+        def bound(kernel: str) -> None:
+            answer = {
+                "pool": pool.config.name, "mode": pool.config.mode, "kernel": kernel,
+                "persistent": persistent or pool.config.mode == "shared",
+                "keepalive": pool.config.keepalive,
+            }
+            if not link.closed:
+                link.put_payload_nowait(wxf.dumps(wl.ReturnPacket(answer)))
+
+        link.set_receiver(None)
+        if kernel_id is not None:
+            try:
+                pool.broker.reattach(link, str(kernel_id), persistent=persistent)
+            except KeyError:
+                link.set_receiver(lambda p: self._first_packet(link, p))
+                raise SelectError("nokernel", f"no kernel {kernel_id!r} is waiting in pool "
+                                  f"{pool.config.name!r}: its keep-alive passed, it is in use, "
+                                  "or it never was") from None
+            bound(str(kernel_id))
+            return
+        try:
+            pool.broker.attach(link, persistent=persistent, on_bound=bound)
+        except ValueError as exc:
+            link.set_receiver(lambda p: self._first_packet(link, p))
+            raise SelectError("nopersist", str(exc)) from None
+
+    def _refuse(self, link: Link, tag: str, text: str) -> None:
+        packets = [wl.MessagePacket(wl.LinkServer, tag), wl.TextPacket(f"LinkServer::{tag}: {text}"),
+                   wl.ReturnPacket(WLSymbol("$Failed"))]
+        for packet in packets:
+            if not link.closed:
+                link.put_payload_nowait(wxf.dumps(packet))
 
     def _answer_status(self, link: Link, message: int) -> None:
         if message == STATUS_MESSAGE and not link.closed:
             link.put_payload_nowait(wxf.dumps(status_expr(self.statistics())))
 
     def statistics(self) -> ServiceStatistics:
-        """Return a snapshot for ``status``."""
+        """Return a snapshot for ``status`` (the broker's figures are the default pool's)."""
         return ServiceStatistics(
             name=self.name,
             mode=self.mode,
             backend=self.spec.backend,
             uptime=time.monotonic() - self._started,
             links=len(self._links),
+            pools=", ".join(self.pools),
             broker=self.broker.statistics(),
         )
 
     async def aclose(self) -> None:
         """Stop accepting, answer or refuse every request, stop kernels, close links."""
         await self.server.aclose()
-        await self.broker.aclose()
+        for pool in self.pools.values():
+            await pool.broker.aclose()
         for link in list(self._links):
             link.close_nowait(CloseCode.GOING_AWAY, "the server is shutting down")
-        await self.launcher.aclose()
+        for pool in self.pools.values():
+            await pool.launcher.aclose()
         log.info("service.stopped %s", self.name)
 
     async def __aenter__(self) -> KernelService:

@@ -10,6 +10,7 @@ from wolframclient.language import wl, wlexpr
 from wolframclient.language.expression import WLSymbol
 
 import linkserver
+from linkserver.config import PoolConfig, ServerConfig
 from linkserver.portal import get_portal
 from linkserver.service import KernelService
 from linkserver.status import STATUS_MESSAGE
@@ -32,7 +33,12 @@ def shared() -> Iterator[KernelService]:
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[KernelService]:
-    service = start_service(mode="pool", pool_min=1, pool_max=2, pool_wait=0.5)
+    # Two named pools: the default gives each client its own kernel; "calc" is shared.
+    config = ServerConfig((
+        PoolConfig("iso", "pool", min=1, max=2, wait=0.5, keepalive=60, init="initValue = 7"),
+        PoolConfig("calc", "shared"),
+    ), "iso")
+    service = start_service(config=config)
     yield service
     get_portal().call(service.aclose(), timeout=KERNEL_TIMEOUT)
 
@@ -181,6 +187,40 @@ def test_pool_state_never_leaks_between_clients(pool: KernelService) -> None:
     # a's kernel was discarded with a; the next client gets a fresh one.
     with linkserver.Client(pool.name) as c:
         assert c.evaluate("poolSecret") == wl.poolSecret
+
+
+def test_pool_runs_its_start_up_code_in_every_kernel(pool: KernelService) -> None:
+    with linkserver.Client(pool.name) as a, linkserver.Client(pool.name) as b:
+        assert a.evaluate("initValue") == 7 and b.evaluate("initValue") == 7
+        assert a.kernel_id is None  # nothing was asked of the server but evaluation
+
+
+def test_named_pool_chosen_by_suffix_or_argument(pool: KernelService) -> None:
+    with linkserver.Client(f"{pool.name}/calc") as a, linkserver.Client(pool.name, pool="calc") as b:
+        assert a.pool == "calc" and a.kernel_id is not None
+        a.evaluate("calcX = 5")
+        assert b.evaluate("calcX") == 5  # the same shared kernel
+        assert b.kernel_id == a.kernel_id
+    with pytest.raises(linkserver.LinkError, match="there is no pool 'nope'") as info:
+        linkserver.Client(pool.name, pool="nope")
+    assert info.value.code == "select-failed"
+
+
+def test_persistent_kernel_is_taken_back_by_id(pool: KernelService) -> None:
+    first = linkserver.Client(pool.name, persistent=True)
+    first.evaluate("kept = 99")
+    kernel_id = first.kernel_id
+    assert kernel_id
+    first.close()
+    assert pool.broker.statistics().parked == 1  # type: ignore[union-attr]
+    # Later, from another connection (another process or machine would do the same):
+    with linkserver.Client(pool.name, kernel=kernel_id) as again:
+        assert again.kernel_id == kernel_id
+        assert again.evaluate("kept") == 99
+    # That connection did not ask to persist: the kernel is gone now.
+    with pytest.raises(linkserver.LinkError, match="no kernel"):
+        linkserver.Client(pool.name, kernel=kernel_id)
+    assert pool.broker.statistics().parked == 0  # type: ignore[union-attr]
 
 
 def test_pool_refuses_clearly_past_its_maximum(pool: KernelService) -> None:

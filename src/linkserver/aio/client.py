@@ -18,7 +18,8 @@ from typing import Any
 from wolframclient.language import wl, wlexpr
 from wolframclient.language.expression import WLFunction, WLSymbol
 
-from ..names import DEFAULT_HOST, DEFAULT_PORT
+from ..errors import LinkError
+from ..names import DEFAULT_HOST, DEFAULT_PORT, parse_name
 from .link import Link
 
 __all__ = ["Client", "EvaluationResult"]
@@ -77,11 +78,16 @@ class Client:
     """A client of a linkserver (asyncio).
 
     Args:
-        name: the server, ``"PORT@HOST"``; default ``31415@127.0.0.1``.
+        name: the server, ``"PORT@HOST"`` or ``"PORT@HOST/POOL"``; default
+            ``31415@127.0.0.1``.
         timeout: seconds to connect.
         on_input: called with the prompt when the kernel evaluates ``Input[]``;
             returns the text typed (may be a coroutine function). The default
             answers ``$Canceled``.
+        pool: the pool to use (overrides a ``/POOL`` in ``name``).
+        persistent: keep this client's kernel for the pool's keep-alive time
+            after it disconnects; :attr:`kernel_id` then takes it back.
+        kernel: the id of a persistent kernel to take back.
 
     Use ``async with Client(...) as client:`` or ``await client.start()``.
     """
@@ -92,10 +98,17 @@ class Client:
         *,
         timeout: float | None = 30.0,
         on_input: InputHandler | None = None,
+        pool: str | None = None,
+        persistent: bool = False,
+        kernel: str | None = None,
     ) -> None:
         self.name = name or DEFAULT_ADDRESS
         self.timeout = timeout
         self.on_input: InputHandler = on_input or _default_input
+        self.pool = pool or parse_name(self.name).pool
+        self.persistent = persistent
+        #: the id of this client's kernel, once the server told it (see ``persistent``)
+        self.kernel_id: str | None = kernel
         self._link: Link | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -108,9 +121,41 @@ class Client:
         from . import connect
 
         if self._link is None:
-            self._link = await connect(self.name, self.timeout)
+            link = await connect(self.name, self.timeout)
+            try:
+                if self.pool or self.persistent or self.kernel_id:
+                    await self._select(link)
+            except BaseException:
+                await link.aclose()
+                raise
+            self._link = link
             self._lock = asyncio.Lock()
         return self
+
+    async def _select(self, link: Link) -> None:
+        """Choose the pool / kernel with ``LinkServerSelect`` (docs/protocol.md §8.6)."""
+        options: dict[str, Any] = {}
+        if self.pool:
+            options["pool"] = self.pool
+        if self.persistent:
+            options["persistent"] = True
+        if self.kernel_id:
+            options["kernel"] = self.kernel_id
+        await link.put(wl.LinkServerSelect(options))
+        text = ""
+        while True:
+            packet = await link.get(self.timeout)
+            head = _head(packet)
+            if head == "TextPacket" and packet.args:
+                text = str(packet.args[0])
+            elif head == "ReturnPacket":
+                answer = packet.args[0] if packet.args else None
+                if isinstance(answer, dict):
+                    self.kernel_id = str(answer.get("kernel", "")) or None
+                    self.pool = str(answer.get("pool", "")) or self.pool
+                    return
+                raise LinkError(text or f"the server refused the selection: {answer!r}",
+                                code="select-failed")
 
     @property
     def link(self) -> Link:

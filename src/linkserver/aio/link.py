@@ -350,6 +350,24 @@ class Link(asyncio.Protocol):
             while self._incoming:
                 self._call_receiver(receiver, self._incoming.popleft())
 
+    def push_back(self, payload: bytes) -> None:
+        """Deliver ``payload`` again, ahead of everything queued (loop thread only).
+
+        For a handler that looked at an expression and decided it belongs to
+        someone else: it goes to the receiver if one is set, else to the
+        front of the queue, so a receiver set later gets it first.
+        """
+        receiver = self._receiver
+        if receiver is not None:
+            self._call_receiver(receiver, payload)
+            return
+        with self._lock:
+            waiters = self._recv_waiters
+            while waiters:
+                if _wake(waiters.popleft(), payload):
+                    return
+            self._incoming.appendleft(payload)
+
     def put_payload_nowait(self, payload: bytes) -> None:
         """Send one already encoded expression at once (loop thread only).
 

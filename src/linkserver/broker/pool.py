@@ -6,6 +6,12 @@ At most ``max_kernels`` exist at once; a link that finds them all taken
 waits up to ``wait_timeout`` seconds in a queue and is then refused with a
 close code that says so (``TOO_MANY_LINKS``).
 
+A link may ask for a *persistent* kernel: when it closes, its kernel is kept
+(``_parked``) for ``keepalive`` seconds, and a new link -- from another
+process or machine -- can take it back by the kernel's id
+(WSTPServer's "connect, disconnect and reconnect"). Parked kernels count
+towards the maximum.
+
 Theory of operation: ``_warm`` holds started kernels nobody uses yet;
 ``_launching`` counts kernels being started; ``_workers`` maps each served
 link to its worker. Whenever any of these change, :meth:`_balance` decides
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..aio.link import Link
@@ -40,6 +47,7 @@ class PoolStatistics:
     serving: int  #: links being served
     waiting: int  #: links waiting for a kernel
     launching: int  #: kernels being started
+    parked: int  #: persistent kernels waiting for their client to come back
 
 
 class PoolBroker:
@@ -50,6 +58,8 @@ class PoolBroker:
         min_kernels: kernels kept warm and waiting for links.
         max_kernels: kernels that may exist at once.
         wait_timeout: seconds a link may wait for a kernel before it is refused.
+        keepalive: seconds a persistent kernel is kept after its link closes;
+            0 turns persistent kernels off.
     """
 
     mode = "pool"
@@ -61,6 +71,7 @@ class PoolBroker:
         min_kernels: int = 1,
         max_kernels: int = 4,
         wait_timeout: float = 30.0,
+        keepalive: float = 0.0,
     ) -> None:
         if not 0 <= min_kernels <= max_kernels or max_kernels < 1:
             raise ValueError("need 0 <= min_kernels <= max_kernels and max_kernels >= 1")
@@ -68,16 +79,20 @@ class PoolBroker:
         self.min_kernels = min_kernels
         self.max_kernels = max_kernels
         self.wait_timeout = wait_timeout
+        self.keepalive = keepalive
         self._warm: deque[KernelHandle] = deque()
         self._launching = 0
         self._workers: dict[Link, KernelWorker] = {}
         self._waiting: deque[tuple[Link, asyncio.TimerHandle]] = deque()
+        self._bound_callbacks: dict[Link, Callable[[str], None]] = {}
+        self._persistent: set[Link] = set()
+        self._parked: dict[str, tuple[KernelWorker, asyncio.TimerHandle]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @property
     def _total(self) -> int:
-        return len(self._warm) + self._launching + len(self._workers)
+        return len(self._warm) + self._launching + len(self._workers) + len(self._parked)
 
     async def start(self) -> None:
         """Start ``min_kernels`` kernels and wait until they are ready.
@@ -100,11 +115,32 @@ class PoolBroker:
             self._warm.remove(kernel)
             self._balance()
 
-    def attach(self, link: Link) -> None:
-        """Give ``link`` a kernel now, or queue it until one is free."""
+    def attach(
+        self,
+        link: Link,
+        *,
+        persistent: bool = False,
+        on_bound: Callable[[str], None] | None = None,
+    ) -> None:
+        """Give ``link`` a kernel now, or queue it until one is free.
+
+        Args:
+            link: the client's link.
+            persistent: keep the kernel for ``keepalive`` seconds after the link closes.
+            on_bound: called with the kernel's id once the link has its kernel.
+
+        Raises:
+            ValueError: ``persistent`` asked of a pool whose keep-alive is 0.
+        """
+        if persistent and self.keepalive <= 0:
+            raise ValueError("this pool keeps no kernels for later (its keepalive is 0)")
         if self._closed:
             link.close_nowait(CloseCode.GOING_AWAY, "the server is shutting down")
             return
+        if persistent:
+            self._persistent.add(link)
+        if on_bound is not None:
+            self._bound_callbacks[link] = on_bound
         handle = asyncio.get_running_loop().call_later(
             self.wait_timeout, self._refuse, link
         )
@@ -127,19 +163,57 @@ class PoolBroker:
             f"within {self.wait_timeout:g} s; try again later or ask for a larger pool",
         )
 
+    def reattach(self, link: Link, kernel_id: str, *, persistent: bool = False) -> None:
+        """Give ``link`` the parked persistent kernel ``kernel_id``.
+
+        Args:
+            link: the client's new link.
+            kernel_id: the id the kernel was given when it was first asked for.
+            persistent: park it again when this link closes; otherwise this
+                is the kernel's last client and it is discarded afterwards.
+
+        Raises:
+            KeyError: no kernel of that id is parked (unknown, expired, or in use).
+        """
+        worker, timer = self._parked.pop(kernel_id)
+        timer.cancel()
+        if persistent:
+            self._persistent.add(link)
+        self._workers[link] = worker
+        worker.attach(link)
+        link.on_end(self._link_gone)
+        log.info("pool.reattached kernel %s to %s", kernel_id, link.peer)
+
     def _link_gone(self, link: Link) -> None:
         for entry in self._waiting:
             if entry[0] is link:
                 entry[1].cancel()
                 self._waiting.remove(entry)
                 break
+        self._bound_callbacks.pop(link, None)
+        persistent = link in self._persistent
+        self._persistent.discard(link)
         worker = self._workers.pop(link, None)
-        if worker is not None:
+        if worker is not None and persistent and not self._closed:
+            timer = asyncio.get_running_loop().call_later(self.keepalive, self._expire, worker.id)
+            self._parked[worker.id] = (worker, timer)
+            log.info("pool.parked kernel %s for %g s", worker.id, self.keepalive)
+        elif worker is not None:
             # The kernel held this client's state: it is not reused (no leaks).
-            task = asyncio.ensure_future(worker.aclose("the client left"))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._discard(worker, "the client left")
         self._balance()
+
+    def _expire(self, kernel_id: str) -> None:
+        entry = self._parked.pop(kernel_id, None)
+        if entry is not None:
+            log.info("pool.expired kernel %s: its client did not come back", kernel_id)
+            self._discard(entry[0], "its keep-alive time passed")
+            self._balance()
+
+    def _discard(self, worker: KernelWorker, reason: str) -> None:
+        task = asyncio.ensure_future(worker.aclose(reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _balance(self) -> None:
         """Match waiting links with warm kernels; start kernels to refill."""
@@ -155,6 +229,9 @@ class PoolBroker:
             worker = KernelWorker(self._launcher, kernel)
             self._workers[link] = worker
             worker.attach(link)
+            on_bound = self._bound_callbacks.pop(link, None)
+            if on_bound is not None:
+                on_bound(worker.id)
         wanted = max(self.min_kernels - len(self._warm), len(self._waiting)) - self._launching
         room = self.max_kernels - self._total
         for _ in range(max(0, min(wanted, room))):
@@ -189,6 +266,7 @@ class PoolBroker:
             serving=len(self._workers),
             waiting=len(self._waiting),
             launching=self._launching,
+            parked=len(self._parked),
         )
 
     async def aclose(self) -> None:
@@ -199,7 +277,12 @@ class PoolBroker:
         for link, handle in waiting:
             handle.cancel()
             link.close_nowait(CloseCode.GOING_AWAY, "the server is shutting down")
-        for worker in list(self._workers.values()):
+        parked = []
+        for worker, timer in self._parked.values():
+            timer.cancel()
+            parked.append(worker)
+        self._parked.clear()
+        for worker in list(self._workers.values()) + parked:
             await worker.aclose()
         self._workers.clear()
         warm = list(self._warm)

@@ -7,6 +7,7 @@ that link (:mod:`.worker`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..aio.link import Link
@@ -49,9 +50,33 @@ class SharedBroker:
         kernel = await self._launcher.launch()
         self._worker = KernelWorker(self._launcher, kernel)
 
-    def attach(self, link: Link) -> None:
-        """Serve ``link`` from the shared kernel."""
+    def attach(
+        self,
+        link: Link,
+        *,
+        persistent: bool = False,
+        on_bound: Callable[[str], None] | None = None,
+    ) -> None:
+        """Serve ``link`` from the shared kernel (which always persists).
+
+        Args:
+            link: the client's link.
+            persistent: accepted for symmetry with pools: the shared kernel outlives every link.
+            on_bound: called at once with the kernel's id.
+        """
         assert self._worker is not None, "start() first"
+        self._worker.attach(link)
+        if on_bound is not None:
+            on_bound(self._worker.id)
+
+    def reattach(self, link: Link, kernel_id: str, *, persistent: bool = False) -> None:
+        """Serve ``link`` from the shared kernel if ``kernel_id`` names it (it always persists).
+
+        Raises:
+            KeyError: ``kernel_id`` is not this pool's kernel.
+        """
+        if self._worker is None or kernel_id != self._worker.id:
+            raise KeyError(kernel_id)
         self._worker.attach(link)
 
     def statistics(self) -> SharedStatistics:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -85,9 +86,13 @@ def as_request(payload: bytes) -> tuple[bytes, str]:
 
 @dataclass(eq=False)
 class Request:
-    """One request of one link, from queueing to its final packet."""
+    """One request of one link, from queueing to its final packet.
 
-    link: Link
+    ``link`` is None for the server's own requests (a pool's start-up code),
+    whose output nobody reads.
+    """
+
+    link: Link | None
     payload: bytes
     final: str
     answered: bool = field(default=False)
@@ -118,6 +123,8 @@ class KernelWorker:
         self._closed = False
         self._on_idle = on_idle
         self.completed = 0
+        #: what clients call this kernel: stable across restarts of its process
+        self.id = uuid.uuid4().hex[:12]
         if kernel is not None:
             self._adopt(kernel)
         else:
@@ -129,6 +136,16 @@ class KernelWorker:
         self.kernel = kernel
         kernel.link.set_receiver(self._from_kernel)
         kernel.link.on_end(lambda _link: self._kernel_died(kernel))
+        init = self._launcher.spec.init
+        if init and self.current is None:
+            # The pool's start-up code runs before any client request.
+            expr = wl.EvaluatePacket(wl.ToExpression(init))
+            self.current = Request(None, wxf.dumps(expr), "ReturnPacket")
+            try:
+                kernel.link.put_payload_nowait(self.current.payload)
+            except LinkError:
+                pass  # the kernel is already gone: _kernel_died handles it
+            return
         self._dispatch()
 
     def _restart(self) -> None:
@@ -165,7 +182,7 @@ class KernelWorker:
             return
         reason = "it was stopped" if kernel.killed else "its process ended"
         log.warning("kernel.died %s (%s); starting a fresh one", kernel.id, reason)
-        if request is not None:
+        if request is not None and request.link is not None:
             self._answer_failure(
                 request,
                 "kerneldied",
@@ -245,13 +262,14 @@ class KernelWorker:
             log.debug("! kernel sent a packet with no request running; dropped")
             return
         head = _short(head_name(payload))
-        if not request.link.closed:
+        link = request.link
+        if link is not None and not link.closed:
             try:
-                request.link.put_payload_nowait(payload)
+                link.put_payload_nowait(payload)
             except LinkError:
                 pass  # the client left; keep consuming until the final packet
-        if head in _INPUT:
-            self._awaiting_input = request.link
+        if head in _INPUT and link is not None:
+            self._awaiting_input = link
         elif head == request.final:
             request.answered = True
             self.current = None
@@ -262,11 +280,12 @@ class KernelWorker:
 
     def _answer(self, request: Request, packets: list[object]) -> None:
         request.answered = True
-        if request.link.closed:
+        link = request.link
+        if link is None or link.closed:
             return
         try:
             for packet in packets:
-                request.link.put_payload_nowait(wxf.dumps(packet))
+                link.put_payload_nowait(wxf.dumps(packet))
         except LinkError:
             pass
 

@@ -26,12 +26,15 @@ class KernelSpec:
             ``$Aborted``; None for no limit.
         memory_mb: address-space limit of each kernel process (rlimit), or None.
         start_timeout: seconds a kernel may take to connect and say it is ready.
+        init: Wolfram Language code the server evaluates in each new kernel
+            before the kernel serves anyone.
     """
 
     backend: str = "mathics"
     eval_timeout: float | None = None
     memory_mb: int | None = None
     start_timeout: float = 120.0
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

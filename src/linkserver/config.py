@@ -1,0 +1,179 @@
+"""Pool configuration: named pools of kernels, read from TOML or JSON and checked.
+
+A server runs one or more *pools*, each with its own mode, backend, limits
+and start-up code; clients choose one by name (``31415@host/big``). The
+file format is documented in docs/configuration.md; this module turns a file
+(or the command line's options) into :class:`PoolConfig` objects and says
+exactly what is wrong with a file that is not right. It starts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import LinkError
+from .kernel.spec import BACKENDS, KernelSpec
+
+__all__ = ["ConfigError", "PoolConfig", "ServerConfig", "load_config"]
+
+MODES = ("shared", "pool")
+
+
+class ConfigError(LinkError, ValueError):
+    """A configuration file or option is not valid; the message names the setting."""
+
+    code = "bad-config"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """One pool of kernels.
+
+    Attributes:
+        name: what clients ask for (``PORT@HOST/NAME``).
+        mode: ``"shared"`` (one kernel, shared state) or ``"pool"`` (a kernel per link).
+        backend: kernel backend (``"mathics"``).
+        kernel_path: the kernel program, for backends that run one.
+        min: kernels kept warm (pool mode).
+        max: kernels at most (pool mode).
+        wait: seconds a link waits for a kernel before it is refused (pool mode).
+        keepalive: seconds a detached persistent kernel is kept for its client
+            to come back (pool mode); 0 turns persistent kernels off.
+        eval_timeout: seconds one evaluation may run; None for no limit.
+        memory_mb: address-space limit per kernel; None for no limit.
+        init: Wolfram Language code evaluated in every new kernel before use.
+    """
+
+    name: str = "default"
+    mode: str = "shared"
+    backend: str = "mathics"
+    kernel_path: str | None = None
+    min: int = 1
+    max: int = 4
+    wait: float = 30.0
+    keepalive: float = 0.0
+    eval_timeout: float | None = None
+    memory_mb: int | None = None
+    init: str | None = None
+
+    def spec(self) -> KernelSpec:
+        """The kernel spec of this pool's kernels."""
+        return KernelSpec(
+            self.backend, eval_timeout=self.eval_timeout, memory_mb=self.memory_mb, init=self.init
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Every pool of a server; ``default`` is the pool a client gets without asking."""
+
+    pools: tuple[PoolConfig, ...] = field(default_factory=lambda: (PoolConfig(),))
+    default: str = "default"
+
+    def pool(self, name: str | None) -> PoolConfig:
+        """The pool called ``name`` (the default pool for None or "").
+
+        Raises:
+            KeyError: no such pool.
+        """
+        wanted = name or self.default
+        for pool in self.pools:
+            if pool.name == wanted:
+                return pool
+        raise KeyError(wanted)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "mode": (str,), "backend": (str,), "kernel_path": (str,), "min": (int,), "max": (int,),
+    "wait": (int, float), "keepalive": (int, float), "eval_timeout": (int, float),
+    "memory_mb": (int,), "init": (str,),
+}
+_KEYS = tuple(f.name for f in fields(PoolConfig) if f.name != "name")
+
+
+def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolConfig:
+    """Build one :class:`PoolConfig` from raw values, or say precisely what is wrong.
+
+    Raises:
+        ConfigError: an unknown key, a wrong type or an impossible value.
+    """
+    at = f"{where}.{name}"
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ConfigError(f"{at}: a pool name uses letters, digits, '-' and '_' only")
+    for key, value in values.items():
+        if key not in _TYPES:
+            known = ", ".join(_KEYS)
+            raise ConfigError(f"{at}.{key} is not a pool setting; the settings are: {known}")
+        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
+            wanted = " or ".join(t.__name__ for t in _TYPES[key])
+            raise ConfigError(f"{at}.{key} must be {wanted}, not {value!r}")
+    pool = PoolConfig(name=name, **values)
+    if pool.mode not in MODES:
+        raise ConfigError(f"{at}.mode must be 'shared' or 'pool', not {pool.mode!r}")
+    if pool.backend not in BACKENDS:
+        raise ConfigError(
+            f"{at}.backend must be one of {', '.join(sorted(BACKENDS))}, not {pool.backend!r}"
+        )
+    if pool.max < 1 or not 0 <= pool.min <= pool.max:
+        raise ConfigError(f"{at}: need 0 <= min <= max and max >= 1 (min={pool.min}, max={pool.max})")
+    for key in ("wait", "keepalive"):
+        if getattr(pool, key) < 0:
+            raise ConfigError(f"{at}.{key} must not be negative")
+    if pool.eval_timeout is not None and pool.eval_timeout <= 0:
+        raise ConfigError(f"{at}.eval_timeout must be positive (leave it out for no limit)")
+    if pool.memory_mb is not None and pool.memory_mb < 64:
+        raise ConfigError(f"{at}.memory_mb below 64 leaves a kernel no room to start")
+    if pool.mode == "shared" and pool.keepalive:
+        raise ConfigError(f"{at}.keepalive is for pool mode; a shared kernel never goes away")
+    return pool
+
+
+def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:
+    """Check a decoded TOML/JSON document and return the server's pools.
+
+    Raises:
+        ConfigError: the document does not describe pools as docs/configuration.md says.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a table of settings")
+    unknown = set(data) - {"pools", "default"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}; "
+                          "expected 'pools' and optionally 'default'")
+    pools_data = data.get("pools")
+    if not isinstance(pools_data, dict) or not pools_data:
+        raise ConfigError(f"{source} needs a 'pools' table with at least one pool")
+    pools = []
+    for name, values in pools_data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"pools.{name} must be a table of settings")
+        pools.append(check_pool(str(name), values))
+    default = data.get("default", pools[0].name)
+    if not isinstance(default, str) or default not in {p.name for p in pools}:
+        raise ConfigError(f"default = {default!r} names no pool of {source}")
+    return ServerConfig(tuple(pools), default)
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    """Read a ``.toml`` or ``.json`` pool configuration.
+
+    Raises:
+        ConfigError: the file cannot be read, parsed, or is not a valid configuration.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration {path}: {exc.strerror}") from exc
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid {path.suffix[1:].upper() or 'TOML'}: {exc}") from exc
+    return parse_config(data, str(path))
