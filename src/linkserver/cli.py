@@ -170,9 +170,11 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}"
               f" -> {service.name}{suffix}", flush=True)
     print(f"  connect: linkserver connect {service.name}", flush=True)
+    asked = asyncio.ensure_future(service.wait_stop_requested())
+    asked.add_done_callback(lambda _task: stop.set())
     print(f"           linkserver eval --name {service.name} '1+1'", flush=True)
     print(f"           python: linkserver.Client({service.name!r}).evaluate('1+1')", flush=True)
-    print("  stop with Ctrl-C", flush=True)
+    print("  stop with Ctrl-C, SIGTERM, or $KeepRunning = False from a local client", flush=True)
     await stop.wait()
     print("linkserver stopping: answering queued requests...", flush=True)
     await service.aclose()

@@ -12,6 +12,7 @@ runs one of these; tests and embedding programs can too.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from . import wxf
 from .aio.link import Link, LinkSettings
 from .aio.server import LinkServer
 from .broker.pool import PoolBroker
+from .broker.control import Control, is_stop_request
 from .broker.shared import SharedBroker
+from .broker.worker import as_request
 from .config import MODES, PoolConfig, ServerConfig
 from .errors import LinkError
 from .kernel.process import KernelLauncher
@@ -40,6 +43,17 @@ log = logging.getLogger("linkserver.server")
 
 SELECT = "LinkServerSelect"
 _SELECT_KEYS = {"pool", "persistent", "kernel"}
+
+
+def _is_local(peer: str) -> bool:
+    """True for a peer on this machine: loopback TCP, a Unix socket, in-process."""
+    host = peer.rpartition("@")[2].strip("[]")
+    if "@" not in peer:
+        return True  # "unix", "memory": no network in between
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SelectError(LinkError):
@@ -68,16 +82,18 @@ class ServiceStatistics:
 class Pool:
     """One named pool: its configuration, its kernel launcher and its broker."""
 
-    def __init__(self, config: PoolConfig, *, zygote: bool = True) -> None:
+    def __init__(
+        self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None
+    ) -> None:
         self.config = config
         self.launcher = KernelLauncher(config.spec(), zygote=zygote)
         self.broker: SharedBroker | PoolBroker
         if config.mode == "shared":
-            self.broker = SharedBroker(self.launcher)
+            self.broker = SharedBroker(self.launcher, control=control)
         else:
             self.broker = PoolBroker(
                 self.launcher, min_kernels=config.min, max_kernels=config.max,
-                wait_timeout=config.wait, keepalive=config.keepalive,
+                wait_timeout=config.wait, keepalive=config.keepalive, control=control,
             )
 
     async def start(self) -> None:
@@ -137,11 +153,12 @@ class KernelService:
                 spec.eval_timeout, spec.memory_mb, spec.init,
             ),))
         self.config = config
-        self.pools = {p.name: Pool(p, zygote=zygote) for p in config.pools}
+        self.pools = {p.name: Pool(p, zygote=zygote, control=self._control) for p in config.pools}
         self.default = self.pools[config.default]
         self.server = LinkServer(port, interface, settings=settings)
         self._links: set[Link] = set()
         self._started = time.monotonic()
+        self._stop_requested: asyncio.Event | None = None
 
     # The default pool's pieces, for the common one-pool server.
     @property
@@ -185,6 +202,7 @@ class KernelService:
             raise
         self.server.on_link(self._attach)
         self._started = time.monotonic()
+        self._stop_requested = asyncio.Event()
         log.info("service.started %s pools %s", self.name, ", ".join(self.pools))
         return self
 
@@ -259,6 +277,31 @@ class KernelService:
         for packet in packets:
             if not link.closed:
                 link.put_payload_nowait(wxf.dumps(packet))
+
+    async def wait_stop_requested(self) -> None:
+        """Wait until a client asked the server to stop (``$KeepRunning = False``)."""
+        assert self._stop_requested is not None, "start() first"
+        await self._stop_requested.wait()
+
+    def _control(self, link: Link, payload: bytes) -> bool:
+        """Answer the requests meant for the server itself; True if this was one."""
+        if not is_stop_request(payload):
+            return False
+        final = as_request(payload)[1]
+        if not _is_local(link.peer):
+            # docs/protocol.md §8.7: until keys and roles exist, only local clients may.
+            self._refuse(link, "notallowed", "only a client on this machine may stop the server")
+            return True
+        log.info("service.stop requested by %s", link.peer)
+        if final == "InputNamePacket":
+            answer = [wl.ReturnTextPacket("False"), wl.InputNamePacket("In[?]:= ")]
+        else:
+            answer = [wl.ReturnPacket(False)]
+        for packet in answer:
+            link.put_payload_nowait(wxf.dumps(packet))
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+        return True
 
     def _answer_status(self, link: Link, message: int) -> None:
         if message == STATUS_MESSAGE and not link.closed:

@@ -363,3 +363,47 @@ def test_eval_command_exit_codes(shared: KernelService) -> None:
     )
     assert refused.returncode == 3 and "connection refused" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_keep_running_false_stops_the_server_and_answers_everyone() -> None:
+    import re
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "linkserver", "serve", "--port", "0", "--log-level", "error"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None
+            name = ""
+            while not name:
+                line = server.stdout.readline()
+                assert line, "the server exited before listening"
+                match = re.search(r"listening on (\S+)", line)
+                name = match.group(1) if match else ""
+            busy = linkserver.connect(name)
+            busy.put(wl.EvaluatePacket(wlexpr('Print["working"]; Pause[1]; "done"')))
+            assert busy.get(KERNEL_TIMEOUT) == wl.TextPacket("working")
+            queued = linkserver.connect(name)
+            queued.put(wl.EvaluatePacket(wl.Plus(1, 1)))  # waits behind busy's request
+            queued.flush()
+            with linkserver.connect(name) as admin:
+                admin.put(wl.EnterTextPacket("$KeepRunning = False"))
+                assert admin.get(KERNEL_TIMEOUT) == wl.ReturnTextPacket("False")
+            assert server.wait(KERNEL_TIMEOUT) == 0
+            # Every accepted request got exactly one answer: a result or a refusal.
+            for link in (busy, queued):
+                packets = []
+                while True:
+                    try:
+                        packets.append(link.get(KERNEL_TIMEOUT))
+                    except linkserver.LinkClosed:
+                        break
+                finals = [p for p in packets if p.head.name == "ReturnPacket"]  # type: ignore[attr-defined]
+                assert len(finals) == 1, packets
+                if finals[0] != wl.ReturnPacket("done") and finals[0] != wl.ReturnPacket(2):
+                    assert wl.MessagePacket(wl.LinkServer, "shutdown") in packets
+                link.close()
+        finally:
+            server.kill()

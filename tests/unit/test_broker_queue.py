@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from wolframclient.language import wl
+from wolframclient.language.expression import WLSymbol
 
 from linkserver import wxf
 from linkserver.broker.queue import FairQueue
@@ -81,3 +82,24 @@ def test_status_answer_reads_as_lines() -> None:
     assert wxf.loads(wxf.dumps(expr)) == expr
     text = format_status(expr)
     assert "completed  7" in text and "mode" in text
+
+
+@pytest.mark.parametrize(
+    ("packet", "stops"),
+    [
+        (wl.EvaluatePacket(wl.Set(WLSymbol("$KeepRunning"), False)), True),
+        (wl.EnterExpressionPacket(wl.Set(WLSymbol("$KeepRunning"), False)), True),
+        (wl.Set(WLSymbol("$KeepRunning"), False), True),
+        (wl.EnterTextPacket("$KeepRunning = False"), True),
+        (wl.EnterTextPacket(" $KeepRunning=False ;"), True),
+        (wl.EnterTextPacket("$KeepRunning = True"), False),
+        (wl.EvaluatePacket(wl.Set(WLSymbol("$KeepRunning"), True)), False),
+        (wl.EvaluatePacket(wl.Set(wl.KeepRunning, False)), False),
+        (wl.EvaluatePacket(wl.Plus(1, 1)), False),
+        (wl.EnterTextPacket("x = \"$KeepRunning = False\" <> " + "y" * 300), False),
+    ],
+)
+def test_stop_requests_are_recognised_in_every_form(packet: object, stops: bool) -> None:
+    from linkserver.broker.control import is_stop_request
+
+    assert is_stop_request(wxf.dumps(packet)) is stops

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from ..aio.link import Link
 from ..kernel.process import KernelError, KernelHandle, KernelLauncher
 from ..protocol import CloseCode
+from .control import Control
 from .worker import KernelWorker
 
 __all__ = ["PoolBroker", "PoolStatistics"]
@@ -60,6 +61,7 @@ class PoolBroker:
         wait_timeout: seconds a link may wait for a kernel before it is refused.
         keepalive: seconds a persistent kernel is kept after its link closes;
             0 turns persistent kernels off.
+        control: the server's hook for requests meant for itself.
     """
 
     mode = "pool"
@@ -72,6 +74,7 @@ class PoolBroker:
         max_kernels: int = 4,
         wait_timeout: float = 30.0,
         keepalive: float = 0.0,
+        control: Control | None = None,
     ) -> None:
         if not 0 <= min_kernels <= max_kernels or max_kernels < 1:
             raise ValueError("need 0 <= min_kernels <= max_kernels and max_kernels >= 1")
@@ -80,6 +83,7 @@ class PoolBroker:
         self.max_kernels = max_kernels
         self.wait_timeout = wait_timeout
         self.keepalive = keepalive
+        self._control = control
         self._warm: deque[KernelHandle] = deque()
         self._launching = 0
         self._workers: dict[Link, KernelWorker] = {}
@@ -226,7 +230,7 @@ class PoolBroker:
             if link.closed:
                 self._warm.appendleft(kernel)
                 continue
-            worker = KernelWorker(self._launcher, kernel)
+            worker = KernelWorker(self._launcher, kernel, control=self._control)
             self._workers[link] = worker
             worker.attach(link)
             on_bound = self._bound_callbacks.pop(link, None)

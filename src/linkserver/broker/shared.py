@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..aio.link import Link
 from ..kernel.process import KernelLauncher
+from .control import Control
 from .worker import KernelWorker
 
 __all__ = ["SharedBroker", "SharedStatistics"]
@@ -33,12 +34,14 @@ class SharedBroker:
 
     Args:
         launcher: where the kernel comes from (it is replaced if it dies).
+        control: the server's hook for requests meant for itself.
     """
 
     mode = "shared"
 
-    def __init__(self, launcher: KernelLauncher) -> None:
+    def __init__(self, launcher: KernelLauncher, *, control: Control | None = None) -> None:
         self._launcher = launcher
+        self._control = control
         self._worker: KernelWorker | None = None
 
     async def start(self) -> None:
@@ -48,7 +51,7 @@ class SharedBroker:
             KernelError: the kernel did not start.
         """
         kernel = await self._launcher.launch()
-        self._worker = KernelWorker(self._launcher, kernel)
+        self._worker = KernelWorker(self._launcher, kernel, control=self._control)
 
     def attach(
         self,

@@ -50,6 +50,7 @@ from ..errors import LinkError
 from ..kernel.process import KernelError, KernelHandle, KernelLauncher
 from ..protocol import UrgentMessage
 from ..wxf.peek import head_name
+from .control import Control
 from .queue import FairQueue
 
 __all__ = ["KernelWorker", "Request"]
@@ -105,6 +106,8 @@ class KernelWorker:
         launcher: where kernels come from.
         kernel: a kernel already started, or None to start one.
         on_idle: called when the queue runs empty (pool mode uses it).
+        control: sees each request first and may answer it itself (the server's
+            own requests, such as ``$KeepRunning = False``).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class KernelWorker:
         kernel: KernelHandle | None = None,
         *,
         on_idle: Callable[[KernelWorker], None] | None = None,
+        control: Control | None = None,
     ) -> None:
         self._launcher = launcher
         self.kernel: KernelHandle | None = None
@@ -122,6 +126,7 @@ class KernelWorker:
         self._starting: asyncio.Task[None] | None = None
         self._closed = False
         self._on_idle = on_idle
+        self._control = control
         self.completed = 0
         #: what clients call this kernel: stable across restarts of its process
         self.id = uuid.uuid4().hex[:12]
@@ -209,6 +214,8 @@ class KernelWorker:
             self._answer_failure(
                 Request(link, payload, "ReturnPacket"), "shutdown", "the server is shutting down"
             )
+            return
+        if self._control is not None and self._control(link, payload):
             return
         try:
             payload, final = as_request(payload)
