@@ -36,7 +36,7 @@ def pool() -> Iterator[KernelService]:
     # Two named pools: the default gives each client its own kernel; "calc" is shared.
     config = ServerConfig((
         PoolConfig("iso", "pool", min=1, max=2, wait=0.5, keepalive=60, init="initValue = 7"),
-        PoolConfig("calc", "shared"),
+        PoolConfig("calc", "shared", memory_mb=1500),
     ), "iso")
     service = start_service(config=config)
     yield service
@@ -204,6 +204,15 @@ def test_named_pool_chosen_by_suffix_or_argument(pool: KernelService) -> None:
     with pytest.raises(linkserver.LinkError, match="there is no pool 'nope'") as info:
         linkserver.Client(pool.name, pool="nope")
     assert info.value.code == "select-failed"
+
+
+def test_memory_limit_costs_one_answer_and_the_kernel_goes_on(pool: KernelService) -> None:
+    with linkserver.Client(pool.name, pool="calc") as client:
+        # 3 GB of string cannot fit under the pool's 1500 MB address-space limit.
+        result = client.evaluate_wrap('StringLength[StringRepeat["x", 3*10^9]]')
+        assert not result.success
+        assert result.failure and "Memory" in result.failure
+        assert client.evaluate("1+1") == 2  # the same kernel, or its replacement, answers
 
 
 def test_persistent_kernel_is_taken_back_by_id(pool: KernelService) -> None:

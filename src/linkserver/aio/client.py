@@ -48,9 +48,15 @@ class EvaluationResult:
 
     @property
     def success(self) -> bool:
-        """True if no message was issued and the result is not ``$Failed``/``$Aborted``."""
-        failed = isinstance(self.result, WLSymbol) and self.result.name in ("$Failed", "$Aborted")
-        return not self.messages and not failed
+        """True if no message was issued and the result is a value, not a failure.
+
+        Failures: ``$Failed``, ``$Aborted``, and ``linkserver`KernelError[...]``
+        (what a kernel answers when it could not evaluate, e.g. out of memory).
+        """
+        result = self.result
+        failed = isinstance(result, WLSymbol) and result.name in ("$Failed", "$Aborted")
+        kernel_error = isinstance(result, WLFunction) and _head(result) == "KernelError"
+        return not self.messages and not failed and not kernel_error
 
     @property
     def output(self) -> list[str]:
@@ -59,8 +65,12 @@ class EvaluationResult:
 
     @property
     def failure(self) -> str | None:
-        """The first message, or None (wolframclient's ``failure``)."""
-        return self.messages[0] if self.messages else None
+        """Why the evaluation failed: the first message, or the kernel's error; else None."""
+        if self.messages:
+            return self.messages[0]
+        if isinstance(self.result, WLFunction) and _head(self.result) == "KernelError":
+            return " ".join(str(arg) for arg in self.result.args)
+        return None
 
 
 def _head(expr: Any) -> str:
