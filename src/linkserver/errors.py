@@ -17,7 +17,6 @@ The tree::
     ├── LinkClosed                    you closed this link, or it was closed normally
     ├── LinkBroken                    the peer or the network broke the link
     │   └── ConnectFailed             could not connect in the first place
-    ├── LinkBusy                      two tasks waited on the same thing at once
     ├── LinkNameError                 a link name could not be parsed (also ``ValueError``)
     ├── WXFError                      expression serialization
     │   ├── WXFEncodeError            a Python value has no WXF form (also ``TypeError``)
@@ -35,7 +34,6 @@ __all__ = [
     "ConnectFailed",
     "LimitError",
     "LinkBroken",
-    "LinkBusy",
     "LinkClosed",
     "LinkError",
     "LinkNameError",
@@ -130,12 +128,6 @@ class ConnectFailed(LinkBroken):
     """No link could be established with the named address."""
 
     code = "connect-failed"
-
-
-class LinkBusy(LinkError):
-    """Two tasks waited for the same thing on one link at the same time."""
-
-    code = "link-busy"
 
 
 class LinkNameError(LinkError, ValueError):

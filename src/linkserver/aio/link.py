@@ -192,6 +192,10 @@ class Link(asyncio.Protocol):
         if conn is None:  # pragma: no cover - asyncio calls connection_made first
             return
         conn.receive_data(data)
+        self._after_input(conn)
+
+    def _after_input(self, conn: Connection) -> None:
+        """Act on what the connection made of its last input, then write its answer."""
         events = conn.events_received()
         if events:
             self._handle(events)
@@ -208,19 +212,19 @@ class Link(asyncio.Protocol):
             self._timer = None
         if not self._finished.done():
             self._finished.set_result(None)
-        for w in self._drain_waiters:
-            if not w.done():
-                w.set_result(None)
-        self._drain_waiters.clear()
+        self._wake_drainers()
 
     def pause_writing(self) -> None:
         self._paused = True
 
     def resume_writing(self) -> None:
         self._paused = False
-        for w in self._drain_waiters:
-            if not w.done():
-                w.set_result(None)
+        self._wake_drainers()
+
+    def _wake_drainers(self) -> None:
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         self._drain_waiters.clear()
 
     def _lost(self) -> None:
@@ -228,10 +232,7 @@ class Link(asyncio.Protocol):
         if conn is None:
             return
         conn.receive_eof()
-        events = conn.events_received()
-        if events:
-            self._handle(events)
-        self._flush_out()
+        self._after_input(conn)
 
     def _flush_out(self) -> None:
         conn = self._conn
@@ -253,10 +254,7 @@ class Link(asyncio.Protocol):
             return
         self._timer = None
         deadline = conn.check_timers(self._loop.time())
-        events = conn.events_received()
-        if events:
-            self._handle(events)
-        self._flush_out()
+        self._after_input(conn)
         if deadline is not None and not conn.should_close:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
