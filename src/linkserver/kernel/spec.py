@@ -10,10 +10,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-__all__ = ["BACKENDS", "KernelSpec"]
+__all__ = ["BACKENDS", "FORKABLE", "KernelSpec"]
 
 #: backend name -> the module whose ``main``/``prepare``/``serve`` run a kernel.
-BACKENDS = {"mathics": "linkserver.kernel.mathics"}
+BACKENDS = {"mathics": "linkserver.kernel.mathics", "wolfram": "linkserver.kernel.wolfram"}
+
+#: Backends whose loaded state a zygote can share by forking. The Wolfram Engine runs
+#: in a process of its own that no fork can warm, so its kernels start fresh.
+FORKABLE = frozenset({"mathics"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,8 @@ class KernelSpec:
         start_timeout: seconds a kernel may take to connect and say it is ready.
         init: Wolfram Language code the server evaluates in each new kernel
             before the kernel serves anyone.
+        kernel_path: the Wolfram Engine's kernel for the ``wolfram`` backend
+            (``--kernel-path``); None looks for one.
     """
 
     backend: str = "mathics"
@@ -35,6 +41,7 @@ class KernelSpec:
     memory_mb: int | None = None
     start_timeout: float = 120.0
     init: str | None = None
+    kernel_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -44,6 +51,8 @@ class KernelSpec:
             raise ValueError("eval_timeout must be positive (or None for no limit)")
         if self.memory_mb is not None and self.memory_mb < 64:
             raise ValueError("memory_mb below 64 MB leaves a kernel no room to start")
+        if self.kernel_path is not None and self.backend != "wolfram":
+            raise ValueError(f"kernel_path is for the wolfram backend, not {self.backend!r}")
 
     @property
     def module(self) -> str:
@@ -55,4 +64,6 @@ class KernelSpec:
         argv = [sys.executable, "-m", self.module, "--connect", connect, "--kernel-id", kernel_id]
         if self.eval_timeout is not None:
             argv += ["--eval-timeout", repr(self.eval_timeout)]
+        if self.kernel_path is not None:
+            argv += ["--kernel-path", self.kernel_path]
         return argv
