@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                        "per client (default: %(default)s)")
     serve.add_argument("--kernel", choices=sorted(BACKENDS), default=_env("KERNEL", "mathics"),
                        help="kernel backend (default: %(default)s)")
+    serve.add_argument("--kernel-path", default=_env("KERNEL_PATH", "") or None, metavar="PATH",
+                       help="--kernel wolfram: the WolframKernel program (default: looked for "
+                       "on PATH)")
     serve.add_argument("--pool-size", type=int, default=int(_env("POOL_SIZE", "4")),
                        help="pool mode: most kernels at once (default: %(default)s)")
     serve.add_argument("--pool-min", type=int, default=int(_env("POOL_MIN", "1")),
@@ -190,6 +193,7 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         "mode": args.mode, "backend": args.kernel, "min": args.pool_min, "max": args.pool_size,
         "wait": args.pool_wait, "keepalive": args.keepalive,
         "eval_timeout": args.eval_timeout, "memory_mb": args.kernel_memory,
+        "kernel_path": args.kernel_path,
     }
     if args.mode == "shared":
         values.pop("keepalive")

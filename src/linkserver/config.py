@@ -63,7 +63,8 @@ class PoolConfig:
     def spec(self) -> KernelSpec:
         """The kernel spec of this pool's kernels."""
         return KernelSpec(
-            self.backend, eval_timeout=self.eval_timeout, memory_mb=self.memory_mb, init=self.init
+            self.backend, eval_timeout=self.eval_timeout, memory_mb=self.memory_mb,
+            init=self.init, kernel_path=self.kernel_path,
         )
 
 
@@ -127,6 +128,8 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
         raise ConfigError(f"{at}.eval_timeout must be positive (leave it out for no limit)")
     if pool.memory_mb is not None and pool.memory_mb < 64:
         raise ConfigError(f"{at}.memory_mb below 64 leaves a kernel no room to start")
+    if pool.kernel_path is not None and pool.backend != "wolfram":
+        raise ConfigError(f"{at}.kernel_path is for backend = \"wolfram\"")
     if pool.mode == "shared" and pool.keepalive:
         raise ConfigError(f"{at}.keepalive is for pool mode; a shared kernel never goes away")
     return pool

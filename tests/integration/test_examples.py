@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from wolframclient.language import wl
 
 import linkserver
@@ -96,3 +98,24 @@ def test_cli_help_and_version() -> None:
             text=True, timeout=TIMEOUT * 3,
         )
         assert result.returncode == 0 and expected in result.stdout
+
+
+WOLFRAM_ENGINE_HERE = bool(shutil.which("WolframKernel") or shutil.which("wolframscript"))
+
+
+@pytest.mark.skipif(
+    WOLFRAM_ENGINE_HERE,
+    reason="the Wolfram Engine is installed here; this test checks what a user sees without it",
+)
+def test_serve_without_the_wolfram_engine_says_so_and_exits() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LINKSERVER_KERNEL_PATH"}
+    result = subprocess.run(
+        [sys.executable, "-m", "linkserver", "serve", "--kernel", "wolfram", "--port", "0",
+         "--log-level", "error"],
+        capture_output=True, text=True, timeout=TIMEOUT * 6, stdin=subprocess.DEVNULL, env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 3
+    assert "Wolfram Engine is not installed" in result.stderr
+    assert "exited with code 3 before it was ready" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -25,7 +25,7 @@ from typing import Any
 from ..aio.link import Link, LinkSettings
 from ..aio.server import LinkServer
 from ..errors import LinkError
-from .spec import KernelSpec
+from .spec import FORKABLE, KernelSpec
 
 __all__ = ["KernelError", "KernelHandle", "KernelLauncher"]
 
@@ -83,7 +83,7 @@ class KernelLauncher:
 
     def __init__(self, spec: KernelSpec, *, zygote: bool = True) -> None:
         self.spec = spec
-        self._use_zygote = zygote
+        self._use_zygote = zygote and spec.backend in FORKABLE
         self._dir = ""
         self._server: LinkServer | None = None
         self._pending: dict[str, asyncio.Future[tuple[Link, dict[str, Any]]]] = {}
@@ -183,12 +183,7 @@ class KernelLauncher:
         self._pending[kernel_id] = ready
         try:
             pid = await self._spawn(kernel_id)
-            link, info = await asyncio.wait_for(ready, self.spec.start_timeout)
-        except TimeoutError:
-            raise KernelError(
-                f"a {self.spec.backend} kernel did not become ready within "
-                f"{self.spec.start_timeout:g} s"
-            ) from None
+            link, info = await self._wait_ready(kernel_id, ready)
         finally:
             self._pending.pop(kernel_id, None)
         handle = KernelHandle(kernel_id, pid, link, info)
@@ -196,6 +191,33 @@ class KernelLauncher:
         link.on_end(lambda _link: self._ended(handle))
         log.info("kernel.started %s pid %d", kernel_id, pid)
         return handle
+
+    async def _wait_ready(
+        self, kernel_id: str, ready: asyncio.Future[tuple[Link, dict[str, Any]]]
+    ) -> tuple[Link, dict[str, Any]]:
+        """Wait for the kernel's greeting, or for its process to end first."""
+        process = self._processes.get(kernel_id)
+        exited = asyncio.ensure_future(process.wait()) if process is not None else None
+        waits: set[asyncio.Future[Any]] = {ready} if exited is None else {ready, exited}
+        try:
+            done, _ = await asyncio.wait(
+                waits, timeout=self.spec.start_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if exited is not None and not exited.done():
+                exited.cancel()
+        if ready in done:
+            return ready.result()
+        if exited is not None and exited in done:
+            self._processes.pop(kernel_id, None)
+            raise KernelError(
+                f"the {self.spec.backend} kernel exited with code {exited.result()} before it "
+                "was ready (its own message, if any, is printed above)"
+            )
+        raise KernelError(
+            f"a {self.spec.backend} kernel did not become ready within "
+            f"{self.spec.start_timeout:g} s"
+        )
 
     def _ended(self, handle: KernelHandle) -> None:
         self._handles.discard(handle)
