@@ -7,6 +7,7 @@ details; this class only moves calls onto the background loop.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,8 @@ class Client:
         name: the server, ``"PORT@HOST"``; default ``31415@127.0.0.1``.
         timeout: seconds to connect.
         on_input: called with the prompt when the kernel evaluates ``Input[]``;
-            returns the text typed. It runs in the background loop's thread.
+            returns the text typed. It runs in a worker thread, so it may block
+            (ask at a terminal, open a dialog).
         pool: the pool to use (overrides a ``/POOL`` in ``name``).
         persistent: keep the kernel for the pool's keep-alive time after
             disconnecting; :attr:`kernel_id` takes it back later.
@@ -47,8 +49,16 @@ class Client:
         kernel: str | None = None,
     ) -> None:
         self._portal = get_portal()
+        ask = None
+        if on_input is not None:
+            blocking_input = on_input
+
+            async def ask(prompt: str) -> str:
+                # Off the event loop: a person may take minutes to answer.
+                return await asyncio.to_thread(blocking_input, prompt)
+
         self._aio = AsyncClient(
-            name, timeout=timeout, on_input=on_input, pool=pool, persistent=persistent,
+            name, timeout=timeout, on_input=ask, pool=pool, persistent=persistent,
             kernel=kernel,
         )
         self._portal.call(self._aio.start())
