@@ -22,27 +22,14 @@ and limits (rlimit, kill) are the business of whoever starts kernels.
 
 Theory of operation
 -------------------
-Three threads meet here. The *main thread* reads requests and evaluates
-them. The *link's event-loop thread* (:mod:`linkserver.portal`) receives
-frames and calls :meth:`MathicsKernel._on_message` for urgent messages. A
-*watchdog thread* fires the per-evaluation time limit and escalates stops
-that were not obeyed.
-
-Requests are numbered (``_serial``) at the moment a payload is taken off the
-link, under ``_lock``: by the main thread if the payload is already queued,
-else in the loop thread, where the main thread's waiting future is
-registered (one ``call_soon``, about 20-35 µs, mostly spent while idle) and
-delivered to; its done-callback numbers the request before the loop reads
-the next frame. The loop thread therefore always knows whether a request is
-in hand (``_busy``) and which one, and an ABORT is aimed precisely:
-
-- at the request in hand, if there is one;
-- else at the next request, if one has already arrived and waits in the
-  link's queue (the abort overtook the kernel, not the request);
-- else nowhere: the kernel is idle, the answer it aimed at has already gone,
-  and aborting a later request would be wrong. (To abort a request you have
-  just put, flush the link before sending ABORT: urgent messages overtake
-  unsent expressions, docs/protocol.md §5.)
+The packet loop, the numbering of requests and the aiming of ABORT are
+:mod:`.loop`'s (see its theory of operation): this module adds the
+evaluating and what stopping a request means for Mathics3. Three threads
+meet here. The *main thread* reads requests and evaluates them. The
+*link's event-loop thread* (:mod:`linkserver.portal`) receives frames and
+calls :meth:`.loop.KernelLoop._on_message` for urgent messages. A *watchdog
+thread* fires the per-evaluation time limit and escalates stops that were
+not obeyed.
 
 Stopping an evaluation is Mathics3's own cooperative mechanism first: the
 flag ``Evaluation.stopped``, which every ``Expression.evaluate`` checks and
@@ -73,10 +60,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
-import enum
 import logging
-import os
 import signal
 import sys
 import threading
@@ -116,14 +100,11 @@ from mathics.session import MathicsSession
 from wolframclient.language.expression import WLFunction, WLSymbol
 
 from .. import wxf
-from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
-from ..link import Link, connect
-from ..portal import Portal, get_portal
-from ..protocol import LinkMode, UrgentMessage
+from ..errors import LinkError, WXFDecodeError
+from ..link import Link
 from ..protocol.packets import (
     EnterExpressionPacket,
     EnterTextPacket,
-    EvaluatePacket,
     InputNamePacket,
     InputPacket,
     InputStringPacket,
@@ -136,6 +117,21 @@ from ..protocol.packets import (
     SyntaxPacket,
     TextPacket,
     packet_from_expr,
+)
+from .loop import (
+    CONNECT_TIMEOUT,
+    EXIT_OK,
+    EXIT_STARTUP_FAILED,
+    KERNEL_ERROR,
+    KernelExit,
+    KernelLoop,
+    Stop,
+    bad_request,
+    configure_logging,
+    kernel_error,
+    kernel_parser,
+    serve_kernel,
+    short_repr,
 )
 from .mathics_exprs import ConversionError, from_mathics, to_mathics
 
@@ -151,21 +147,14 @@ __all__ = [
 
 log = logging.getLogger("linkserver.kernel")
 
-#: The head of the answer to a request the kernel could not serve:
-#: ``linkserver`KernelError["code", "message"]``.
-KERNEL_ERROR = "linkserver`KernelError"
-
 #: Seconds between asking an evaluation to stop (Mathics3's cooperative flag)
 #: and interrupting it by signal. Every Mathics3 evaluation step checks the
 #: flag, so only code outside the evaluator (sympy, Pause) waits this long.
 ABORT_GRACE = 0.5
 
-#: Default seconds to connect to the server.
-CONNECT_TIMEOUT = 30.0
-
-# Exit codes of the process.
-EXIT_OK = 0  # TERMINATE, the link closed, Quit[] / Exit[]
-EXIT_CONNECT_FAILED = 3  # could not reach the server (as cli.EXIT_STARTUP_FAILED)
+# Exit codes of the process (loop.py's EXIT_OK: TERMINATE, the link closed,
+# Quit[] / Exit[]).
+EXIT_CONNECT_FAILED = EXIT_STARTUP_FAILED  # could not reach the server (as cli.py)
 
 T = TypeVar("T")
 
@@ -175,16 +164,8 @@ SymbolPrePrint = Symbol("System`$PrePrint")
 SymbolEndOfFile = Symbol("System`EndOfFile")
 SymbolKernelError = Symbol(KERNEL_ERROR)
 
-# Field names of each packet class, in order (see MathicsKernel._put).
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-class _Stop(enum.Enum):
-    """Why the request in hand must stop."""
-
-    ABORT = "abort"  # an ABORT (or INTERRUPT) message, or SIGINT
-    TIMEOUT = "timeout"  # the --eval-timeout limit
-    TERMINATE = "terminate"  # a TERMINATE message: answer, then exit
+# Why the request in hand must stop (loop.py).
+_Stop = Stop
 
 
 class _Alarm(NamedTuple):
@@ -201,20 +182,9 @@ class _HardStop(BaseException):
     """
 
 
-class _LinkGone(BaseException):
-    """The link ended, TERMINATE was asked or Quit[] evaluated: unwind and exit.
-
-    A BaseException for the same reason as :class:`_HardStop`.
-    """
-
-    def __init__(self, code: int = EXIT_OK) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def kernel_error(code: str, message: str) -> Any:
-    """Return the answer expression ``linkserver`KernelError[code, message]``."""
-    return WLFunction(WLSymbol(KERNEL_ERROR), code, message)
+#: The link ended, TERMINATE was asked or Quit[] evaluated: unwind and exit
+#: (a BaseException, as :class:`_HardStop`).
+_LinkGone = KernelExit
 
 
 # ------------------------------------------------------------ entry points
@@ -260,18 +230,9 @@ def serve(
         ``Quit[]``; ``Quit[n]``'s n; 3 if the server could not be reached.
     """
     kernel = prepare()
-    try:
-        link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT)
-    except LinkError as exc:
-        log.error("kernel.connect.failed: %s", exc)
-        return EXIT_CONNECT_FAILED
-    try:
-        return kernel.serve_link(link, kernel_id, eval_timeout=eval_timeout)
-    finally:
-        try:
-            link.close()  # polite and bounded; nothing to do on a link already ended
-        except LinkError:
-            pass
+    return serve_kernel(
+        kernel, link_name, kernel_id, eval_timeout=eval_timeout, connect_timeout=connect_timeout
+    )
 
 
 # ---------------------------------------------------- Input and InputString
@@ -430,7 +391,7 @@ class _Watchdog:
 # ------------------------------------------------------------------ kernel
 
 
-class MathicsKernel:
+class MathicsKernel(KernelLoop):
     """One Mathics3 session and the loop that serves it over a link.
 
     What each request gets back (docs/protocol.md §8):
@@ -475,7 +436,13 @@ class MathicsKernel:
     ``Hold[Throw[x]]`` (with ``Throw::nocatch``), ``Quit[]`` ends the process.
 
     Create it with :func:`prepare`; run it with :func:`serve` or
-    :meth:`serve_link`.
+    :meth:`serve_link` (:class:`.loop.KernelLoop`'s, which returns the exit
+    code of :func:`serve` and leaves the link to the caller). Called in the
+    main thread, :meth:`serve_link` installs handlers for SIGUSR1 (to
+    interrupt a stuck evaluation) and SIGINT (aborts the running evaluation,
+    as in Mathics3's terminal), and restores the old ones on return;
+    elsewhere (an in-process link in a test or benchmark) only the
+    cooperative stop works.
     """
 
     def __init__(self) -> None:
@@ -493,26 +460,14 @@ class MathicsKernel:
         self._evaluation: Any = session.evaluation
         self._evaluation.output = self._output
 
-        # Request state, shared with the loop and watchdog threads (see
-        # "Theory of operation"); _lock guards the decisions made on it.
-        self._lock = threading.Lock()
-        self._serial = 0  # requests taken so far; the one in hand if _busy
-        self._busy = False
-        self._stop_serial = -1  # the request that must stop ...
-        self._stop_reason: _Stop | None = None  # ... and why
-        self._terminating = False
+        # Request state (loop.py), shared with the loop and watchdog threads.
+        super().__init__()
         self._in_eval = False  # inside Mathics3 code; written by the main thread only
-        self._request_waiter: concurrent.futures.Future[bytes] | None = None
         self._input_waiter: concurrent.futures.Future[bytes] | None = None
-        self._deadline: float | None = None  # of the request in hand (monotonic)
-
-        self._link: Link | None = None
-        self._portal: Portal | None = None  # started by serve_link, never before a fork
         self._watchdog: _Watchdog | None = None
-        self._eval_timeout: float | None = None
         self._can_signal = False
         self._main_ident = 0
-        self._debug = False
+        self._previous_signals: dict[int, Any] = {}
 
     @property
     def definitions(self) -> Any:
@@ -526,72 +481,22 @@ class MathicsKernel:
 
     # ------------------------------------------------------------ serving
 
-    def serve_link(
-        self, link: Link, kernel_id: str = "", *, eval_timeout: float | None = None
-    ) -> int:
-        """Serve requests on an open link until TERMINATE or the link ends.
+    backend = "mathics"
 
-        Sends ``KernelReady`` first. When called in the main thread it
-        installs handlers for SIGUSR1 (to interrupt a stuck evaluation) and
-        SIGINT (aborts the running evaluation, as in Mathics3's terminal),
-        and restores the old ones on return; elsewhere (an in-process link in
-        a test or benchmark) only the cooperative stop works.
+    def _version(self) -> str:
+        return str(mathics.__version__)
 
-        Args:
-            link: an open link to the server.
-            kernel_id: the id to announce in ``KernelReady``.
-            eval_timeout: seconds an evaluation may run; None for no limit.
-
-        Returns:
-            The process exit code (see :func:`serve`). The link is left for
-            the caller to close.
-
-        Raises:
-            RuntimeError: this kernel is already serving a link.
-        """
-        if self._link is not None:
-            raise RuntimeError("this kernel is already serving a link")
-        self._link = link
-        self._portal = get_portal()  # the loop the blocking link runs on
-        self._eval_timeout = eval_timeout if eval_timeout and eval_timeout > 0 else None
-        self._terminating = False
-        self._debug = log.isEnabledFor(logging.DEBUG)
+    def _start_serving(self) -> None:
         self._watchdog = _Watchdog(self._on_alarm)
         self._watchdog.start()
-        previous = self._install_signals()
-        link.aio.on_message(self._on_message)
-        self._watch_link()
-        log.info("kernel.start %s pid %d on %s", kernel_id, os.getpid(), link.name)
-        try:
-            self._put_ready(kernel_id)
-            while True:
-                payload = self._next_request()
-                try:
-                    self._serve_request(payload)
-                finally:
-                    self._finish_request()
-        except _LinkGone as gone:
-            log.info("kernel.exit %s (code %d)", kernel_id, gone.code)
-            return gone.code
-        finally:
-            self._restore_signals(previous)
-            self._watchdog.close()
-            self._watchdog = None
-            self._link = None
+        self._previous_signals = self._install_signals()
 
-    def _put_ready(self, kernel_id: str) -> None:
-        ready = {
-            "id": kernel_id,
-            "pid": os.getpid(),
-            "backend": "mathics",
-            "version": str(mathics.__version__),
-        }
-        link = self._link
-        assert link is not None
-        try:
-            link.put(WLFunction(WLSymbol("KernelReady"), ready))
-        except LinkError as exc:
-            raise _LinkGone(EXIT_OK) from exc
+    def _end_serving(self) -> None:
+        self._restore_signals(self._previous_signals)
+        self._previous_signals = {}
+        if self._watchdog is not None:
+            self._watchdog.close()
+        self._watchdog = None
 
     def _install_signals(self) -> dict[int, Any]:
         previous: dict[int, Any] = {}
@@ -609,186 +514,37 @@ class MathicsKernel:
             signal.signal(signum, handler)
 
     def _put(self, packet: Packet) -> None:
-        """Send one packet.
+        """Send one packet (see :meth:`KernelLoop._put`).
 
         Raises:
             _LinkGone: the link is closed or broken.
         """
-        link = self._link
-        assert link is not None
-        # Not packet.to_expr(): its dataclasses.astuple() deep-copies the
-        # whole result (0.57 s for a 20k-part list here); fields are shallow.
-        cls = type(packet)
-        names = _FIELD_NAMES.get(cls)
-        if names is None:
-            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(packet))
-        expr = WLFunction(WLSymbol(packet.head), *[getattr(packet, name) for name in names])
         # A hard stop (SIGUSR1) must not land inside the link's own code: it
         # waits until this put is done.
         in_eval, self._in_eval = self._in_eval, False
         try:
-            link.put(expr)
-        except (WXFEncodeError, LimitError) as exc:
-            # The answer cannot travel (no WXF form, above the frame limit):
-            # say so in the same kind of packet.
-            log.warning("! kernel answer not sendable: %s", exc)
-            first = dataclasses.fields(packet)[0].name  # every answer packet has one
-            self._put(dataclasses.replace(packet, **{first: kernel_error("unsendable", str(exc))}))
-        except LinkError as exc:
-            raise _LinkGone(EXIT_OK) from exc
+            super()._put(packet)
         finally:
             self._in_eval = in_eval
-
-    # ------------------------------------------------- taking requests
-
-    def _taken(self) -> None:
-        # With _lock held, in whichever thread took the payload.
-        self._serial += 1
-        self._busy = True
-
-    def _next_request(self) -> bytes:
-        """Return the next request's payload, numbering it (see theory of operation).
-
-        Raises:
-            _LinkGone: TERMINATE, or the link ended.
-        """
-        link = self._link
-        assert link is not None
-        with self._lock:
-            if self._terminating:
-                raise _LinkGone(EXIT_OK)
-            payload = link.aio.take_nowait()
-            if payload is not None:
-                self._taken()
-                return payload
-            waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-            self._request_waiter = waiter
-        # Registered from the loop thread: there no payload can arrive between
-        # the queue check and the registration, so none is taken unnumbered.
-        assert self._portal is not None
-        self._portal.call_soon(self._arm_request_waiter, waiter)
-        try:
-            return waiter.result()
-        except concurrent.futures.CancelledError:
-            raise _LinkGone(EXIT_OK) from None  # TERMINATE cancels it
-        except LinkError as exc:
-            log.info("kernel link ended: %s", exc)
-            raise _LinkGone(EXIT_OK) from exc
-        finally:
-            self._request_waiter = None
-
-    def _arm_request_waiter(self, waiter: concurrent.futures.Future[bytes]) -> None:
-        # Loop thread.
-        link = self._link
-        if link is None:
-            return
-        with self._lock:
-            if waiter.done():  # cancelled by TERMINATE meanwhile
-                return
-            payload = link.aio.take_nowait()
-            if payload is not None:
-                self._taken()
-                waiter.set_result(payload)
-                return
-        waiter.add_done_callback(self._request_delivered)
-        link.aio.register_waiter(waiter)
-
-    def _request_delivered(self, waiter: concurrent.futures.Future[bytes]) -> None:
-        # Loop thread, inside the link's delivery of the payload: numbered
-        # before the loop reads the next frame (say, an ABORT right behind it).
-        if waiter.cancelled() or waiter.exception() is not None:
-            return
-        with self._lock:
-            self._taken()
 
     def _finish_request(self) -> None:
         if self._watchdog is not None:
             self._watchdog.disarm()
-        self._deadline = None
-        with self._lock:
-            self._busy = False
+        super()._finish_request()
         self._evaluation.out.clear()  # Mathics3 keeps every Print and message there
 
-    # ------------------------------------------------- urgent messages
+    # ------------------------------------------------- stopping
 
-    def _watch_link(self) -> None:
-        """Wait, without a thread, for the next urgent message or the link's end.
-
-        A future registered for urgent messages is woken with an error when
-        the link ends (closed or broken): that stops a running evaluation,
-        which could never be answered, and ends the kernel. It also takes
-        the messages (already handled by :meth:`_on_message`) off the link's
-        queue, so they do not pile up.
-        """
-        link = self._link
-        if link is None:
-            return
-        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        waiter.add_done_callback(self._link_event)
-        link.aio.register_waiter(waiter, messages=True)
-
-    def _link_event(self, waiter: concurrent.futures.Future[Any]) -> None:
-        # Runs where the link woke the future, inside the link's own lock:
-        # re-register from a fresh loop callback, never from here.
-        if waiter.cancelled():
-            return
-        if waiter.exception() is not None:
-            log.info("kernel link ended: %s", waiter.exception())
-            self._request_stop(_Stop.TERMINATE)
-        elif self._portal is not None:
-            self._portal.call_soon(self._watch_link)
-
-    def _on_message(self, message: UrgentMessage | int, argument: int) -> None:
-        """Handle an urgent message (link loop thread: flags and futures only)."""
-        if message in (UrgentMessage.ABORT, UrgentMessage.INTERRUPT):
-            # There is no interrupt menu (MenuPacket) here: an interrupt
-            # aborts, the choice most users make from that menu.
-            self._request_stop(_Stop.ABORT)
-        elif message == UrgentMessage.TERMINATE:
-            self._request_stop(_Stop.TERMINATE)
-        elif self._debug:
-            log.debug("< kernel ignores urgent message %r %d", message, argument)
-
-    def _request_stop(self, reason: _Stop, serial: int | None = None) -> None:
-        """Stop the request in hand, or the next one if it is queued already.
-
-        Args:
-            reason: why.
-            serial: stop only if this request is in hand (for alarms).
-        """
-        link = self._link
-        if link is None:
-            return
+    def _stop_in_hand(self, serial: int) -> list[concurrent.futures.Future[bytes]]:
+        # With _lock held. Written after _stop_serial: _guarded clears the
+        # flag and then reads _stop_serial, so one of the two sees the stop.
         cancel: list[concurrent.futures.Future[bytes]] = []
-        with self._lock:
-            if reason is _Stop.TERMINATE:
-                self._terminating = True
-                if self._request_waiter is not None:
-                    cancel.append(self._request_waiter)
-            if self._busy:
-                target = self._serial
-            elif serial is None and link.aio.ready():
-                target = self._serial + 1
-            else:
-                target = -1
-            if target >= 0 and (serial is None or serial == target):
-                if self._stop_serial != target or reason is _Stop.TERMINATE:
-                    self._stop_reason = reason
-                    self._stop_serial = target
-                if target == self._serial:
-                    # Written after _stop_serial: _guarded clears the flag and
-                    # then reads _stop_serial, so one of the two sees the stop.
-                    self._evaluation.stopped = True
-                    if self._input_waiter is not None:
-                        cancel.append(self._input_waiter)
-                    if self._can_signal and self._watchdog is not None:
-                        self._watchdog.arm(
-                            _Alarm(target, time.monotonic() + ABORT_GRACE, "escalate")
-                        )
-            elif self._debug:
-                log.debug("= kernel idle: %s ignored", reason.value)
-        for waiter in cancel:  # outside the lock: done-callbacks take it
-            waiter.cancel()
+        self._evaluation.stopped = True
+        if self._input_waiter is not None:
+            cancel.append(self._input_waiter)
+        if self._can_signal and self._watchdog is not None:
+            self._watchdog.arm(_Alarm(serial, time.monotonic() + ABORT_GRACE, "escalate"))
+        return cancel
 
     def _on_alarm(self, alarm: _Alarm) -> None:
         """Watchdog thread: the time limit passed, or a stop was not obeyed."""
@@ -824,26 +580,9 @@ class MathicsKernel:
 
     # -------------------------------------------------------- requests
 
-    def _serve_request(self, payload: bytes) -> None:
-        try:
-            expr = wxf.loads(payload)
-        except WXFDecodeError as exc:
-            self._put(ReturnPacket(kernel_error("bad-wxf", str(exc))))
-            return
-        if self._debug:
-            log.debug("< kernel request %d: %.200r", self._serial, expr)
-        if self._eval_timeout is not None and self._watchdog is not None:
-            self._deadline = time.monotonic() + self._eval_timeout
+    def _deadline_set(self) -> None:
+        if self._watchdog is not None and self._deadline is not None:
             self._watchdog.arm(_Alarm(self._serial, self._deadline, "timeout"))
-        packet = packet_from_expr(expr)
-        if isinstance(packet, EvaluatePacket):
-            self._evaluate_packet(packet.expr)
-        elif isinstance(packet, EnterTextPacket) and isinstance(packet.text, str):
-            self._enter_text(packet.text)
-        elif isinstance(packet, EnterExpressionPacket):
-            self._enter_expression(packet.expr)
-        else:
-            self._put(ReturnPacket(_bad_request(expr)))
 
     def _to_mathics(self, expr: Any) -> Any:
         return to_mathics(expr, self._definitions)
@@ -1158,19 +897,12 @@ class MathicsKernel:
 
 
 def _bad_request(expr: Any, waiting: bool = False) -> Any:
-    text = repr(expr)
-    if len(text) > 200:
-        text = text[:197] + "..."
-    if waiting:
-        return kernel_error(
-            "waiting-for-input",
-            f"the kernel is waiting for input: answer its InputPacket with "
-            f'EnterTextPacket["..."]; {text} was not served',
-        )
+    if not waiting:
+        return bad_request(expr)
     return kernel_error(
-        "bad-request",
-        f"{text} is not a request this kernel serves; send EvaluatePacket[expr], "
-        f'EnterTextPacket["text"] or EnterExpressionPacket[expr]',
+        "waiting-for-input",
+        f"the kernel is waiting for input: answer its InputPacket with "
+        f'EnterTextPacket["..."]; {short_repr(expr)} was not served',
     )
 
 
@@ -1194,34 +926,10 @@ def _syntax_error_offset() -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m linkserver.kernel.mathics",
-        description="Run a Mathics3 kernel that serves packets over a link to a linkserver.",
+    return kernel_parser(
+        "python -m linkserver.kernel.mathics",
+        "Run a Mathics3 kernel that serves packets over a link to a linkserver.",
     )
-    parser.add_argument(
-        "--connect", required=True, metavar="NAME",
-        help="the link to connect to: PORT@HOST or unix:/path",
-    )
-    parser.add_argument(
-        "--kernel-id", default="", metavar="ID",
-        help="the id announced in KernelReady (default: empty)",
-    )
-    timeout = os.environ.get("LINKSERVER_EVAL_TIMEOUT")  # as cli.py: LINKSERVER_<OPTION>
-    parser.add_argument(
-        "--eval-timeout", type=float, default=float(timeout) if timeout else None,
-        metavar="SECONDS",
-        help="seconds an evaluation may run before it answers $Aborted; also "
-        "LINKSERVER_EVAL_TIMEOUT (default: %(default)s, no limit)",
-    )
-    parser.add_argument(
-        "--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-        help="seconds to connect to the server (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level on stderr (default: %(default)s)",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1230,10 +938,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     The process's entry point, so it (not the library) configures logging.
     """
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s kernel %(process)d %(levelname)s %(message)s",
-    )
+    configure_logging(args.log_level)
     prepare()
     return serve(
         args.connect,

@@ -11,8 +11,8 @@ at a time::
     python -m linkserver.kernel.wolfram --connect 31416@127.0.0.1 --kernel-id k1 \\
         [--kernel-path /usr/local/Wolfram/WolframEngine/14.1/Executables/WolframKernel]
 
-This module holds finding the engine (:func:`find_engine`), the packet loop
-(:class:`WolframKernel`) and the Wolfram Language code the loop installs in
+This module holds finding the engine (:func:`find_engine`), the evaluating
+(:class:`WolframKernel`, on :mod:`.loop`'s packet loop) and the Wolfram Language code the loop installs in
 each engine it starts (:data:`SUPPORT_CODE`). The engine's process, its
 sockets and its start-up belong to wolframclient; processes of our own,
 restarts of this process and limits (rlimit, kill) belong to whoever starts
@@ -77,7 +77,7 @@ running evaluation therefore terminates the engine process, answers
 this backend every definition made before an abort is lost**, unlike in a
 Wolfram kernel; ``$Line`` goes on counting. An abort aimed at a request that
 has not started is answered ``$Aborted`` without touching the engine, and an
-abort when nothing runs or waits is ignored (see :mod:`.mathics` for how an
+abort when nothing runs or waits is ignored (see :mod:`.loop` for how an
 abort is aimed at a request: the same rules apply here).
 
 The kernel ends on TERMINATE (after answering the request in hand with
@@ -91,9 +91,6 @@ fresh kernel, as for a Mathics3 kernel that ends.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import dataclasses
-import enum
 import logging
 import os
 import shutil
@@ -109,15 +106,8 @@ from wolframclient.evaluation import WolframLanguageSession
 from wolframclient.language.expression import WLFunction, WLSymbol
 from wolframclient.utils.environment import find_default_kernel_path
 
-from .. import wxf
-from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
-from ..link import Link, connect
-from ..portal import Portal, get_portal
-from ..protocol import LinkMode, UrgentMessage
+from ..link import Link
 from ..protocol.packets import (
-    EnterExpressionPacket,
-    EnterTextPacket,
-    EvaluatePacket,
     InputNamePacket,
     MessagePacket,
     OutputNamePacket,
@@ -127,7 +117,19 @@ from ..protocol.packets import (
     ReturnTextPacket,
     SyntaxPacket,
     TextPacket,
-    packet_from_expr,
+)
+from .loop import (
+    CONNECT_TIMEOUT,
+    EXIT_OK,
+    EXIT_STARTUP_FAILED,
+    KERNEL_ERROR,
+    KernelExit,
+    KernelLoop,
+    Stop,
+    configure_logging,
+    kernel_error,
+    kernel_parser,
+    serve_kernel,
 )
 
 __all__ = [
@@ -147,9 +149,6 @@ __all__ = [
 
 log = logging.getLogger("linkserver.kernel")
 
-#: The head of the answer to a request the kernel could not serve.
-KERNEL_ERROR = "linkserver`KernelError"
-
 #: Environment variable naming the engine's kernel, as ``--kernel-path`` does.
 KERNEL_PATH_ENV = "LINKSERVER_KERNEL_PATH"
 
@@ -159,9 +158,6 @@ TIMEOUT_GRACE = 5.0
 
 #: Default seconds for the engine to start (a first start checks its licence).
 ENGINE_START_TIMEOUT = 60.0
-
-#: Default seconds to connect to the server.
-CONNECT_TIMEOUT = 30.0
 
 #: Seconds to wait for a terminated engine's process to be gone before the
 #: next one starts (a licence may allow only so many at once).
@@ -173,9 +169,8 @@ WOLFRAMSCRIPT_TIMEOUT = 60.0
 #: ``$HistoryLength`` in each new engine (wolframclient's sets 0).
 HISTORY_LENGTH = 100
 
-# Exit codes of the process.
-EXIT_OK = 0  # TERMINATE, or the link closed
-EXIT_STARTUP_FAILED = 3  # no engine, the engine did not start, no server (as cli.py)
+# Exit codes of the process, besides loop.py's EXIT_OK (TERMINATE, or the link
+# closed) and EXIT_STARTUP_FAILED (no engine, the engine did not start, no server).
 EXIT_ENGINE_ENDED = 4  # the engine ended during an evaluation, or did not restart
 
 _PRIVATE = "linkserver`Private`"
@@ -266,18 +261,12 @@ class EngineNotFound(EngineError):
     """No Wolfram Engine kernel where we looked."""
 
 
-class _Stop(enum.Enum):
-    ABORT = "abort"  # an ABORT or INTERRUPT message
-    TIMEOUT = "timeout"  # the engine overran --eval-timeout by TIMEOUT_GRACE
-    TERMINATE = "terminate"  # a TERMINATE message, or the link ended
+# Why the request in hand must stop (loop.py); TIMEOUT: the engine overran
+# --eval-timeout by TIMEOUT_GRACE; TERMINATE: a TERMINATE message, or the link ended.
+_Stop = Stop
 
-
-class _Exit(BaseException):
-    """Unwind the loop and end the kernel with ``code``."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
+#: Unwind the loop and end the kernel with ``code``.
+_Exit = KernelExit
 
 
 class _Stopped(Exception):
@@ -304,11 +293,6 @@ class _Answer:
     label: str | None = None
     text: str | None = None
     complete: bool = True  # False: not a record (a Throw escaped the wrappers, ...)
-
-
-def kernel_error(code: str, message: str) -> Any:
-    """Return the answer expression ``linkserver`KernelError[code, message]``."""
-    return WLFunction(WLSymbol(KERNEL_ERROR), code, message)
 
 
 # ---------------------------------------------------------- finding the engine
@@ -459,22 +443,11 @@ def _no_input_error() -> Any:
     )
 
 
-def _bad_request(expr: Any) -> Any:
-    text = repr(expr)
-    if len(text) > 200:
-        text = text[:197] + "..."
-    return kernel_error(
-        "bad-request",
-        f"{text} is not a request this kernel serves; send EvaluatePacket[expr], "
-        f'EnterTextPacket["text"] or EnterExpressionPacket[expr]',
-    )
-
-
 def _default_session_class(*args: Any, **kwargs: Any) -> Any:
     return WolframLanguageSession(*args, **kwargs)
 
 
-class WolframKernel:
+class WolframKernel(KernelLoop):
     """A Wolfram Engine session and the loop that serves it over a link.
 
     What each request gets back (docs/protocol.md §8):
@@ -517,6 +490,14 @@ class WolframKernel:
     ``--eval-timeout`` answers ``$Aborted`` after ``General::timeout``. See
     the module docstring.
 
+    :meth:`serve_link` (:class:`.loop.KernelLoop`'s) serves until TERMINATE,
+    the link's end or the engine's: it starts the engine first if
+    :meth:`start` has not (raising :class:`EngineError` if it does not
+    start) and uses no signals, so it may run in any thread. It returns the
+    process exit code: 0 after TERMINATE or the link's end, 4 if the engine
+    ended or could not be restarted; the link is left for the caller to
+    close, the engine running (:meth:`close` stops it).
+
     Args:
         kernel_path: the engine's kernel (see :func:`find_engine`).
         session_class: called as ``WolframLanguageSession`` is, to make each
@@ -540,21 +521,9 @@ class WolframKernel:
         self._needs_restart = False
         self._line = 0  # the last input line used; the next is _line + 1
 
-        # Request state, shared with the link's loop thread (see mathics.py,
-        # "Theory of operation"); _lock guards the decisions made on it.
-        self._lock = threading.Lock()
+        # Request state (loop.py), shared with the link's loop thread.
+        super().__init__()
         self._wake = threading.Event()  # an evaluation finished, or a stop came
-        self._serial = 0
-        self._busy = False
-        self._stop_serial = -1
-        self._stop_reason: _Stop | None = None
-        self._terminating = False
-        self._request_waiter: concurrent.futures.Future[bytes] | None = None
-        self._deadline: float | None = None  # of the request in hand (monotonic)
-
-        self._link: Link | None = None
-        self._portal: Portal | None = None
-        self._eval_timeout: float | None = None
 
     # -------------------------------------------------------------- engine
 
@@ -710,185 +679,25 @@ class WolframKernel:
 
     # ------------------------------------------------------------ serving
 
-    def serve_link(
-        self, link: Link, kernel_id: str = "", *, eval_timeout: float | None = None
-    ) -> int:
-        """Serve requests on an open link until TERMINATE, the link's end or the engine's.
+    backend = "wolfram"
 
-        Starts the engine first if :meth:`start` has not. Sends
-        ``KernelReady``. Uses no signals, so it may run in any thread.
+    def _version(self) -> str:
+        return self.version
 
-        Args:
-            link: an open link to the server.
-            kernel_id: the id to announce in ``KernelReady``.
-            eval_timeout: seconds an evaluation may run; None for no limit.
-
-        Returns:
-            The process exit code: 0 after TERMINATE or the link's end, 4 if
-            the engine ended or could not be restarted. The link is left for
-            the caller to close, the engine running (:meth:`close` stops it).
-
-        Raises:
-            RuntimeError: this kernel is already serving a link.
-            EngineError: the engine did not start.
-        """
-        if self._link is not None:
-            raise RuntimeError("this kernel is already serving a link")
+    def _start_serving(self) -> None:
         self.start()
-        self._link = link
-        self._portal = get_portal()
-        self._eval_timeout = eval_timeout if eval_timeout and eval_timeout > 0 else None
-        self._terminating = False
-        link.aio.on_message(self._on_message)
-        self._watch_link()
-        log.info("kernel.start %s pid %d on %s", kernel_id, os.getpid(), link.name)
-        try:
-            self._put_ready(kernel_id)
-            while True:
-                if self._terminating:
-                    raise _Exit(EXIT_OK)
-                self._ensure_engine()
-                payload = self._next_request()
-                try:
-                    self._serve_request(payload)
-                finally:
-                    self._finish_request()
-        except _Exit as end:
-            log.info("kernel.exit %s (code %d)", kernel_id, end.code)
-            return end.code
-        finally:
-            self._link = None
 
-    def _put_ready(self, kernel_id: str) -> None:
-        info = {"id": kernel_id, "pid": os.getpid(), "backend": "wolfram", "version": self.version}
-        self._put_expr(WLFunction(WLSymbol("KernelReady"), info))
-
-    def _put_expr(self, expr: Any) -> None:
-        link = self._link
-        assert link is not None
-        try:
-            link.put(expr)
-        except LinkError as exc:
-            raise _Exit(EXIT_OK) from exc
-
-    def _put(self, packet: Packet) -> None:
-        """Send one packet; an answer that cannot travel is replaced by an error.
-
-        Raises:
-            _Exit: the link is closed or broken.
-        """
-        try:
-            self._put_expr(packet.to_expr())
-        except (WXFEncodeError, LimitError) as exc:
-            # The answer cannot travel (no WXF form, above the frame limit):
-            # say so in the same kind of packet.
-            log.warning("! kernel answer not sendable: %s", exc)
-            first = dataclasses.fields(packet)[0].name  # every answer packet has one
-            error = kernel_error("unsendable", str(exc))
-            self._put_expr(dataclasses.replace(packet, **{first: error}).to_expr())
+    def _before_request(self) -> None:
+        if self._terminating:
+            raise _Exit(EXIT_OK)
+        self._ensure_engine()
 
     def _put_all(self, packets: Iterable[Packet]) -> None:
         for packet in packets:
             self._put(packet)
 
-    # ------------------------------------------------- taking requests
-
-    def _taken(self) -> None:
-        # With _lock held, in whichever thread took the payload.
-        self._serial += 1
-        self._busy = True
-
-    def _next_request(self) -> bytes:
-        """Return the next request's payload, numbered as it is taken.
-
-        Raises:
-            _Exit: TERMINATE, or the link ended.
-        """
-        link = self._link
-        assert link is not None
-        with self._lock:
-            if self._terminating:
-                raise _Exit(EXIT_OK)
-            payload = link.aio.take_nowait()
-            if payload is not None:
-                self._taken()
-                return payload
-            waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-            waiter.add_done_callback(self._request_delivered)
-            self._request_waiter = waiter
-        try:
-            link.aio.register_waiter(waiter)
-            return waiter.result()
-        except concurrent.futures.CancelledError:
-            raise _Exit(EXIT_OK) from None  # TERMINATE cancels it
-        except LinkError as exc:
-            log.info("kernel link ended: %s", exc)
-            raise _Exit(EXIT_OK) from exc
-        finally:
-            self._request_waiter = None
-
-    def _request_delivered(self, waiter: concurrent.futures.Future[bytes]) -> None:
-        # Where the payload was handed over (the loop thread, or ours if it
-        # was queued): numbered before the loop reads the next frame.
-        if waiter.cancelled() or waiter.exception() is not None:
-            return
-        with self._lock:
-            self._taken()
-
-    def _finish_request(self) -> None:
-        self._deadline = None
-        with self._lock:
-            self._busy = False
-
-    # ------------------------------------------------- urgent messages
-
-    def _watch_link(self) -> None:
-        """Wait, without a thread, for the next urgent message or the link's end."""
-        link = self._link
-        if link is None:
-            return
-        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        waiter.add_done_callback(self._link_event)
-        link.aio.register_waiter(waiter, messages=True)
-
-    def _link_event(self, waiter: concurrent.futures.Future[Any]) -> None:
-        if waiter.cancelled():
-            return
-        if waiter.exception() is not None:
-            log.info("kernel link ended: %s", waiter.exception())
-            self._request_stop(_Stop.TERMINATE)
-        elif self._portal is not None:
-            self._portal.call_soon(self._watch_link)
-
-    def _on_message(self, message: UrgentMessage | int, argument: int) -> None:
-        """Handle an urgent message (link loop thread: flags and futures only)."""
-        if message in (UrgentMessage.ABORT, UrgentMessage.INTERRUPT):
-            self._request_stop(_Stop.ABORT)
-        elif message == UrgentMessage.TERMINATE:
-            self._request_stop(_Stop.TERMINATE)
-
-    def _request_stop(self, reason: _Stop) -> None:
-        """Stop the request in hand, or the next one if it is queued already."""
-        link = self._link
-        if link is None:
-            return
-        cancel: concurrent.futures.Future[bytes] | None = None
-        with self._lock:
-            if reason is _Stop.TERMINATE:
-                self._terminating = True
-                cancel = self._request_waiter
-            if self._busy:
-                target = self._serial
-            elif link.aio.ready():
-                target = self._serial + 1
-            else:
-                target = -1
-            if target >= 0 and (self._stop_serial != target or reason is _Stop.TERMINATE):
-                self._stop_serial = target
-                self._stop_reason = reason
+    def _stop_requested(self) -> None:
         self._wake.set()
-        if cancel is not None:  # outside the lock: its done-callback takes it
-            cancel.cancel()
 
     # -------------------------------------------------------- requests
 
@@ -896,24 +705,6 @@ class WolframKernel:
         if self._deadline is None:
             return None
         return max(self._deadline - time.monotonic(), 0.001)
-
-    def _serve_request(self, payload: bytes) -> None:
-        try:
-            expr = wxf.loads(payload)
-        except WXFDecodeError as exc:
-            self._put(ReturnPacket(kernel_error("bad-wxf", str(exc))))
-            return
-        if self._eval_timeout is not None:
-            self._deadline = time.monotonic() + self._eval_timeout
-        packet = packet_from_expr(expr)
-        if isinstance(packet, EvaluatePacket):
-            self._evaluate_packet(packet.expr)
-        elif isinstance(packet, EnterTextPacket) and isinstance(packet.text, str):
-            self._enter_text(packet.text)
-        elif isinstance(packet, EnterExpressionPacket):
-            self._enter_expression(packet.expr)
-        else:
-            self._put(ReturnPacket(_bad_request(expr)))
 
     def _answer(self, result: Any) -> _Answer:
         """Read wolframclient's result: the record, the side packets in order."""
@@ -1143,18 +934,13 @@ def serve(
         except EngineError as exc:
             log.error("%s", exc)
             return EXIT_STARTUP_FAILED
-        try:
-            link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT)
-        except LinkError as exc:
-            log.error("kernel.connect.failed: %s", exc)
-            return EXIT_STARTUP_FAILED
-        try:
-            return kernel.serve_link(link, kernel_id, eval_timeout=eval_timeout)
-        finally:
-            try:
-                link.close()
-            except LinkError:
-                pass
+        return serve_kernel(
+            kernel,
+            link_name,
+            kernel_id,
+            eval_timeout=eval_timeout,
+            connect_timeout=connect_timeout,
+        )
     finally:
         kernel.close()
 
@@ -1163,39 +949,19 @@ def serve(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m linkserver.kernel.wolfram",
-        description="Run a Wolfram Engine kernel that serves packets over a link to a linkserver.",
+    return kernel_parser(
+        "python -m linkserver.kernel.wolfram",
+        "Run a Wolfram Engine kernel that serves packets over a link to a linkserver.",
+        _kernel_path_argument,
     )
-    parser.add_argument(
-        "--connect", required=True, metavar="NAME",
-        help="the link to connect to: PORT@HOST or unix:/path",
-    )
-    parser.add_argument(
-        "--kernel-id", default="", metavar="ID",
-        help="the id announced in KernelReady (default: empty)",
-    )
+
+
+def _kernel_path_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kernel-path", default=None, metavar="PATH",
         help=f"the Wolfram Engine's WolframKernel (or wolframscript); also {KERNEL_PATH_ENV} "
         "(default: look on PATH and in the usual install locations)",
     )
-    timeout = os.environ.get("LINKSERVER_EVAL_TIMEOUT")  # as cli.py: LINKSERVER_<OPTION>
-    parser.add_argument(
-        "--eval-timeout", type=float, default=float(timeout) if timeout else None,
-        metavar="SECONDS",
-        help="seconds an evaluation may run before it answers $Aborted; also "
-        "LINKSERVER_EVAL_TIMEOUT (default: %(default)s, no limit)",
-    )
-    parser.add_argument(
-        "--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-        help="seconds to connect to the server (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level on stderr (default: %(default)s)",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1205,10 +971,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     With no engine it writes one sentence to stderr and returns 3.
     """
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s kernel %(process)d %(levelname)s %(message)s",
-    )
+    configure_logging(args.log_level)
     if args.log_level != "DEBUG":
         # wolframclient logs each message an evaluation issues as a warning
         # (they reach the client as packets) and its start-up trouble, which

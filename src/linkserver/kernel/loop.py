@@ -1,0 +1,563 @@
+"""The packet loop every kernel backend shares: link plumbing, request serials, aborts.
+
+A kernel (docs/protocol.md §8, DESIGN.md "Kernels") connects to the server's
+kernel link, announces itself with ``KernelReady[<|"id" -> ..., "pid" -> ...,
+"backend" -> ..., "version" -> ...|>]`` and answers one request packet at a
+time until it is told to stop. This module holds what does not depend on
+what evaluates: :class:`KernelLoop` (sending packets and ``KernelReady``,
+taking requests off the link and numbering them, urgent messages, aiming
+ABORT and TERMINATE at the right request, the loop of
+:meth:`KernelLoop.serve_link`, dispatching a request to its packet),
+:func:`kernel_error`, :func:`serve_kernel` (connect, serve, close) and the
+command-line arguments every backend takes (:func:`kernel_parser`).
+
+The backends (:mod:`.mathics`, :mod:`.wolfram`) add the evaluating: what
+each request packet does, and what stopping the request in hand means --
+Mathics3 is stopped cooperatively, then by SIGUSR1; a Wolfram Engine is
+terminated and restarted. They do it through the hook methods of
+:class:`KernelLoop`.
+
+Theory of operation
+-------------------
+The *main thread* reads requests and serves them; the *link's event-loop
+thread* (:mod:`linkserver.portal`) receives frames and calls
+:meth:`KernelLoop._on_message` for urgent messages (backends may add
+threads of their own: a watchdog, an engine's controller).
+
+Requests are numbered (``_serial``) at the moment a payload is taken off the
+link, under ``_lock``: by the main thread if the payload is already queued,
+else in the loop thread, where the main thread's waiting future is
+registered (one ``call_soon``, about 20-35 µs, mostly spent while idle) and
+delivered to; its done-callback numbers the request before the loop reads
+the next frame. The loop thread therefore always knows whether a request is
+in hand (``_busy``) and which one, and an ABORT is aimed precisely:
+
+- at the request in hand, if there is one;
+- else at the next request, if one has already arrived and waits in the
+  link's queue (the abort overtook the kernel, not the request);
+- else nowhere: the kernel is idle, the answer it aimed at has already gone,
+  and aborting a later request would be wrong. (To abort a request you have
+  just put, flush the link before sending ABORT: urgent messages overtake
+  unsent expressions, docs/protocol.md §5.)
+
+A stop is recorded as ``_stop_serial`` (the request that must stop) and
+``_stop_reason``; the backend checks them while it serves that request. A
+link that ends (closed or broken) wakes a future waiting on the link's
+urgent messages with the error, which stops the request in hand as
+TERMINATE does; TERMINATE also cancels the main thread's wait for the next
+request. Either ends the loop with :class:`KernelExit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from wolframclient.language.expression import WLFunction, WLSymbol
+
+from .. import wxf
+from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
+from ..link import Link, connect
+from ..portal import Portal, get_portal
+from ..protocol import LinkMode, UrgentMessage
+from ..protocol.packets import (
+    EnterExpressionPacket,
+    EnterTextPacket,
+    EvaluatePacket,
+    Packet,
+    ReturnPacket,
+    packet_from_expr,
+)
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "EXIT_OK",
+    "EXIT_STARTUP_FAILED",
+    "KERNEL_ERROR",
+    "KernelExit",
+    "KernelLoop",
+    "Stop",
+    "bad_request",
+    "configure_logging",
+    "kernel_error",
+    "kernel_parser",
+    "serve_kernel",
+    "short_repr",
+]
+
+log = logging.getLogger("linkserver.kernel")
+
+#: The head of the answer to a request the kernel could not serve:
+#: ``linkserver`KernelError["code", "message"]``.
+KERNEL_ERROR = "linkserver`KernelError"
+
+#: Default seconds to connect to the server.
+CONNECT_TIMEOUT = 30.0
+
+# Exit codes of the process (backends add their own).
+EXIT_OK = 0  # TERMINATE, the link closed
+EXIT_STARTUP_FAILED = 3  # could not start, or could not reach the server (as cli.py)
+
+# Field names of each packet class, in order (see KernelLoop._put).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+class Stop(enum.Enum):
+    """Why the request in hand must stop."""
+
+    ABORT = "abort"  # an ABORT (or INTERRUPT) message, or SIGINT
+    TIMEOUT = "timeout"  # the --eval-timeout limit (as the backend enforces it)
+    TERMINATE = "terminate"  # a TERMINATE message, or the link ended: answer, then exit
+
+
+class KernelExit(BaseException):
+    """Unwind the loop and end the kernel with ``code``.
+
+    A BaseException, so that code that catches ``Exception`` (an evaluator's
+    own) does not swallow it.
+    """
+
+    def __init__(self, code: int = EXIT_OK) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def kernel_error(code: str, message: str) -> Any:
+    """Return the answer expression ``linkserver`KernelError[code, message]``."""
+    return WLFunction(WLSymbol(KERNEL_ERROR), code, message)
+
+
+def short_repr(expr: Any) -> str:
+    """Return ``repr(expr)``, cut to 200 characters."""
+    text = repr(expr)
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return text
+
+
+def bad_request(expr: Any) -> Any:
+    """Return the answer to ``expr``, which is not a request a kernel serves."""
+    return kernel_error(
+        "bad-request",
+        f"{short_repr(expr)} is not a request this kernel serves; send EvaluatePacket[expr], "
+        f'EnterTextPacket["text"] or EnterExpressionPacket[expr]',
+    )
+
+
+class KernelLoop:
+    """The packet loop of a kernel, without the evaluating.
+
+    Subclasses set :attr:`backend`, implement :meth:`_version`,
+    :meth:`_evaluate_packet`, :meth:`_enter_text` and
+    :meth:`_enter_expression`, and may override the hooks
+    :meth:`_start_serving`, :meth:`_end_serving`, :meth:`_before_request`,
+    :meth:`_deadline_set`, :meth:`_finish_request`, :meth:`_stop_in_hand`,
+    :meth:`_stop_requested` and :meth:`_put_expr`.
+    """
+
+    #: The ``"backend"`` announced in ``KernelReady``.
+    backend = ""
+
+    def __init__(self) -> None:
+        # Request state, shared with the link's loop thread (see "Theory of
+        # operation"); _lock guards the decisions made on it. No thread is
+        # started here: a prepared kernel may be forked.
+        self._lock = threading.Lock()
+        self._serial = 0  # requests taken so far; the one in hand if _busy
+        self._busy = False
+        self._stop_serial = -1  # the request that must stop ...
+        self._stop_reason: Stop | None = None  # ... and why
+        self._terminating = False
+        self._request_waiter: concurrent.futures.Future[bytes] | None = None
+        self._deadline: float | None = None  # of the request in hand (monotonic)
+
+        self._link: Link | None = None
+        self._portal: Portal | None = None  # started by serve_link, never before a fork
+        self._eval_timeout: float | None = None
+        self._debug = False
+
+    # ------------------------------------------------------------ serving
+
+    def serve_link(
+        self, link: Link, kernel_id: str = "", *, eval_timeout: float | None = None
+    ) -> int:
+        """Serve requests on an open link until TERMINATE or the link ends.
+
+        Sends ``KernelReady`` first. The backend's docstring says what more
+        it does (signals, starting an engine).
+
+        Args:
+            link: an open link to the server.
+            kernel_id: the id to announce in ``KernelReady``.
+            eval_timeout: seconds an evaluation may run; None for no limit.
+
+        Returns:
+            The process exit code. The link is left for the caller to close.
+
+        Raises:
+            RuntimeError: this kernel is already serving a link.
+        """
+        if self._link is not None:
+            raise RuntimeError("this kernel is already serving a link")
+        self._start_serving()
+        self._link = link
+        self._portal = get_portal()  # the loop the blocking link runs on
+        self._eval_timeout = eval_timeout if eval_timeout and eval_timeout > 0 else None
+        self._terminating = False
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        link.aio.on_message(self._on_message)
+        self._watch_link()
+        log.info("kernel.start %s pid %d on %s", kernel_id, os.getpid(), link.name)
+        try:
+            self._put_ready(kernel_id)
+            while True:
+                self._before_request()
+                payload = self._next_request()
+                try:
+                    self._serve_request(payload)
+                finally:
+                    self._finish_request()
+        except KernelExit as end:
+            log.info("kernel.exit %s (code %d)", kernel_id, end.code)
+            return end.code
+        finally:
+            try:
+                self._end_serving()
+            finally:
+                self._link = None
+
+    def _start_serving(self) -> None:
+        """Hook: called by :meth:`serve_link` before it takes the link."""
+
+    def _end_serving(self) -> None:
+        """Hook: called by :meth:`serve_link` when it returns, before it drops the link."""
+
+    def _before_request(self) -> None:
+        """Hook: called before each request is waited for.
+
+        Raises:
+            KernelExit: the kernel must end instead.
+        """
+
+    def _version(self) -> str:
+        """The ``"version"`` announced in ``KernelReady``."""
+        raise NotImplementedError
+
+    def _put_ready(self, kernel_id: str) -> None:
+        ready = {
+            "id": kernel_id,
+            "pid": os.getpid(),
+            "backend": self.backend,
+            "version": self._version(),
+        }
+        self._put_expr(WLFunction(WLSymbol("KernelReady"), ready))
+
+    def _put_expr(self, expr: Any) -> None:
+        """Send one expression.
+
+        Raises:
+            KernelExit: the link is closed or broken.
+        """
+        link = self._link
+        assert link is not None
+        try:
+            link.put(expr)
+        except LinkError as exc:
+            raise KernelExit(EXIT_OK) from exc
+
+    def _put(self, packet: Packet) -> None:
+        """Send one packet; an answer that cannot travel is replaced by an error.
+
+        Raises:
+            KernelExit: the link is closed or broken.
+        """
+        # Not dataclasses.astuple(): it deep-copies the whole result (0.57 s
+        # for a 20k-part list here); fields are shallow.
+        cls = type(packet)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(packet))
+        expr = WLFunction(WLSymbol(packet.head), *[getattr(packet, name) for name in names])
+        try:
+            self._put_expr(expr)
+        except (WXFEncodeError, LimitError) as exc:
+            # The answer cannot travel (no WXF form, above the frame limit):
+            # say so in the same kind of packet.
+            log.warning("! kernel answer not sendable: %s", exc)
+            first = dataclasses.fields(packet)[0].name  # every answer packet has one
+            self._put(dataclasses.replace(packet, **{first: kernel_error("unsendable", str(exc))}))
+
+    # ------------------------------------------------- taking requests
+
+    def _taken(self) -> None:
+        # With _lock held, in whichever thread took the payload.
+        self._serial += 1
+        self._busy = True
+
+    def _next_request(self) -> bytes:
+        """Return the next request's payload, numbering it (see theory of operation).
+
+        Raises:
+            KernelExit: TERMINATE, or the link ended.
+        """
+        link = self._link
+        assert link is not None
+        with self._lock:
+            if self._terminating:
+                raise KernelExit(EXIT_OK)
+            payload = link.aio.take_nowait()
+            if payload is not None:
+                self._taken()
+                return payload
+            waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+            self._request_waiter = waiter
+        # Registered from the loop thread: there no payload can arrive between
+        # the queue check and the registration, so none is taken unnumbered.
+        assert self._portal is not None
+        self._portal.call_soon(self._arm_request_waiter, waiter)
+        try:
+            return waiter.result()
+        except concurrent.futures.CancelledError:
+            raise KernelExit(EXIT_OK) from None  # TERMINATE cancels it
+        except LinkError as exc:
+            log.info("kernel link ended: %s", exc)
+            raise KernelExit(EXIT_OK) from exc
+        finally:
+            self._request_waiter = None
+
+    def _arm_request_waiter(self, waiter: concurrent.futures.Future[bytes]) -> None:
+        # Loop thread.
+        link = self._link
+        if link is None:
+            return
+        with self._lock:
+            if waiter.done():  # cancelled by TERMINATE meanwhile
+                return
+            payload = link.aio.take_nowait()
+            if payload is not None:
+                self._taken()
+                waiter.set_result(payload)
+                return
+        waiter.add_done_callback(self._request_delivered)
+        link.aio.register_waiter(waiter)
+
+    def _request_delivered(self, waiter: concurrent.futures.Future[bytes]) -> None:
+        # Loop thread, inside the link's delivery of the payload: numbered
+        # before the loop reads the next frame (say, an ABORT right behind it).
+        if waiter.cancelled() or waiter.exception() is not None:
+            return
+        with self._lock:
+            self._taken()
+
+    def _finish_request(self) -> None:
+        """Hook (call it when overriding): the request in hand has been answered."""
+        self._deadline = None
+        with self._lock:
+            self._busy = False
+
+    # ------------------------------------------------- urgent messages
+
+    def _watch_link(self) -> None:
+        """Wait, without a thread, for the next urgent message or the link's end.
+
+        A future registered for urgent messages is woken with an error when
+        the link ends (closed or broken): that stops a running evaluation,
+        which could never be answered, and ends the kernel. It also takes
+        the messages (already handled by :meth:`_on_message`) off the link's
+        queue, so they do not pile up.
+        """
+        link = self._link
+        if link is None:
+            return
+        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        waiter.add_done_callback(self._link_event)
+        link.aio.register_waiter(waiter, messages=True)
+
+    def _link_event(self, waiter: concurrent.futures.Future[Any]) -> None:
+        # Runs where the link woke the future, inside the link's own lock:
+        # re-register from a fresh loop callback, never from here.
+        if waiter.cancelled():
+            return
+        if waiter.exception() is not None:
+            log.info("kernel link ended: %s", waiter.exception())
+            self._request_stop(Stop.TERMINATE)
+        elif self._portal is not None:
+            self._portal.call_soon(self._watch_link)
+
+    def _on_message(self, message: UrgentMessage | int, argument: int) -> None:
+        """Handle an urgent message (link loop thread: flags and futures only)."""
+        if message in (UrgentMessage.ABORT, UrgentMessage.INTERRUPT):
+            # There is no interrupt menu (MenuPacket) here: an interrupt
+            # aborts, the choice most users make from that menu.
+            self._request_stop(Stop.ABORT)
+        elif message == UrgentMessage.TERMINATE:
+            self._request_stop(Stop.TERMINATE)
+        elif self._debug:
+            log.debug("< kernel ignores urgent message %r %d", message, argument)
+
+    def _request_stop(self, reason: Stop, serial: int | None = None) -> None:
+        """Stop the request in hand, or the next one if it is queued already.
+
+        Args:
+            reason: why.
+            serial: stop only if this request is in hand (for alarms).
+        """
+        link = self._link
+        if link is None:
+            return
+        cancel: list[concurrent.futures.Future[bytes]] = []
+        with self._lock:
+            if reason is Stop.TERMINATE:
+                self._terminating = True
+                if self._request_waiter is not None:
+                    cancel.append(self._request_waiter)
+            if self._busy:
+                target = self._serial
+            elif serial is None and link.aio.ready():
+                target = self._serial + 1
+            else:
+                target = -1
+            if target >= 0 and (serial is None or serial == target):
+                if self._stop_serial != target or reason is Stop.TERMINATE:
+                    self._stop_reason = reason
+                    self._stop_serial = target
+                if target == self._serial:
+                    cancel.extend(self._stop_in_hand(target))
+            elif self._debug:
+                log.debug("= kernel idle: %s ignored", reason.value)
+        self._stop_requested()
+        for waiter in cancel:  # outside the lock: done-callbacks take it
+            waiter.cancel()
+
+    def _stop_in_hand(self, serial: int) -> list[concurrent.futures.Future[bytes]]:
+        """Hook, with ``_lock`` held: the request in hand (``serial``) must stop.
+
+        Called after ``_stop_serial`` and ``_stop_reason`` are written.
+
+        Returns:
+            Futures to cancel once the lock is released.
+        """
+        return []
+
+    def _stop_requested(self) -> None:
+        """Hook, without the lock: a stop was asked (aimed somewhere or not)."""
+
+    # -------------------------------------------------------- requests
+
+    def _serve_request(self, payload: bytes) -> None:
+        try:
+            expr = wxf.loads(payload)
+        except WXFDecodeError as exc:
+            self._put(ReturnPacket(kernel_error("bad-wxf", str(exc))))
+            return
+        if self._debug:
+            log.debug("< kernel request %d: %.200r", self._serial, expr)
+        if self._eval_timeout is not None:
+            self._deadline = time.monotonic() + self._eval_timeout
+            self._deadline_set()
+        packet = packet_from_expr(expr)
+        if isinstance(packet, EvaluatePacket):
+            self._evaluate_packet(packet.expr)
+        elif isinstance(packet, EnterTextPacket) and isinstance(packet.text, str):
+            self._enter_text(packet.text)
+        elif isinstance(packet, EnterExpressionPacket):
+            self._enter_expression(packet.expr)
+        else:
+            self._put(ReturnPacket(bad_request(expr)))
+
+    def _deadline_set(self) -> None:
+        """Hook: ``_deadline`` of the request in hand has just been set."""
+
+    def _evaluate_packet(self, expr: Any) -> None:
+        raise NotImplementedError
+
+    def _enter_text(self, text: str) -> None:
+        raise NotImplementedError
+
+    def _enter_expression(self, expr: Any) -> None:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------ entry points
+
+
+def serve_kernel(
+    kernel: KernelLoop,
+    link_name: str,
+    kernel_id: str,
+    *,
+    eval_timeout: float | None,
+    connect_timeout: float,
+) -> int:
+    """Connect ``kernel`` to ``link_name``, serve, and close the link.
+
+    Returns:
+        The exit code of :meth:`KernelLoop.serve_link`, or
+        :data:`EXIT_STARTUP_FAILED` if the server could not be reached.
+    """
+    try:
+        link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT)
+    except LinkError as exc:
+        log.error("kernel.connect.failed: %s", exc)
+        return EXIT_STARTUP_FAILED
+    try:
+        return kernel.serve_link(link, kernel_id, eval_timeout=eval_timeout)
+    finally:
+        try:
+            link.close()  # polite and bounded; nothing to do on a link already ended
+        except LinkError:
+            pass
+
+
+def kernel_parser(
+    prog: str,
+    description: str,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.ArgumentParser:
+    """Return the command line every kernel takes; ``extra`` adds a backend's own.
+
+    ``extra``'s arguments come after ``--connect`` and ``--kernel-id``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--connect", required=True, metavar="NAME",
+        help="the link to connect to: PORT@HOST or unix:/path",
+    )
+    parser.add_argument(
+        "--kernel-id", default="", metavar="ID",
+        help="the id announced in KernelReady (default: empty)",
+    )
+    if extra is not None:
+        extra(parser)
+    timeout = os.environ.get("LINKSERVER_EVAL_TIMEOUT")  # as cli.py: LINKSERVER_<OPTION>
+    parser.add_argument(
+        "--eval-timeout", type=float, default=float(timeout) if timeout else None,
+        metavar="SECONDS",
+        help="seconds an evaluation may run before it answers $Aborted; also "
+        "LINKSERVER_EVAL_TIMEOUT (default: %(default)s, no limit)",
+    )
+    parser.add_argument(
+        "--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+        help="seconds to connect to the server (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level on stderr (default: %(default)s)",
+    )
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``, as a kernel process does (not the library)."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s kernel %(process)d %(levelname)s %(message)s",
+    )
