@@ -31,6 +31,7 @@ typecheck: $(VENV)/.stamp-test
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.stamp-test
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:

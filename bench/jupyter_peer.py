@@ -1,0 +1,129 @@
+"""Round trip of ``1+1`` through linkserver vs through a Jupyter kernel (issue 3).
+
+Two figures, measured in this run: ``EvaluatePacket[Plus[1,1]]`` through a
+shared-mode server to its Mathics3 kernel and back, and
+``execute_request("1+1")`` -> ``execute_reply`` through ``jupyter_client``
+to the Mathics3 Jupyter kernel (``mathics3-jupyter-kernel``), which ships no
+kernel spec, so a temporary one is written that runs its kernel module. If
+that kernel cannot run, ipykernel is used instead and named in the output.
+Target: linkserver/jupyter <= 0.2. Also: Jupyter kernel start to first reply.
+
+    .venv/bin/python bench/jupyter_peer.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import cpu_placement, report
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from wolframclient.language import wl
+
+import linkserver.aio
+from linkserver.service import KernelService
+
+ROUNDS = 1000
+JUPYTER_ROUNDS = 300
+WARMUP = 50
+
+KERNELS = {
+    # name in the output: argv of the kernel process
+    "mathics3": [sys.executable, "-m", "mathics3_jupyter_kernel.kernel", "-f", "{connection_file}"],
+    "ipykernel": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+}
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def through_server() -> float:
+    service = KernelService(0, "127.0.0.1", mode="shared")
+    await service.start()
+    link = await linkserver.aio.connect(service.name)
+    packet = wl.EvaluatePacket(wl.Plus(1, 1))
+    for _ in range(200):
+        await link.put(packet)
+        await link.get()
+    samples = []
+    for _ in range(ROUNDS):
+        t = time.perf_counter()
+        await link.put(packet)
+        await link.get()
+        samples.append(time.perf_counter() - t)
+    await link.aclose()
+    await service.aclose()
+    return statistics.median(samples)
+
+
+def execute(client, code: str) -> dict:
+    """Send one execute_request; return its execute_reply content."""
+    msg_id = client.execute(code, silent=False, store_history=False)
+    while True:
+        reply = client.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"]
+
+
+def through_jupyter(name: str, argv: list[str], spec_root: Path) -> tuple[list[float], float]:
+    spec_dir = spec_root / "kernels" / f"bench-{name}"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": f"bench {name}", "language": "wolfram" if name == "mathics3" else "python"})
+    )
+    ksm = KernelSpecManager(kernel_dirs=[str(spec_root / "kernels")])
+    km = KernelManager(kernel_name=f"bench-{name}", kernel_spec_manager=ksm)
+    t0 = time.perf_counter()
+    km.start_kernel(stdout=sys.stderr, stderr=sys.stderr)
+    client = km.blocking_client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        content = execute(client, "1+1")
+        first = time.perf_counter() - t0
+        if content.get("status") != "ok":
+            raise RuntimeError(f"{name} kernel answered {content}")
+        for _ in range(WARMUP):
+            execute(client, "1+1")
+        samples = []
+        for _ in range(JUPYTER_ROUNDS):
+            t = time.perf_counter()
+            execute(client, "1+1")
+            samples.append(time.perf_counter() - t)
+        return samples, first
+    finally:
+        client.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def main() -> None:
+    print(f"# cpus allowed: {cpu_placement()}; kernels run in separate processes")
+    server = asyncio.run(through_server())
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, argv in KERNELS.items():
+            try:
+                samples, first = through_jupyter(name, argv, Path(tmp))
+                break
+            except Exception as exc:  # fall back to the next kernel, saying why
+                print(f"# jupyter kernel {name} failed: {exc!r}; trying the next", flush=True)
+        else:
+            raise SystemExit("no Jupyter kernel could run")
+    jupyter = statistics.median(samples)
+    print(f"# jupyter kernel used: {name}")
+    report(f"jupyter.roundtrip_1plus1.{name}", jupyter * 1e6, "us")
+    report(f"jupyter.roundtrip_1plus1.p99.{name}", p99(samples) * 1e6, "us")
+    report(f"jupyter.start_to_first_reply.{name}", first, "s")
+    report("kernel.roundtrip_1plus1.server", server * 1e6, "us")
+    report("jupyter.ratio", server / jupyter, "(linkserver/jupyter; target <= 0.2)")
+
+
+if __name__ == "__main__":
+    main()
