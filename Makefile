@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 31415
+# Every figure script in bench/ (harness.py and peers.py are their helpers).
+BENCHES := $(filter-out bench/harness.py bench/peers.py,$(wildcard bench/*.py))
 
 .PHONY: serve test check typecheck bench clean
 
@@ -32,7 +34,7 @@ typecheck: $(VENV)/.stamp-test
 
 bench: $(VENV)/.stamp-test
 	$(PY) -m pip install --quiet -e '.[test,bench]'
-	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	for f in $(BENCHES); do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .hypothesis
