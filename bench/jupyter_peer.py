@@ -22,14 +22,10 @@ import time
 from pathlib import Path
 
 from harness import cpu_placement, report
+from kernel_roundtrip import through_server
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
-from wolframclient.language import wl
 
-import linkserver.aio
-from linkserver.service import KernelService
-
-ROUNDS = 1000
 JUPYTER_ROUNDS = 300
 WARMUP = 50
 
@@ -43,25 +39,6 @@ KERNELS = {
 def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-
-
-async def through_server() -> float:
-    service = KernelService(0, "127.0.0.1", mode="shared")
-    await service.start()
-    link = await linkserver.aio.connect(service.name)
-    packet = wl.EvaluatePacket(wl.Plus(1, 1))
-    for _ in range(200):
-        await link.put(packet)
-        await link.get()
-    samples = []
-    for _ in range(ROUNDS):
-        t = time.perf_counter()
-        await link.put(packet)
-        await link.get()
-        samples.append(time.perf_counter() - t)
-    await link.aclose()
-    await service.aclose()
-    return statistics.median(samples)
 
 
 def execute(client, code: str) -> dict:
@@ -106,7 +83,7 @@ def through_jupyter(name: str, argv: list[str], spec_root: Path) -> tuple[list[f
 
 def main() -> None:
     print(f"# cpus allowed: {cpu_placement()}; kernels run in separate processes")
-    server = asyncio.run(through_server())
+    server, _first = asyncio.run(through_server())  # the same figure as kernel_roundtrip.py
     with tempfile.TemporaryDirectory() as tmp:
         for name, argv in KERNELS.items():
             try:
