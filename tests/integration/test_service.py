@@ -118,6 +118,20 @@ def test_abort_returns_aborted_and_kernel_stays(shared: KernelService) -> None:
         assert evaluate(link, wl.Plus(1, 1)) == [wl.ReturnPacket(2)]
 
 
+def test_abort_of_a_queued_request_answers_it_and_keeps_the_rest(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as busy, linkserver.connect(shared.name) as link:
+        busy.put(wl.EvaluatePacket(wlexpr('Print["busy"]; Pause[1]; 0')))
+        assert busy.get(KERNEL_TIMEOUT) == wl.TextPacket("busy")
+        for i in (1, 2, 3):
+            link.put(wl.EvaluatePacket(i))
+        link.flush()  # the requests are on their way before the abort overtakes them
+        link.abort()
+        answers = [link.get(KERNEL_TIMEOUT) for _ in range(3)]
+        assert answers == [wl.ReturnPacket(WLSymbol("$Aborted")), wl.ReturnPacket(2),
+                           wl.ReturnPacket(3)]
+        assert busy.get(KERNEL_TIMEOUT) == wl.ReturnPacket(0)
+
+
 def test_client_vanishing_mid_evaluation_costs_nothing_more(shared: KernelService) -> None:
     leaving = linkserver.connect(shared.name)
     leaving.put(wl.EvaluatePacket(wlexpr('Print["busy"]; While[True, 1]')))

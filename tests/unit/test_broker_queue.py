@@ -103,3 +103,13 @@ def test_stop_requests_are_recognised_in_every_form(packet: object, stops: bool)
     from linkserver.broker.control import is_stop_request
 
     assert is_stop_request(wxf.dumps(packet)) is stops
+
+
+def test_take_oldest_leaves_the_rest_queued() -> None:
+    q: FairQueue[str, int] = FairQueue()
+    q.push("a", 1)
+    q.push("a", 2)
+    q.push("b", 3)
+    assert q.take_oldest("a") == 1
+    assert q.take_oldest("c") is None
+    assert list(q.drain()) == [("a", 2), ("b", 3)]

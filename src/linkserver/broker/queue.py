@@ -53,6 +53,16 @@ class FairQueue(Generic[O, T]):
         """Drop and return everything ``owner`` has queued."""
         return list(self._turns.pop(owner, ()))
 
+    def take_oldest(self, owner: O) -> T | None:
+        """Remove and return ``owner``'s oldest queued item, or None; its turn is kept."""
+        queue = self._turns.get(owner)
+        if queue is None:
+            return None
+        item = queue.popleft()
+        if not queue:
+            del self._turns[owner]
+        return item
+
     def remove(self, owner: O, item: T) -> bool:
         """Drop one queued item; return whether it was there."""
         queue = self._turns.get(owner)

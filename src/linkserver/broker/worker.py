@@ -230,12 +230,15 @@ class KernelWorker:
         current = self.current
         if message in (UrgentMessage.ABORT, UrgentMessage.INTERRUPT):
             if current is not None and current.link is link and self.kernel is not None:
-                self.kernel.link.send_message_nowait(UrgentMessage.ABORT, argument)
+                try:
+                    self.kernel.link.send_message_nowait(UrgentMessage.ABORT, argument)
+                except LinkError:
+                    pass  # the kernel is going: _kernel_died answers the request
                 return
-            # Abort the oldest queued request of this link, if any.
-            for request in self._queue.remove_owner(link)[:1]:
+            # Abort the oldest queued request of this link; the others stay queued.
+            request = self._queue.take_oldest(link)
+            if request is not None:
                 self._answer_aborted(request)
-                return
         # Other messages are not the client's to send to a kernel it may share.
 
     def detach(self, link: Link) -> None:
