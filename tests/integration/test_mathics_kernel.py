@@ -21,6 +21,7 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 import linkserver
 from linkserver.portal import get_portal
+from tests.packets import collect
 from tests.timeouts import TIMEOUT
 
 # --eval-timeout of the main kernel: long enough that an abort test (which
@@ -61,12 +62,7 @@ class Kernel:
         return self.collect(until)
 
     def collect(self, until: str) -> list[Any]:
-        packets = []
-        while True:
-            packet = self.link.get(TIMEOUT)
-            packets.append(packet)
-            if isinstance(packet, WLFunction) and packet.head == WLSymbol(until):
-                return packets
+        return collect(self.link, until, TIMEOUT)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -14,6 +14,7 @@ from linkserver.config import PoolConfig, ServerConfig
 from linkserver.portal import get_portal
 from linkserver.service import KernelService
 from linkserver.status import STATUS_MESSAGE
+from tests.packets import collect
 from tests.timeouts import TIMEOUT
 
 KERNEL_TIMEOUT = TIMEOUT * 6  # a kernel template takes seconds to load Mathics3
@@ -46,12 +47,7 @@ def pool() -> Iterator[KernelService]:
 def evaluate(link: linkserver.Link, expr: object) -> list[object]:
     """Send EvaluatePacket[expr]; return every packet up to and including ReturnPacket."""
     link.put(wl.EvaluatePacket(expr))
-    packets = []
-    while True:
-        packet = link.get(KERNEL_TIMEOUT)
-        packets.append(packet)
-        if getattr(getattr(packet, "head", None), "name", "") == "ReturnPacket":
-            return packets
+    return collect(link, "ReturnPacket", KERNEL_TIMEOUT)
 
 
 def test_state_is_shared_between_clients(shared: KernelService) -> None:

@@ -77,6 +77,7 @@ from linkserver.kernel import wolfram
 from linkserver.kernel.mathics_exprs import ConversionError, from_mathics, to_mathics
 from linkserver.portal import get_portal
 from linkserver.protocol.packets import MessagePacket, TextPacket
+from tests.packets import collect
 from tests.timeouts import TIMEOUT, wait_until
 
 ABORTED = WLSymbol("$Aborted")
@@ -390,12 +391,7 @@ class Running:
         return self.collect(until)
 
     def collect(self, until: str) -> list[Any]:
-        packets = []
-        while True:
-            packet = self.link.get(TIMEOUT)
-            packets.append(packet)
-            if isinstance(packet, WLFunction) and packet.head == WLSymbol(until):
-                return packets
+        return collect(self.link, until, TIMEOUT)
 
     def restarts(self) -> int:
         """How many times the engine was started again since this kernel started it."""
