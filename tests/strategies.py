@@ -95,13 +95,23 @@ def _function(head: object, args: list[object]) -> WLFunction:
     return WLFunction(head, *args)
 
 
-def hashable_expressions() -> st.SearchStrategy[object]:
-    """Decoded-form expressions usable as association keys."""
+def hashable_expressions(
+    leaves: st.SearchStrategy[object] | None = None,
+    heads: st.SearchStrategy[WLSymbol] | None = None,
+) -> st.SearchStrategy[object]:
+    """Decoded-form expressions usable as association keys.
+
+    Args:
+        leaves: the atoms to build from (default :func:`atoms`).
+        heads: the function heads (default :func:`symbols`); the kernel tests
+            pass their own, since kernel symbol names follow other rules.
+    """
+    head_strategy = heads if heads is not None else symbols()
     return st.recursive(
-        atoms(),
+        leaves if leaves is not None else atoms(),
         lambda children: st.one_of(
             st.lists(children, max_size=3).map(tuple),
-            st.builds(_function, symbols(), st.lists(children, max_size=3)),
+            st.builds(_function, head_strategy, st.lists(children, max_size=3)),
         ),
         max_leaves=6,
     )

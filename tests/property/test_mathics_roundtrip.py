@@ -23,7 +23,7 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 from linkserver.kernel.mathics import prepare
 from linkserver.kernel.mathics_exprs import from_mathics, to_mathics
-from tests.strategies import decimals, same_expression
+from tests.strategies import decimals, hashable_expressions, same_expression
 
 SETTINGS = settings(
     max_examples=200,
@@ -100,14 +100,7 @@ def _function(head: Any, args: list[Any]) -> WLFunction:
 
 
 def hashable() -> st.SearchStrategy[Any]:
-    return st.recursive(
-        atoms(),
-        lambda children: st.one_of(
-            st.lists(children, max_size=3).map(tuple),
-            st.builds(_function, symbols(), st.lists(children, max_size=3)),
-        ),
-        max_leaves=6,
-    )
+    return hashable_expressions(atoms(), symbols())
 
 
 def expressions() -> st.SearchStrategy[Any]:
