@@ -16,6 +16,7 @@ Example::
 
 from .aio.link import LinkSettings
 from .errors import (
+    AuthenticationError,
     ConnectFailed,
     LimitError,
     LinkBroken,
@@ -42,6 +43,7 @@ from .tokens import Token
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationError",
     "Client",
     "CloseCode",
     "ConnectFailed",

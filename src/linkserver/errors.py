@@ -11,7 +11,8 @@ The tree::
     │   ├── LocalProtocolError        our caller misused the API (e.g. put on a closed link)
     │   ├── RemoteProtocolError       the peer sent something invalid
     │   │   └── NotALinkServerError   the peer does not speak linkserver at all
-    │   └── VersionError              no protocol version in common
+    │   ├── VersionError              no protocol version in common
+    │   └── AuthenticationError       the key was missing, wrong, or the server could not prove it
     ├── LimitError                    a configured bound was broken (frame size, time)
     │   └── LinkTimeout               a deadline passed (also a ``TimeoutError``)
     ├── LinkClosed                    you closed this link, or it was closed normally
@@ -31,6 +32,7 @@ Evaluation outcomes (``$Aborted``, messages) are data, never exceptions.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ConnectFailed",
     "LimitError",
     "LinkBroken",
@@ -98,6 +100,12 @@ class VersionError(ProtocolError):
     """The two ends share no protocol version."""
 
     code = "version-mismatch"
+
+
+class AuthenticationError(ProtocolError):
+    """Key authentication failed: no key, the wrong key, or a server that could not prove it."""
+
+    code = "auth-failed"
 
 
 class LimitError(LinkError):

@@ -31,7 +31,7 @@ from linkserver.protocol import (
 from linkserver.protocol import oob
 from linkserver.protocol.connection import _TRANSITIONS, _In
 from linkserver.protocol.framing import FrameKind, encode_frame
-from linkserver.protocol.handshake import MAGIC, NOT_LINKSERVER_LINE, ClientHello
+from linkserver.protocol.handshake import MAGIC, NOT_LINKSERVER_LINE, VERSION, ClientHello
 
 LINK_ID = bytes(range(16))
 
@@ -52,8 +52,8 @@ def transfer(src: Connection, dst: Connection) -> list[object]:
 
 def open_pair(**kwargs: object) -> tuple[Connection, Connection]:
     c, s = client(**kwargs), server(**kwargs)
-    assert transfer(c, s) == [HandshakeComplete(LINK_ID, LinkMode.LINKSERVER, (1, 0))]
-    assert transfer(s, c) == [HandshakeComplete(LINK_ID, LinkMode.LINKSERVER, (1, 0))]
+    assert transfer(c, s) == [HandshakeComplete(LINK_ID, LinkMode.LINKSERVER, VERSION)]
+    assert transfer(s, c) == [HandshakeComplete(LINK_ID, LinkMode.LINKSERVER, VERSION)]
     return c, s
 
 
@@ -68,7 +68,7 @@ def test_server_accepts_every_link_mode(mode: LinkMode) -> None:
     # The LinkOptions -> 4 trap: a "plain" client is accepted, never left waiting.
     c, s = client(mode=mode), server()
     events = transfer(c, s)
-    assert events == [HandshakeComplete(LINK_ID, mode, (1, 0))]
+    assert events == [HandshakeComplete(LINK_ID, mode, VERSION)]
     assert s.mode is mode
 
 
@@ -228,7 +228,7 @@ def test_version_mismatch_is_refused_with_reason() -> None:
     c.receive_data(reply)
     (event,) = c.events_received()
     assert isinstance(event.error, VersionError)  # type: ignore[union-attr]
-    assert "protocol 1.0" in str(event.error)  # type: ignore[union-attr]
+    assert "protocol 1.1" in str(event.error)  # type: ignore[union-attr]
 
 
 def test_client_refuses_server_of_other_major_version() -> None:

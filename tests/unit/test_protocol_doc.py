@@ -15,6 +15,8 @@ from linkserver.protocol.handshake import (
     HelloStatus,
     LinkMode,
     ServerHello,
+    client_proof,
+    server_proof,
 )
 from linkserver import wxf
 from wolframclient.language import wl
@@ -26,9 +28,15 @@ EXAMPLES = {
     for name, body in re.findall(r"```hex ([\w-]+)\n(.*?)```", TEXT, flags=re.S)
 }
 
+LINK_ID = bytes.fromhex("00112233445566778899aabbccddeeff")
+
 EXPECTED = {
     "client-hello": ClientHello().encode(),
     "client-hello-direct": ClientHello(mode=LinkMode.DIRECT).encode(),
+    "client-hello-key": ClientHello(flags=1).encode(),
+    "server-hello-challenge": ServerHello(LINK_ID, flags=1).encode(),
+    "auth-client-proof": client_proof(b"k" * 32, bytes(range(32)), bytes(range(32, 64)), LINK_ID),
+    "auth-server-proof": server_proof(b"k" * 32, bytes(range(32)), bytes(range(32, 64)), LINK_ID),
     "server-hello": ServerHello(bytes.fromhex("00112233445566778899aabbccddeeff")).encode(),
     "server-hello-refusal": ServerHello(bytes(16), HelloStatus.UNSUPPORTED_VERSION).encode(),
     "expression-hello": encode_frame(
@@ -56,9 +64,14 @@ def test_hellos_parse_back() -> None:
     hello = ServerHello.decode(EXAMPLES["server-hello"])
     assert hello.link_id.hex() == "00112233445566778899aabbccddeeff"
     assert ServerHello.decode(EXAMPLES["server-hello-refusal"]).status is HelloStatus.UNSUPPORTED_VERSION
+    assert ClientHello.decode(EXAMPLES["client-hello-key"]).flags == 1
+    assert ServerHello.decode(EXAMPLES["server-hello-challenge"]).flags == 1
 
 
-@pytest.mark.parametrize("name", [n for n in EXPECTED if "hello" not in n or n == "expression-hello"])
+@pytest.mark.parametrize(
+    "name",
+    [n for n in EXPECTED if ("hello" not in n or n == "expression-hello") and "proof" not in n],
+)
 def test_documented_frames_parse_back(name: str) -> None:
     parser = FrameParser()
     parser.feed(EXAMPLES[name])

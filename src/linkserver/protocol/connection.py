@@ -42,7 +42,11 @@ from __future__ import annotations
 
 import enum
 
+import hmac
+from collections.abc import Sequence
+
 from ..errors import (
+    AuthenticationError,
     LimitError,
     LinkClosed,
     LinkError,
@@ -65,16 +69,24 @@ from .events import (
 )
 from .framing import DEFAULT_MAX_FRAME_SIZE, FrameKind, FrameParser, encode_frame
 from .handshake import (
+    CLIENT_HAS_KEY,
     CLIENT_HELLO,
     MAGIC,
+    NONCE_SIZE,
     NOT_LINKSERVER_LINE,
+    PROOF_SIZE,
+    SERVER_CHALLENGE,
     SERVER_HELLO,
+    VERDICT_FAILED,
+    VERDICT_OK,
     VERSION,
     ClientHello,
     HelloStatus,
     LinkMode,
     ServerHello,
+    client_proof,
     rejection_line,
+    server_proof,
 )
 
 __all__ = [
@@ -183,9 +195,16 @@ class Connection:
         keepalive_interval: send a PING after this many seconds without
             sending anything, or None never to.
         close_timeout: seconds to wait for the answer to our CLOSE.
+        keys: server side: ``(role, key)`` pairs; when any is given, every
+            client must prove it holds one of them (docs/protocol.md §3.5),
+            and :attr:`role` tells which.
+        key: client side: the key to prove, or None.
+        nonce: 32 fresh random bytes for the key challenge (the caller's
+            randomness: this module draws none); needed with ``keys``/``key``.
 
     Raises:
-        LocalProtocolError: a server without a 16-byte ``link_id``.
+        LocalProtocolError: a server without a 16-byte ``link_id``, or keys
+            without a 32-byte nonce.
     """
 
     def __init__(
@@ -200,9 +219,20 @@ class Connection:
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         keepalive_interval: float | None = None,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        keys: Sequence[tuple[str, bytes]] = (),
+        key: bytes | None = None,
+        nonce: bytes | None = None,
     ) -> None:
         if side is Side.SERVER and (link_id is None or len(link_id) != 16):
             raise LocalProtocolError("a server-side connection needs a 16-byte link_id")
+        if side is Side.SERVER:
+            key = None
+        else:
+            keys = ()
+        if (keys or key is not None) and (nonce is None or len(nonce) != NONCE_SIZE):
+            raise LocalProtocolError(f"key authentication needs a {NONCE_SIZE}-byte random nonce")
+        if any(not k for _role, k in keys) or key == b"":
+            raise LocalProtocolError("an authentication key must not be empty")
         self.side = side
         self.mode = mode
         self.link_id: bytes | None = link_id if side is Side.SERVER else None
@@ -223,11 +253,24 @@ class Connection:
         self._hello_buf = bytearray()
         self._stranger = False  # client side: the server did not open with MAGIC
         self._refused = False  # client side: server hello said no; CLOSE follows
+        self._refusal = HelloStatus.UNSUPPORTED_VERSION
         self._events: list[Event] = []
         self._urgent: list[bytes] = []
         self._out: list[bytes] = []
         self._eof = False
         self._closing_since = 0.0
+
+        #: server side, once open: the role of the key the client proved
+        #: (None without keys)
+        self.role: str | None = None
+        self._keys = tuple(keys)
+        self._key = key
+        self._nonce = nonce or b""
+        self._peer_nonce = b""
+        self._proved_key = b""
+        # Where the handshake is: "hello"; server: "proof" (challenge sent,
+        # waiting for the client's proof); client: "verdict" (proof sent).
+        self._phase = "hello"
 
         self._started = now
         self._last_recv = now
@@ -236,7 +279,8 @@ class Connection:
         self._sent_flag = False
 
         if side is Side.CLIENT:
-            self._out.append(ClientHello(VERSION, mode).encode())
+            flags = CLIENT_HAS_KEY if key is not None else 0
+            self._out.append(ClientHello(VERSION, mode, flags).encode())
 
     # ------------------------------------------------------------------ output
 
@@ -399,8 +443,16 @@ class Connection:
         elif state is State.HELLO:
             if self._stranger:
                 self._fail(self._stranger_error())
+            elif self._refused and self._refusal is HelloStatus.AUTH_REQUIRED:
+                self._fail(AuthenticationError("the server refused this client's key"))
             elif self._refused:
                 self._fail(VersionError("the server refused our protocol version"))
+            elif self.side is Side.SERVER and self._phase == "proof":
+                self._fail(
+                    AuthenticationError(
+                        "the peer disconnected instead of answering the key challenge"
+                    )
+                )
             elif self.side is Side.SERVER:
                 self._fail(LinkBroken("the peer disconnected before finishing its handshake"))
             else:
@@ -416,6 +468,12 @@ class Connection:
             )
 
     def _receive_hello(self) -> None:
+        if self._phase == "proof":
+            self._receive_client_proof()
+            return
+        if self._phase == "verdict":
+            self._receive_verdict()
+            return
         buf = self._hello_buf
         n = min(len(buf), len(MAGIC))
         if self._stranger or buf[:n] != MAGIC[:n]:
@@ -472,10 +530,57 @@ class Connection:
             return
         self.mode = hello.mode
         self.peer_version = hello.version
+        if self._keys:
+            if not hello.flags & CLIENT_HAS_KEY:
+                message = (
+                    "this server requires a key: give the client the server's key "
+                    "(its connection file has it)"
+                )
+                self._out.append(ServerHello(_ZERO_ID, HelloStatus.AUTH_REQUIRED).encode())
+                self._out.append(
+                    encode_frame(FrameKind.CLOSE, oob.encode_close(oob.CloseCode.AUTH_FAILED, message))
+                )
+                self._fail(AuthenticationError("the client offered no key"))
+                return
+            self._out.append(ServerHello(self.link_id, flags=SERVER_CHALLENGE).encode() + self._nonce)
+            self._phase = "proof"
+            self._hello_buf = bytearray(rest)
+            self._receive_client_proof()
+            return
         self._out.append(ServerHello(self.link_id).encode())
+        self._open(rest)
+
+    def _open(self, rest: bytes) -> None:
+        assert self.link_id is not None and self.peer_version is not None
+        self._phase = "open"
         self.state = State.OPEN
-        self._events.append(HandshakeComplete(self.link_id, hello.mode, hello.version))
+        self._events.append(HandshakeComplete(self.link_id, self.mode, self.peer_version))
         self._parser.feed(rest)
+
+    def _receive_client_proof(self) -> None:
+        # Server, challenge sent: the client answers its nonce and its proof.
+        buf = self._hello_buf
+        if len(buf) < NONCE_SIZE + PROOF_SIZE:
+            return
+        client_nonce = bytes(buf[:NONCE_SIZE])
+        proof = bytes(buf[NONCE_SIZE : NONCE_SIZE + PROOF_SIZE])
+        rest = bytes(buf[NONCE_SIZE + PROOF_SIZE :])
+        self._hello_buf = bytearray()
+        assert self.link_id is not None
+        for role, key in self._keys:
+            expected = client_proof(key, self._nonce, client_nonce, self.link_id)
+            if hmac.compare_digest(proof, expected):
+                self.role = role
+                answer = server_proof(key, self._nonce, client_nonce, self.link_id)
+                self._out.append(bytes([VERDICT_OK]) + answer)
+                self._open(rest)
+                return
+        message = "the key is wrong: this server holds a different key"
+        self._out.append(
+            bytes([VERDICT_FAILED])
+            + encode_frame(FrameKind.CLOSE, oob.encode_close(oob.CloseCode.AUTH_FAILED, message))
+        )
+        self._fail(AuthenticationError("the client proved a key this server does not hold"))
 
     def _receive_server_hello(self) -> None:
         buf = self._hello_buf
@@ -491,10 +596,16 @@ class Connection:
         except RemoteProtocolError as exc:
             self._fail(exc)
             return
-        rest = bytes(buf[SERVER_HELLO.size :])
+        challenged = hello.status is HelloStatus.OK and hello.flags & SERVER_CHALLENGE
+        if challenged and len(buf) < SERVER_HELLO.size + NONCE_SIZE:
+            return
+        end = SERVER_HELLO.size + (NONCE_SIZE if challenged else 0)
+        server_nonce = bytes(buf[SERVER_HELLO.size : end])
+        rest = bytes(buf[end:])
         self._hello_buf = bytearray()
         if hello.status is not HelloStatus.OK:
             self._refused = True
+            self._refusal = hello.status
             self._parser.feed(rest)
             self._receive_refusal()
             return
@@ -508,9 +619,68 @@ class Connection:
             return
         self.link_id = hello.link_id
         self.peer_version = hello.version
-        self.state = State.OPEN
-        self._events.append(HandshakeComplete(hello.link_id, self.mode, hello.version))
-        self._parser.feed(rest)
+        if challenged:
+            if self._key is None:
+                self._fail(
+                    AuthenticationError(
+                        "the server asks for a key and this client has none; give it the "
+                        "server's key (its connection file has it)"
+                    )
+                )
+                return
+            self._peer_nonce = server_nonce
+            proof = client_proof(self._key, server_nonce, self._nonce, hello.link_id)
+            self._out.append(self._nonce + proof)
+            self._phase = "verdict"
+            self._hello_buf = bytearray(rest)
+            self._receive_verdict()
+            return
+        if self._key is not None:
+            self._fail(
+                AuthenticationError(
+                    "the server did not ask for the key this client holds, so it cannot "
+                    "prove it is the server the key belongs to; check the address"
+                )
+            )
+            return
+        self._open(rest)
+
+    def _receive_verdict(self) -> None:
+        # Client, proof sent: one verdict byte, then the server's proof or a CLOSE.
+        buf = self._hello_buf
+        if not buf:
+            return
+        if buf[0] == VERDICT_FAILED:
+            self._refused = True
+            self._refusal = HelloStatus.AUTH_REQUIRED
+            self._parser.feed(bytes(buf[1:]))
+            self._hello_buf = bytearray()
+            self._receive_refusal()
+            return
+        if buf[0] != VERDICT_OK:
+            self._fail(
+                RemoteProtocolError(
+                    f"the server answered the key proof with unknown verdict {buf[0]}",
+                    code="bad-handshake",
+                )
+            )
+            return
+        if len(buf) < 1 + PROOF_SIZE:
+            return
+        answer = bytes(buf[1 : 1 + PROOF_SIZE])
+        rest = bytes(buf[1 + PROOF_SIZE :])
+        self._hello_buf = bytearray()
+        assert self._key is not None and self.link_id is not None
+        expected = server_proof(self._key, self._peer_nonce, self._nonce, self.link_id)
+        if not hmac.compare_digest(answer, expected):
+            self._fail(
+                AuthenticationError(
+                    "the server could not prove it holds the key; it is not the server "
+                    "the key belongs to"
+                )
+            )
+            return
+        self._open(rest)
 
     def _receive_refusal(self) -> None:
         # The server refused the hello and sends one CLOSE saying why.
@@ -528,7 +698,10 @@ class Connection:
                 reason = oob.decode_close(payload)[1] or reason
             except RemoteProtocolError:
                 pass
-        self._fail(VersionError(reason))
+        if self._refusal is HelloStatus.AUTH_REQUIRED:
+            self._fail(AuthenticationError(reason))
+        else:
+            self._fail(VersionError(reason))
 
     def _receive_frames(self) -> None:
         parser = self._parser

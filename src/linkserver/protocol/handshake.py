@@ -1,23 +1,32 @@
-"""The opening handshake: magic, version, link mode and link id (docs/protocol.md §3).
+"""The opening handshake: magic, version, link mode, link id, key (docs/protocol.md §3).
 
 The client speaks first with a 12-byte *client hello*; the server answers with
 a 28-byte *server hello* carrying the link id it assigned. Anything that does
 not start with the magic is not a linkserver client: the server answers with
-one human-readable line (:data:`NOT_LINKSERVER_LINE`) and closes. This module
+one human-readable line (:data:`NOT_LINKSERVER_LINE`) and closes. A server
+that holds a key then challenges the client (§3.5): both prove they know the
+key with an HMAC over two fresh nonces and the link id, so the key never
+crosses the wire and a recorded handshake cannot be replayed. This module
 only encodes and checks these byte strings; :mod:`.connection` drives them.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 
 from ..errors import RemoteProtocolError
 
 __all__ = [
+    "CLIENT_HAS_KEY",
     "CLIENT_HELLO",
     "MAGIC",
+    "NONCE_SIZE",
+    "PROOF_SIZE",
+    "SERVER_CHALLENGE",
     "NOT_LINKSERVER_LINE",
     "SERVER_HELLO",
     "VERSION",
@@ -25,7 +34,9 @@ __all__ = [
     "HelloStatus",
     "LinkMode",
     "ServerHello",
+    "client_proof",
     "rejection_line",
+    "server_proof",
 ]
 
 #: Eight bytes, PNG-style: the high-bit first byte catches 7-bit channels, CR LF
@@ -35,10 +46,25 @@ MAGIC = b"\x89LNK\r\n\x1a\n"
 
 #: The protocol version this code speaks (major, minor). Peers with the same
 #: major version interoperate; the minor version only adds optional features.
-VERSION = (1, 0)
+VERSION = (1, 1)
 
 CLIENT_HELLO = struct.Struct("<8sBBBB")  # magic, major, minor, mode, flags
 SERVER_HELLO = struct.Struct("<8sBBBB16s")  # magic, major, minor, status, flags, link id
+
+#: Client hello flag: the client holds a key and can answer a challenge (§3.5).
+CLIENT_HAS_KEY = 0x01
+#: Server hello flag: a 32-byte challenge nonce follows the server hello (§3.5).
+SERVER_CHALLENGE = 0x01
+#: Bytes in each nonce and each proof (HMAC-SHA256).
+NONCE_SIZE = 32
+PROOF_SIZE = 32
+#: The verdict byte after the client's proof: OK (the server's proof follows)
+#: or FAILED (a CLOSE frame with code AUTH_FAILED follows).
+VERDICT_OK = 0
+VERDICT_FAILED = 1
+
+_CLIENT_LABEL = b"linkserver 1 client proof\x00"
+_SERVER_LABEL = b"linkserver 1 server proof\x00"
 
 #: The line a server sends to a peer that does not open with the magic.
 NOT_LINKSERVER_LINE = (
@@ -76,6 +102,22 @@ class HelloStatus(enum.IntEnum):
 
     OK = 0
     UNSUPPORTED_VERSION = 1  #: a CLOSE frame with the reason follows
+    AUTH_REQUIRED = 2  #: the server needs a key the client did not offer; a CLOSE follows
+
+
+def client_proof(key: bytes, server_nonce: bytes, client_nonce: bytes, link_id: bytes) -> bytes:
+    """Return the client's proof that it holds ``key`` (docs/protocol.md §3.5).
+
+    ``HMAC-SHA256(key, "linkserver 1 client proof" NUL server_nonce client_nonce link_id)``.
+    """
+    message = _CLIENT_LABEL + server_nonce + client_nonce + link_id
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def server_proof(key: bytes, server_nonce: bytes, client_nonce: bytes, link_id: bytes) -> bytes:
+    """Return the server's proof that it holds ``key``: as :func:`client_proof`, other label."""
+    message = _SERVER_LABEL + server_nonce + client_nonce + link_id
+    return hmac.new(key, message, hashlib.sha256).digest()
 
 
 @dataclass(frozen=True, slots=True)
