@@ -8,7 +8,11 @@ PORT ?= 31415
 # Every figure script in bench/ (harness.py and peers.py are their helpers).
 BENCHES := $(filter-out bench/harness.py bench/peers.py,$(wildcard bench/*.py))
 
-.PHONY: serve test check typecheck bench clean
+# Seconds each fuzz target runs under `make fuzz` (`make test` runs each for 20 s).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := wxf protocol
+
+.PHONY: serve test check typecheck bench fuzz clean nmap-if-possible
 
 # A stamp per flavour, so a second `make` does not reinstall.
 $(VENV)/.stamp-run: pyproject.toml
@@ -26,8 +30,23 @@ $(VENV)/.stamp-test: pyproject.toml
 serve: $(VENV)/.stamp-run
 	$(VENV)/bin/linkserver serve --port $(PORT)
 
-test: $(VENV)/.stamp-test typecheck
+test: $(VENV)/.stamp-test typecheck nmap-if-possible
 	$(PY) -m pytest -q
+
+# nmap, for the port-scan test (tests/integration/test_hostile_scan.py): installed where
+# this machine allows it (root with apt-get); elsewhere that one test says it was skipped.
+nmap-if-possible:
+	@command -v nmap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nmap >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nmap >/dev/null 2>&1; }; }; } || \
+	  echo "nmap is not installed here: the port-scan test will be skipped"
+
+# Longer fuzzing: new inputs go to fuzz/work/<target>, crashes to fuzz/work/ (see fuzz/README.md).
+fuzz: $(VENV)/.stamp-test
+	for t in $(FUZZ_TARGETS); do mkdir -p fuzz/work/$$t; \
+	  $(PY) fuzz/fuzz_$$t.py fuzz/work/$$t fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=10 -artifact_prefix=fuzz/work/ || exit 1; done
 
 typecheck: $(VENV)/.stamp-test
 	$(VENV)/bin/mypy
@@ -37,4 +56,4 @@ bench: $(VENV)/.stamp-test
 	for f in $(BENCHES); do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .hypothesis fuzz/work
