@@ -4,6 +4,8 @@
     python bench/peers.py link    # LinkServer echoing from the receive callback
     python bench/peers.py link-task  # LinkServer echoing with a get/put task per link
     python bench/peers.py idle    # linkserver LinkServer that keeps links idle
+    python bench/peers.py link-key|link-tls|link-key-tls   # "link" with a key
+        ($BENCH_KEY) and/or TLS ($BENCH_CERT, $BENCH_CERT_KEY)
 
 Each prints its port on the first line and serves until terminated.
 """
@@ -11,6 +13,7 @@ Each prints its port on the first line and serves until terminated.
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
 import sys
 
@@ -59,9 +62,19 @@ async def main(kind: str) -> None:
         server = await loop.create_server(RawEcho, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
     else:
-        link_server = linkserver.aio.LinkServer(0, "127.0.0.1")
+        settings, tls = None, None
+        if "key" in kind:
+            key = os.environ["BENCH_KEY"].encode()
+            settings = linkserver.LinkSettings(keys=(("admin", key),))
+        if "tls" in kind:
+            from linkserver.security import server_context
+
+            tls, _fingerprint = server_context(os.environ["BENCH_CERT"], os.environ["BENCH_CERT_KEY"])
+        link_server = linkserver.aio.LinkServer(0, "127.0.0.1", settings=settings, tls=tls)
         await link_server.start()
-        if kind == "link":
+        if kind.startswith("link-key") or kind.startswith("link-tls"):
+            link_server.on_link(echo_receiver)
+        elif kind == "link":
             link_server.on_link(echo_receiver)
         elif kind == "link-task":
             link_server.on_link(echo_task)

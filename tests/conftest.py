@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 import linkserver
+
+# Connection files of servers the tests start (and the keys in them) stay in a
+# directory of this run, never in the user's own runtime directory; servers
+# started as subprocesses inherit it.
+_RUNTIME = tempfile.TemporaryDirectory(prefix="linkserver-test-runtime-")
+os.environ["LINKSERVER_RUNTIME_DIR"] = _RUNTIME.name
+os.environ.pop("LINKSERVER_KEY", None)
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ class Client:
     """A client of a linkserver (blocking).
 
     Args:
-        name: the server, ``"PORT@HOST"``; default ``31415@127.0.0.1``.
+        name: the server, ``"PORT@HOST"``; default: the newest server this user
+            runs (its connection file), else ``31415@127.0.0.1``.
         timeout: seconds to connect.
         on_input: called with the prompt when the kernel evaluates ``Input[]``;
             returns the text typed. It runs in a worker thread, so it may block
@@ -32,6 +33,9 @@ class Client:
         persistent: keep the kernel for the pool's keep-alive time after
             disconnecting; :attr:`kernel_id` takes it back later.
         kernel: the id of a persistent kernel to take back.
+        key, tls, fingerprint: the server's key and TLS settings, as for
+            :func:`linkserver.connect`; by default from ``$LINKSERVER_KEY`` and
+            the server's connection file.
 
     Raises:
         ConnectFailed: no server at ``name``.
@@ -47,6 +51,9 @@ class Client:
         pool: str | None = None,
         persistent: bool = False,
         kernel: str | None = None,
+        key: str | bytes | None = None,
+        tls: bool | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         self._portal = get_portal()
         ask = None
@@ -59,7 +66,7 @@ class Client:
 
         self._aio = AsyncClient(
             name, timeout=timeout, on_input=ask, pool=pool, persistent=persistent,
-            kernel=kernel,
+            kernel=kernel, key=key, tls=tls, fingerprint=fingerprint,
         )
         self._portal.call(self._aio.start())
 
@@ -83,17 +90,31 @@ class Client:
         """The underlying link, for packet-level work."""
         return Link(self._aio.link, self._portal)
 
-    def evaluate_wrap(self, expr: Any, *, timeout: float | None = None) -> EvaluationResult:
+    def evaluate_wrap(
+        self, expr: Any, *, timeout: float | None = None, preemptive: bool = False
+    ) -> EvaluationResult:
         """Evaluate ``expr``; return result, messages and printed text.
+
+        ``preemptive=True`` serves it while another client's evaluation runs,
+        at that evaluation's next safe point (docs/protocol.md §8.9).
 
         Raises:
             LinkError: the link failed (closed, broken, timed out).
         """
-        return self._portal.call(self._aio.evaluate_wrap(expr, timeout=timeout))
+        return self._portal.call(
+            self._aio.evaluate_wrap(expr, timeout=timeout, preemptive=preemptive)
+        )
 
-    def evaluate(self, expr: Any, *, timeout: float | None = None) -> Any:
-        """Evaluate ``expr`` (an expression or Wolfram Language text) and return its value."""
-        return self._portal.call(self._aio.evaluate(expr, timeout=timeout))
+    def evaluate(
+        self, expr: Any, *, timeout: float | None = None, preemptive: bool = False
+    ) -> Any:
+        """Evaluate ``expr`` (an expression or Wolfram Language text) and return its value.
+
+        ``preemptive`` as in :meth:`evaluate_wrap`.
+        """
+        return self._portal.call(
+            self._aio.evaluate(expr, timeout=timeout, preemptive=preemptive)
+        )
 
     def abort(self) -> None:
         """Abort the running evaluation (from another thread); it answers ``$Aborted``."""

@@ -46,6 +46,7 @@ class PoolConfig:
         eval_timeout: seconds one evaluation may run; None for no limit.
         memory_mb: address-space limit per kernel; None for no limit.
         init: Wolfram Language code evaluated in every new kernel before use.
+        max_queued: requests one link may have waiting; more are refused at once.
     """
 
     name: str = "default"
@@ -59,6 +60,7 @@ class PoolConfig:
     eval_timeout: float | None = None
     memory_mb: int | None = None
     init: str | None = None
+    max_queued: int = 1000
 
     def spec(self) -> KernelSpec:
         """The kernel spec of this pool's kernels."""
@@ -74,6 +76,10 @@ class ServerConfig:
 
     pools: tuple[PoolConfig, ...] = field(default_factory=lambda: (PoolConfig(),))
     default: str = "default"
+    #: who may stop the server: "admin", "anyone" or "nobody" (docs/protocol.md §8.8)
+    stop_allowed: str = "admin"
+    #: who may see its status: "admin" or "anyone"
+    status_allowed: str = "admin"
 
     def pool(self, name: str | None) -> PoolConfig:
         """The pool called ``name`` (the default pool for None or "").
@@ -91,7 +97,7 @@ class ServerConfig:
 _TYPES: dict[str, tuple[type, ...]] = {
     "mode": (str,), "backend": (str,), "kernel_path": (str,), "min": (int,), "max": (int,),
     "wait": (int, float), "keepalive": (int, float), "eval_timeout": (int, float),
-    "memory_mb": (int,), "init": (str,),
+    "memory_mb": (int,), "init": (str,), "max_queued": (int,),
 }
 _KEYS = tuple(f.name for f in fields(PoolConfig) if f.name != "name")
 
@@ -126,6 +132,8 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
             raise ConfigError(f"{at}.{key} must not be negative")
     if pool.eval_timeout is not None and pool.eval_timeout <= 0:
         raise ConfigError(f"{at}.eval_timeout must be positive (leave it out for no limit)")
+    if pool.max_queued < 1:
+        raise ConfigError(f"{at}.max_queued must be at least 1")
     if pool.memory_mb is not None and pool.memory_mb < 64:
         raise ConfigError(f"{at}.memory_mb below 64 leaves a kernel no room to start")
     if pool.kernel_path is not None and pool.backend != "wolfram":
@@ -143,10 +151,11 @@ def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a table of settings")
-    unknown = set(data) - {"pools", "default"}
+    unknown = set(data) - {"pools", "default", "access"}
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}; "
-                          "expected 'pools' and optionally 'default'")
+                          "expected 'pools' and optionally 'default' and 'access'")
+    access = _check_access(data.get("access", {}))
     pools_data = data.get("pools")
     if not isinstance(pools_data, dict) or not pools_data:
         raise ConfigError(f"{source} needs a 'pools' table with at least one pool")
@@ -158,7 +167,25 @@ def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:
     default = data.get("default", pools[0].name)
     if not isinstance(default, str) or default not in {p.name for p in pools}:
         raise ConfigError(f"default = {default!r} names no pool of {source}")
-    return ServerConfig(tuple(pools), default)
+    return ServerConfig(tuple(pools), default, **access)
+
+
+_ACCESS = {"stop": ("admin", "anyone", "nobody"), "status": ("admin", "anyone")}
+
+
+def _check_access(values: Any) -> dict[str, str]:
+    """Check the ``[access]`` table: who may stop the server and see its status."""
+    if not isinstance(values, dict):
+        raise ConfigError("access must be a table, e.g. [access] stop = \"admin\"")
+    out = {}
+    for key, value in values.items():
+        if key not in _ACCESS:
+            raise ConfigError(f"access.{key} is not an access setting; the settings are: stop, status")
+        if value not in _ACCESS[key]:
+            allowed = ", ".join(repr(v) for v in _ACCESS[key])
+            raise ConfigError(f"access.{key} must be one of {allowed}, not {value!r}")
+        out[f"{key}_allowed"] = value
+    return out
 
 
 def load_config(path: str | Path) -> ServerConfig:

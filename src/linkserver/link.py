@@ -16,7 +16,9 @@ per thread for the same reason.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from . import aio, wxf
@@ -58,6 +60,11 @@ class Link:
     def peer(self) -> str:
         """The peer's address, as ``"PORT@HOST"`` (or ``"memory"``)."""
         return self._aio.peer
+
+    @property
+    def role(self) -> str | None:
+        """Server side: the role of the key the peer proved (None on a server without keys)."""
+        return self._aio.role
 
     @property
     def link_id(self) -> str:
@@ -205,6 +212,18 @@ class Link:
                 ) from None
             return waiter.result()
 
+    def log_stream(self, path: str | os.PathLike[str] | None) -> Path | None:
+        """Write this link's traffic to a stream log file, or stop with ``None`` (WSLogStreamToFile).
+
+        See :meth:`linkserver.aio.Link.log_stream`.
+
+        Raises:
+            RecordsError: the file cannot be opened.
+            LinkClosed: the link has ended.
+        """
+        result: Path | None = self._portal.run_sync(self._aio.log_stream, path)
+        return result
+
     # ------------------------------------------------------------- closing
 
     def close(self) -> None:
@@ -339,7 +358,8 @@ class Link:
 
 def connect(
     name: Any, timeout: float | None = None, *, mode: LinkMode = LinkMode.LINKSERVER,
-    settings: LinkSettings | None = None,
+    settings: LinkSettings | None = None, key: str | bytes | None = None,
+    tls: bool | None = None, fingerprint: str | None = None, cafile: str | None = None,
 ) -> Link:
     """Connect to a LinkServer or a listening link (``LinkConnect``).
 
@@ -349,15 +369,26 @@ def connect(
         timeout: seconds for connecting and the handshake together.
         mode: what to say we connect to; servers accept both modes.
         settings: the link's limits.
+        key, tls, fingerprint, cafile: as :func:`linkserver.aio.connect`;
+            by default from ``$LINKSERVER_KEY`` and the server's connection file.
 
     Raises:
         LinkNameError: ``name`` cannot be parsed.
-        ConnectFailed: nothing accepted the connection.
+        ConnectFailed: nothing accepted the connection, or TLS failed.
         NotALinkServerError: something answered, but not a linkserver.
+        AuthenticationError: the key was missing or wrong.
         LinkTimeout: the handshake did not finish in time.
     """
     portal = get_portal()
-    return Link(portal.call(aio.connect(name, timeout, mode=mode, settings=settings)), portal)
+    return Link(
+        portal.call(
+            aio.connect(
+                name, timeout, mode=mode, settings=settings, key=key, tls=tls,
+                fingerprint=fingerprint, cafile=cafile,
+            )
+        ),
+        portal,
+    )
 
 
 def listen(name: Any = 0, *, settings: LinkSettings | None = None) -> Link:

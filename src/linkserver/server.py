@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
+import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import aio
 from .aio.link import LinkSettings
-from .aio.server import ServerStatistics
+from .aio.server import DEFAULT_MAX_LINKS, ServerStatistics
 from .errors import LinkTimeout
 from .link import Link
 from .names import DEFAULT_HOST
@@ -37,6 +40,7 @@ class LinkServer:
         path: listen on this Unix socket path instead of TCP.
         settings: limits for every link (handshake and idle time, frame size).
         backlog: the listen backlog.
+        log_streams: write a stream log of every link to a new file in this directory.
 
     Raises:
         LinkError: the address cannot be listened on; the message says why.
@@ -50,9 +54,13 @@ class LinkServer:
         path: str | None = None,
         settings: LinkSettings | None = None,
         backlog: int = 1024,
+        log_streams: str | os.PathLike[str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        max_links: int | None = DEFAULT_MAX_LINKS,
     ) -> None:
         self._portal = get_portal()
-        self._aio = aio.LinkServer(port, interface, path=path, settings=settings, backlog=backlog)
+        self._aio = aio.LinkServer(port, interface, path=path, settings=settings, backlog=backlog,
+                                   log_streams=log_streams, tls=tls, max_links=max_links)
         self._portal.call(self._aio.start())
         self._threads: set[threading.Thread] = set()
 
@@ -131,6 +139,14 @@ class LinkServer:
     def statistics(self) -> ServerStatistics:
         """Return a snapshot of the server's counters."""
         return self._portal.run_sync(self._aio.statistics)
+
+    def log_stream(self, link_id: bytes | str, path: str | os.PathLike[str] | None) -> Path | None:
+        """Switch one open link's stream log on (to ``path``) or off (``None``).
+
+        See :meth:`linkserver.aio.LinkServer.log_stream`.
+        """
+        result: Path | None = self._portal.run_sync(self._aio.log_stream, link_id, path)
+        return result
 
     def close(self) -> None:
         """Stop listening and close links never handed over (``WSShutdownLinkServer``).

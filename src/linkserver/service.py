@@ -14,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
+import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from wolframclient.language import wl
 from wolframclient.language.expression import WLSymbol
 
-from . import wxf
+from . import records, wxf
 from .aio.link import Link, LinkSettings
-from .aio.server import LinkServer
+from .aio.server import DEFAULT_MAX_LINKS, LinkServer
 from .broker.pool import PoolBroker
 from .broker.control import Control, is_stop_request
 from .broker.shared import SharedBroker
@@ -42,6 +45,8 @@ __all__ = ["KernelService", "Pool", "SelectError", "ServiceStatistics"]
 log = logging.getLogger("linkserver.server")
 
 SELECT = "LinkServerSelect"
+#: Who may stop the server or see its status (docs/protocol.md §8.8).
+ACCESS = ("admin", "anyone", "nobody")
 _SELECT_KEYS = {"pool", "persistent", "kernel"}
 
 
@@ -89,11 +94,12 @@ class Pool:
         self.launcher = KernelLauncher(config.spec(), zygote=zygote)
         self.broker: SharedBroker | PoolBroker
         if config.mode == "shared":
-            self.broker = SharedBroker(self.launcher, control=control)
+            self.broker = SharedBroker(self.launcher, control=control, max_queued=config.max_queued)
         else:
             self.broker = PoolBroker(
                 self.launcher, min_kernels=config.min, max_kernels=config.max,
                 wait_timeout=config.wait, keepalive=config.keepalive, control=control,
+                max_queued=config.max_queued,
             )
 
     async def start(self) -> None:
@@ -127,6 +133,16 @@ class KernelService:
         keepalive: seconds a persistent kernel waits for its client (pool mode).
         settings: limits of client links.
         zygote: fork kernels from a warm template (fast start).
+        log_streams: write a stream log of every client link to a new file in
+            this directory (see :meth:`log_stream`).
+        tls: speak TLS with this server context (:mod:`linkserver.security`).
+        max_links: client links at most (see :class:`~linkserver.aio.LinkServer`).
+        stop_allowed: who may stop the server with ``$KeepRunning = False``:
+            ``"admin"`` (the default), ``"anyone"`` or ``"nobody"``.
+        status_allowed: who may ask for the status: ``"admin"`` (the default)
+            or ``"anyone"``. An *admin* is a client that proved a key of role
+            ``"admin"`` (``settings.keys``); on a server without keys, a client
+            on this machine (docs/protocol.md §8.8).
     """
 
     def __init__(
@@ -143,7 +159,16 @@ class KernelService:
         keepalive: float = 0.0,
         settings: LinkSettings | None = None,
         zygote: bool = True,
+        log_streams: str | os.PathLike[str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        max_links: int | None = DEFAULT_MAX_LINKS,
+        stop_allowed: str = "admin",
+        status_allowed: str = "admin",
     ) -> None:
+        if stop_allowed not in ACCESS or status_allowed not in ACCESS:
+            raise ValueError(f"who may stop or ask for status is one of {', '.join(ACCESS)}")
+        self.stop_allowed = stop_allowed
+        self.status_allowed = status_allowed
         if config is None:
             if mode not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -155,7 +180,11 @@ class KernelService:
         self.config = config
         self.pools = {p.name: Pool(p, zygote=zygote, control=self._control) for p in config.pools}
         self.default = self.pools[config.default]
-        self.server = LinkServer(port, interface, settings=settings)
+        self.server = LinkServer(
+            port, interface, settings=settings, log_streams=log_streams, tls=tls,
+            max_links=max_links,
+        )
+        self._keyed = bool(settings and settings.keys)
         self._links: set[Link] = set()
         self._started = time.monotonic()
         self._stop_requested: asyncio.Event | None = None
@@ -203,7 +232,7 @@ class KernelService:
         self.server.on_link(self._attach)
         self._started = time.monotonic()
         self._stop_requested = asyncio.Event()
-        log.info("service.started %s pools %s", self.name, ", ".join(self.pools))
+        records.event("service-started", server=self.name, pools=",".join(self.pools))
         return self
 
     def _attach(self, link: Link) -> None:
@@ -288,11 +317,11 @@ class KernelService:
         if not is_stop_request(payload):
             return False
         final = as_request(payload)[1]
-        if not _is_local(link.peer):
-            # docs/protocol.md §8.7: until keys and roles exist, only local clients may.
-            self._refuse(link, "notallowed", "only a client on this machine may stop the server")
+        if not self.allowed(link, self.stop_allowed):
+            self._refuse(link, "notallowed", f"only {self._who(self.stop_allowed)} may stop the server")
+            records.event("access-denied", link=records.link_ref(link), peer=link.peer, what="stop")
             return True
-        log.info("service.stop requested by %s", link.peer)
+        records.event("service-stop-requested", link=records.link_ref(link), peer=link.peer)
         if final == "InputNamePacket":
             answer = [wl.ReturnTextPacket("False"), wl.InputNamePacket("In[?]:= ")]
         else:
@@ -305,7 +334,43 @@ class KernelService:
 
     def _answer_status(self, link: Link, message: int) -> None:
         if message == STATUS_MESSAGE and not link.closed:
-            link.put_payload_nowait(wxf.dumps(status_expr(self.statistics())))
+            if self.allowed(link, self.status_allowed):
+                answer = status_expr(self.statistics())
+            else:
+                records.event("access-denied", link=records.link_ref(link), peer=link.peer, what="status")
+                answer = wl.LinkServerStatus(wl.Failure("notallowed", {
+                    "MessageTemplate": f"only {self._who(self.status_allowed)} may see the status"}))
+            link.put_payload_nowait(wxf.dumps(answer))
+
+    def allowed(self, link: Link, who: str) -> bool:
+        """Whether ``link`` may do what ``who`` (``"admin"``, ``"anyone"``, ``"nobody"``) allows."""
+        if who == "anyone":
+            return True
+        if who == "nobody":
+            return False
+        if self._keyed:
+            return link.role == "admin"
+        return _is_local(link.peer)
+
+    def _who(self, who: str) -> str:
+        if who == "nobody":
+            return "nobody (the server's settings forbid it)"
+        if self._keyed:
+            return "a client holding the admin key"
+        return "a client on this machine"
+
+    def log_stream(
+        self, link_id: bytes | str, path: str | os.PathLike[str] | None
+    ) -> Path | None:
+        """Switch the stream log of one client link on (to ``path``) or off (``None``).
+
+        See :meth:`LinkServer.log_stream`; loop thread only.
+
+        Raises:
+            KeyError: no open link has that id.
+            RecordsError: the file cannot be opened.
+        """
+        return self.server.log_stream(link_id, path)
 
     def statistics(self) -> ServiceStatistics:
         """Return a snapshot for ``status`` (the broker's figures are the default pool's)."""
@@ -328,7 +393,7 @@ class KernelService:
             link.close_nowait(CloseCode.GOING_AWAY, "the server is shutting down")
         for pool in self.pools.values():
             await pool.launcher.aclose()
-        log.info("service.stopped %s", self.name)
+        records.event("service-stopped", server=self.name)
 
     async def __aenter__(self) -> KernelService:
         return await self.start()

@@ -39,6 +39,10 @@ def format_status(expr: Any) -> str:
     """Return a status answer as aligned ``key: value`` lines for a terminal."""
     args = getattr(expr, "args", ())
     data = args[0] if args and isinstance(args[0], dict) else {}
+    failure = args[0] if args and getattr(getattr(args[0], "head", None), "name", "") == "Failure" else None
+    if failure is not None:
+        details = failure.args[1] if len(failure.args) > 1 and isinstance(failure.args[1], dict) else {}
+        return f"refused: {details.get('MessageTemplate', failure.args[0])}"
     if not data:
         return f"unexpected answer: {expr!r}"
     width = max(len(str(k)) for k in data)

@@ -76,6 +76,7 @@ from linkserver import wxf
 from linkserver.kernel import wolfram
 from linkserver.kernel.mathics_exprs import ConversionError, from_mathics, to_mathics
 from linkserver.portal import get_portal
+from linkserver.protocol import UrgentMessage
 from linkserver.protocol.packets import MessagePacket, TextPacket
 from tests.packets import collect
 from tests.timeouts import TIMEOUT, wait_until
@@ -741,6 +742,35 @@ def test_abort_when_idle_is_ignored(engine: FakeEngine, kernel: Running) -> None
     kernel.link.abort()  # sent (not just queued) when abort() returns
     assert evaluate(kernel, wl.Plus(1, 1)) == 2
     assert kernel.restarts() == 0
+
+
+def preemptive(tag: int, expr: Any) -> WLFunction:
+    """What the server sends a kernel for a preemptive request (docs/protocol.md §8.9)."""
+    return p("LinkServer`Preemptive", tag, wl.EvaluatePacket(expr))
+
+
+def test_preemptive_request_is_served_first_when_the_running_one_ends(kernel: Running) -> None:
+    kernel.link.put(wl.EvaluatePacket(wl.CompoundExpression(wl.Pause(0.3), 1)))
+    assert wait_until(lambda: FakeEngine.instance is not None and FakeEngine.instance.busy.is_set())
+    kernel.link.put(preemptive(7, wl.Plus(2, 2)))
+    kernel.link.send_message(UrgentMessage.PREEMPT, 7)  # ignored: the engine cannot pause
+    kernel.link.put(wl.EvaluatePacket(3))
+    assert kernel.collect("ReturnPacket") == [p("ReturnPacket", 1)]
+    assert kernel.link.get(TIMEOUT) == p("LinkServer`PreemptiveAnswer", 7, p("ReturnPacket", 4))
+    assert kernel.collect("ReturnPacket") == [p("ReturnPacket", 3)]
+
+
+def test_preemptive_request_aborted_while_it_waits(kernel: Running) -> None:
+    run_forever(kernel, wl.EvaluatePacket(wl.While(True, 1)))
+    kernel.link.put(preemptive(8, wl.Plus(2, 2)))
+    kernel.link.flush()
+    kernel.link.send_message(UrgentMessage.PREEMPT_ABORT, 8)
+    kernel.link.abort()  # the running request's, not the preemptive one's
+    assert kernel.collect("ReturnPacket")[-1] == p("ReturnPacket", ABORTED)
+    assert kernel.link.get(TIMEOUT) == p(
+        "LinkServer`PreemptiveAnswer", 8, p("ReturnPacket", ABORTED)
+    )
+    assert kernel.restarts() == 1  # for the running request only
 
 
 def test_eval_timeout_answers_aborted_and_keeps_the_engine(

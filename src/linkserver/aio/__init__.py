@@ -13,6 +13,7 @@ from ..errors import LinkError, LinkTimeout
 from ..names import DEFAULT_HOST, LinkName, parse_name
 from ..protocol import LinkMode, Side
 from ..transport.memory import memory_pair
+from ..security import SecurityError, check_fingerprint, credentials_for
 from ..transport.stream import listen_on, open_to
 from .client import Client, EvaluationResult
 from .link import DEFAULT_KEEPALIVE, Link, LinkSettings
@@ -38,8 +39,16 @@ async def connect(
     *,
     mode: LinkMode = LinkMode.LINKSERVER,
     settings: LinkSettings | None = None,
+    key: str | bytes | None = None,
+    tls: bool | None = None,
+    fingerprint: str | None = None,
+    cafile: str | None = None,
 ) -> Link:
     """Connect to a LinkServer or to a listening link (``LinkConnect``).
+
+    Without ``key`` and ``tls``, they come from ``$LINKSERVER_KEY`` and from the
+    connection file of a server at that address, if this user runs one
+    (README, "Keys and TLS").
 
     Args:
         name: ``"PORT@HOST"``, ``"unix:/path"`` or ``(host, port)``.
@@ -48,22 +57,46 @@ async def connect(
         mode: ``LinkMode.LINKSERVER`` (the default) or ``LinkMode.DIRECT``;
             servers accept both.
         settings: the link's limits.
+        key: the server's key (docs/protocol.md §3.5).
+        tls: connect over TLS (True), or not (False).
+        fingerprint: trust exactly the TLS certificate with this SHA-256
+            fingerprint (``"sha256:..."``), as for a self-signed server.
+        cafile: trust certificates that chain to these CAs (instead of the system's).
 
     Raises:
         LinkNameError: ``name`` cannot be parsed.
-        ConnectFailed: nothing accepted the connection.
+        ConnectFailed: nothing accepted the connection, or TLS failed.
         NotALinkServerError: something answered, but not a linkserver.
+        AuthenticationError: the key was missing or wrong, or the server
+            could not prove it holds it.
+        SecurityError: a key too short, or a certificate other than the pinned one.
         LinkTimeout: the handshake did not finish within ``timeout``.
     """
     address = parse_name(name)
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
+    credentials = credentials_for(address, key=key, tls=tls, fingerprint=fingerprint, cafile=cafile)
     if settings is None:
-        settings = LinkSettings(keepalive_interval=DEFAULT_KEEPALIVE)
-    _transport, protocol = await open_to(
-        address, lambda: Link(Side.CLIENT, name=str(address), mode=mode, settings=settings), timeout=timeout
+        settings = LinkSettings(keepalive_interval=DEFAULT_KEEPALIVE, key=credentials.key)
+    elif credentials.key is not None and settings.key is None:
+        settings = settings.replace(key=credentials.key)
+    transport, protocol = await open_to(
+        address,
+        lambda: Link(Side.CLIENT, name=str(address), mode=mode, settings=settings),
+        timeout=timeout,
+        tls=credentials.tls,
     )
     assert isinstance(protocol, Link)
+    if credentials.fingerprint is not None:
+        try:
+            check_fingerprint(
+                transport.get_extra_info("ssl_object").getpeercert(binary_form=True),
+                credentials.fingerprint,
+                str(address),
+            )
+        except SecurityError:
+            transport.close()
+            raise
     remaining = None if deadline is None else max(0.0, deadline - loop.time())
     try:
         await protocol.activate(remaining)

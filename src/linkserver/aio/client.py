@@ -6,6 +6,11 @@ messages, the result -- into an :class:`EvaluationResult` with the names of
 wolframclient's ``WolframLanguageSession`` results (``result``, ``success``,
 ``messages``, ``messages_name``, ``output``), so code written for it moves
 over. Strings are Wolfram Language input, as ``wlexpr`` makes them.
+
+``evaluate(expr, preemptive=True)`` asks for a *preemptive* evaluation
+(docs/protocol.md §8.9): on a shared kernel busy with another client's long
+evaluation, it is served at that evaluation's next safe point instead of
+waiting for it to end.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 from ..errors import LinkError
 from ..names import DEFAULT_HOST, DEFAULT_PORT, parse_name
+from ..protocol.packets import PREEMPTIVE
+from ..security import default_address
 from .link import Link
 
 __all__ = ["Client", "EvaluationResult"]
@@ -88,7 +95,8 @@ class Client:
     """A client of a linkserver (asyncio).
 
     Args:
-        name: the server, ``"PORT@HOST"`` or ``"PORT@HOST/POOL"``; default
+        name: the server, ``"PORT@HOST"`` or ``"PORT@HOST/POOL"``; default: the
+            newest server this user runs (its connection file), else
             ``31415@127.0.0.1``.
         timeout: seconds to connect.
         on_input: called with the prompt when the kernel evaluates ``Input[]``;
@@ -98,6 +106,9 @@ class Client:
         persistent: keep this client's kernel for the pool's keep-alive time
             after it disconnects; :attr:`kernel_id` then takes it back.
         kernel: the id of a persistent kernel to take back.
+        key, tls, fingerprint: the server's key and TLS settings, as for
+            :func:`linkserver.aio.connect`; by default from ``$LINKSERVER_KEY``
+            and the server's connection file.
 
     Use ``async with Client(...) as client:`` or ``await client.start()``.
     """
@@ -111,8 +122,12 @@ class Client:
         pool: str | None = None,
         persistent: bool = False,
         kernel: str | None = None,
+        key: str | bytes | None = None,
+        tls: bool | None = None,
+        fingerprint: str | None = None,
     ) -> None:
-        self.name = name or DEFAULT_ADDRESS
+        self.name = name or default_address(DEFAULT_ADDRESS)
+        self._credentials: dict[str, Any] = {"key": key, "tls": tls, "fingerprint": fingerprint}
         self.timeout = timeout
         self.on_input: InputHandler = on_input or _default_input
         self.pool = pool or parse_name(self.name).pool
@@ -131,7 +146,7 @@ class Client:
         from . import connect
 
         if self._link is None:
-            link = await connect(self.name, self.timeout)
+            link = await connect(self.name, self.timeout, **self._credentials)
             try:
                 if self.pool or self.persistent or self.kernel_id:
                     await self._select(link)
@@ -174,12 +189,18 @@ class Client:
             raise RuntimeError("the client is not started: use 'async with' or await start()")
         return self._link
 
-    async def evaluate_wrap(self, expr: Any, *, timeout: float | None = None) -> EvaluationResult:
+    async def evaluate_wrap(
+        self, expr: Any, *, timeout: float | None = None, preemptive: bool = False
+    ) -> EvaluationResult:
         """Evaluate ``expr`` and return the result with its messages and printed text.
 
         Args:
             expr: an expression, a Python value, or Wolfram Language input text.
             timeout: seconds to wait for each packet of the answer.
+            preemptive: serve it while another client's evaluation runs, at that
+                evaluation's next safe point (docs/protocol.md §8.9), instead of
+                after it. Keep such evaluations short: the other one is paused
+                meanwhile. ``Input[]`` reads ``EndOfFile`` in them.
 
         Raises:
             LinkError: the link failed (closed, broken, timed out).
@@ -188,9 +209,12 @@ class Client:
         assert self._lock is not None
         if isinstance(expr, str):
             expr = wlexpr(expr)
+        request = wl.EvaluatePacket(expr)
+        if preemptive:
+            request = WLFunction(WLSymbol(PREEMPTIVE), request)
         async with self._lock:
             link = self.link
-            await link.put(wl.EvaluatePacket(expr))
+            await link.put(request)
             out = EvaluationResult()
             message_name: str | None = None
             while True:
@@ -218,9 +242,14 @@ class Client:
                         answer = await answer
                     await link.put(wl.EnterTextPacket(answer))
 
-    async def evaluate(self, expr: Any, *, timeout: float | None = None) -> Any:
-        """Evaluate ``expr`` and return its value (messages and prints are dropped)."""
-        return (await self.evaluate_wrap(expr, timeout=timeout)).result
+    async def evaluate(
+        self, expr: Any, *, timeout: float | None = None, preemptive: bool = False
+    ) -> Any:
+        """Evaluate ``expr`` and return its value (messages and prints are dropped).
+
+        ``preemptive`` as in :meth:`evaluate_wrap`.
+        """
+        return (await self.evaluate_wrap(expr, timeout=timeout, preemptive=preemptive)).result
 
     async def abort(self) -> None:
         """Abort the evaluation running for this client; it answers ``$Aborted``."""

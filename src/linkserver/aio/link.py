@@ -31,13 +31,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import secrets
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .. import wxf
+from .. import records, wxf
 from ..errors import LinkClosed, LinkError, LinkTimeout
 from ..protocol import (
     CloseCode,
@@ -75,9 +78,18 @@ class LinkSettings:
         handshake_timeout: seconds for the hello exchange.
         idle_timeout: seconds of silence before the link is closed.
         keepalive_interval: seconds of our silence before we ping.
+        key: a client's key, proved in the handshake (docs/protocol.md §3.5).
+        keys: a server's ``(role, key)`` pairs; a client must prove one of them.
     """
 
-    __slots__ = ("handshake_timeout", "idle_timeout", "keepalive_interval", "max_frame_size")
+    __slots__ = (
+        "handshake_timeout",
+        "idle_timeout",
+        "keepalive_interval",
+        "key",
+        "keys",
+        "max_frame_size",
+    )
 
     def __init__(
         self,
@@ -86,11 +98,21 @@ class LinkSettings:
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         keepalive_interval: float | None = None,
+        key: bytes | None = None,
+        keys: tuple[tuple[str, bytes], ...] = (),
     ) -> None:
+        self.key = key
+        self.keys = keys
         self.max_frame_size = max_frame_size
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.keepalive_interval = keepalive_interval
+
+    def replace(self, **changes: Any) -> LinkSettings:
+        """Return a copy with some settings changed."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return LinkSettings(**values)
 
 
 def _wake(waiter: Waiter, result: Any = None, error: BaseException | None = None) -> bool:
@@ -155,6 +177,10 @@ class Link(asyncio.Protocol):
         self._receiver: Callable[[bytes], None] | None = None
         self.peer = ""
         self.link_id = b""
+        #: server side: the role of the key the peer proved (None without keys)
+        self.role: str | None = None
+        # Trace and stream log (linkserver.records); None costs one check per expression.
+        self._tap: records.Tap | None = records.Tap(self, trace=True) if records.tracing() else None
 
     # ---------------------------------------------------------- asyncio glue
 
@@ -183,6 +209,9 @@ class Link(asyncio.Protocol):
             handshake_timeout=s.handshake_timeout,
             idle_timeout=s.idle_timeout,
             keepalive_interval=keepalive,
+            keys=s.keys,
+            key=s.key,
+            nonce=secrets.token_bytes(32) if s.keys or s.key is not None else None,
         )
         self._flush_out()
         self._on_timer()
@@ -261,6 +290,8 @@ class Link(asyncio.Protocol):
     def _handle(self, events: list[Event]) -> None:
         for event in events:
             if type(event) is ExpressionReceived:
+                if self._tap is not None:
+                    self._tap.expression("<", event.payload)
                 receiver = self._receiver
                 if receiver is not None:
                     self._call_receiver(receiver, event.payload)
@@ -273,16 +304,21 @@ class Link(asyncio.Protocol):
                     else:
                         self._incoming.append(event.payload)
             elif isinstance(event, MessageReceived):
+                if self._tap is not None:
+                    self._tap.message("<", event.message, event.argument)
                 self._deliver_message(event.message, event.argument)
             elif isinstance(event, HandshakeComplete):
                 self.link_id = event.link_id
                 self._mode = event.mode
+                self.role = self._conn.role if self._conn is not None else None
                 if not self._opened.done():
                     self._opened.set_result(None)
                 log.debug("= link %s open with %s (mode %s)", self.name, self.peer, event.mode.name)
                 if self._on_open is not None:
                     self._on_open(self)
             elif isinstance(event, CloseReceived):
+                if self._tap is not None:
+                    self._tap.close_frame("<", event.code, event.reason)
                 assert self._conn is not None and self._conn.error is not None
                 self._end(self._conn.error)
             elif isinstance(event, ConnectionFailed):
@@ -322,6 +358,8 @@ class Link(asyncio.Protocol):
             for waiters in (self._recv_waiters, self._msg_waiters):
                 while waiters:
                     _wake(waiters.popleft(), error=error)
+        if self._tap is not None:
+            self._tap.ended(str(error))
         log.debug("x link %s ended: %s", self.name, error)
         if not self._opened.done():
             self._opened.set_exception(error)
@@ -378,6 +416,8 @@ class Link(asyncio.Protocol):
         if conn is None:
             raise self._not_open()
         conn.send_expression(payload)
+        if self._tap is not None:
+            self._tap.expression(">", payload)
         data = conn.data_to_send()
         transport = self._transport
         if transport is not None and not transport.is_closing():
@@ -405,6 +445,8 @@ class Link(asyncio.Protocol):
         if conn is None:
             raise self._not_open()
         conn.send_message(message, argument)
+        if self._tap is not None:
+            self._tap.message(">", message, argument)
         self._flush_out()
 
     def register_waiter(self, waiter: Waiter, *, messages: bool = False) -> None:
@@ -428,6 +470,16 @@ class Link(asyncio.Protocol):
             return self._incoming.popleft()
         except IndexError:
             return None
+
+    def take_nowait_if(self, accept: Callable[[bytes], bool]) -> bytes | None:
+        """Return the next queued payload if ``accept(payload)``, else None; any thread.
+
+        A payload not accepted stays first in the queue.
+        """
+        with self._lock:
+            if self._incoming and accept(self._incoming[0]):
+                return self._incoming.popleft()
+        return None
 
     # ------------------------------------------------------------ public API
 
@@ -576,6 +628,39 @@ class Link(asyncio.Protocol):
         """Call ``handler(message, argument)`` in the event loop for each urgent message."""
         self._message_handlers.append(handler)
 
+    def log_stream(self, path: str | os.PathLike[str] | None) -> Path | None:
+        """Write this link's traffic to a stream log file, or stop (WSLogStreamToFile).
+
+        Every expression and urgent message sent (``>``) or received (``<``)
+        from now on is appended to ``path`` as one line with the time of day
+        and a short InputForm (docs/logging.md). A directory gets a new file
+        named by the link id and the time. ``None`` stops and closes the
+        file; the file is closed when the link ends, too. Loop thread only.
+
+        Returns:
+            The file written to, or None.
+
+        Raises:
+            RecordsError: the file cannot be opened.
+            LinkClosed: the link has ended.
+        """
+        tap = self._tap
+        if tap is not None and tap.stream is not None:
+            tap.stream.close()
+            tap.stream = None
+        if path is None:
+            if tap is not None and tap.idle:
+                self._tap = None
+            return None
+        if self._error is not None:
+            raise self._closed_error()
+        side = "server" if self._side is Side.SERVER else "client"
+        stream = records.StreamLog.open(path, self, side)
+        if tap is None:
+            tap = self._tap = records.Tap(self, trace=False)
+        tap.stream = stream
+        return stream.path
+
     async def send_message(self, message: int, argument: int = 0) -> None:
         """Send an urgent message (WSPutMessage); it overtakes queued expressions.
 
@@ -613,6 +698,8 @@ class Link(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.close()
             return
+        if self._tap is not None and self._error is None:
+            self._tap.close_frame(">", code, reason)
         conn.send_close(code, reason, now=self._loop.time())
         if self._error is None:
             self._end(LinkClosed("the link was closed by this side"))

@@ -19,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import ssl
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..errors import LinkClosed, LinkTimeout
+from .. import records
+from ..errors import AuthenticationError, LinkClosed, LinkError, LinkTimeout
 from ..names import DEFAULT_HOST, LinkName
 from ..protocol import CloseCode, Side
 from ..transport.stream import listen_on
@@ -33,6 +37,9 @@ from .link import Link, LinkSettings, Waiter, _wake
 __all__ = ["LinkServer", "ServerStatistics"]
 
 log = logging.getLogger("linkserver.server")
+
+#: Open links a server accepts at most unless told otherwise.
+DEFAULT_MAX_LINKS = 4096
 
 LinkCallback = Callable[[Link], None] | Callable[[Link], Awaitable[None]]
 
@@ -55,8 +62,14 @@ class LinkServer:
         port: TCP port; 0 picks a free one (read :attr:`port` afterwards).
         interface: address to bind; ``""`` or ``None`` means every interface.
         path: listen on this Unix socket path instead of TCP.
-        settings: limits for every link (handshake and idle time, frame size).
+        settings: limits for every link (handshake and idle time, frame size)
+            and the keys clients must prove (``LinkSettings(keys=...)``).
         backlog: the listen backlog.
+        tls: speak TLS with this server context (see :mod:`linkserver.security`).
+        max_links: open links at most; one more is closed right after its
+            handshake with CLOSE ``TOO_MANY_LINKS`` and a reason saying so.
+        log_streams: write a stream log of every link to a new file in this
+            directory (see :meth:`log_stream`).
     """
 
     def __init__(
@@ -67,8 +80,13 @@ class LinkServer:
         path: str | None = None,
         settings: LinkSettings | None = None,
         backlog: int = 1024,
+        log_streams: str | os.PathLike[str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        max_links: int | None = DEFAULT_MAX_LINKS,
     ) -> None:
         self.interface = interface or ""
+        self.tls = tls
+        self.max_links = max_links
         self._address = (
             LinkName("unix", path=path) if path else LinkName("tcp", host=self.interface, port=port)
         )
@@ -85,6 +103,8 @@ class LinkServer:
         self._connections = 0
         self._opened = 0
         self._rejected = 0
+        self._live: dict[bytes, Link] = {}  # open links by id, for log_stream()
+        self.log_streams = records.check_stream_dir(log_streams) if log_streams else None
 
     @property
     def name(self) -> str:
@@ -104,10 +124,16 @@ class LinkServer:
             return self
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._server = await listen_on(self._address, self._new_connection, backlog=self._backlog)
+        self._server = await listen_on(
+            self._address,
+            self._new_connection,
+            backlog=self._backlog,
+            tls=self.tls,
+            tls_handshake_timeout=self._settings.handshake_timeout or 10.0,
+        )
         if self._address.kind == "tcp":
             self.port = self._server.sockets[0].getsockname()[1]
-        log.info("server.started %s", self.name)
+        records.event("server-started", server=self.name)
         return self
 
     def _new_connection(self) -> Link:
@@ -124,8 +150,25 @@ class LinkServer:
 
     def _link_opened(self, link: Link) -> None:
         self._handshaking.discard(link)
+        if self.max_links is not None and len(self._live) >= self.max_links:
+            # Only links that finished the handshake count: scanners and silent
+            # sockets cannot use up the room real clients need.
+            self._rejected += 1
+            records.event("link-rejected", peer=link.peer, reason="too many links")
+            link.close_nowait(
+                CloseCode.TOO_MANY_LINKS,
+                f"the server already has its maximum of {self.max_links} links; try again later",
+            )
+            return
         self._opened += 1
-        log.info("link.opened %s from %s", link.link_id.hex(), link.peer)
+        self._live[link.link_id] = link
+        records.event("link-opened", link=records.link_ref(link), peer=link.peer,
+                      mode=link.mode.name.lower(), server=self.name)
+        if self.log_streams is not None:
+            try:
+                link.log_stream(self.log_streams)
+            except LinkError as exc:  # a full disk must not keep clients out
+                records.event("stream-log-failed", link=records.link_ref(link), reason=exc)
         if self._closed:
             link.close_nowait(CloseCode.GOING_AWAY, "the server is shutting down")
             return
@@ -144,7 +187,14 @@ class LinkServer:
             self._handshaking.discard(link)
             self._rejected += 1
             # Hostile or confused peers are routine on an open port: INFO, not ERROR.
-            log.info("link.rejected from %s: %s", link.peer, link.error)
+            if isinstance(link.error, AuthenticationError):
+                records.event("auth-failed", peer=link.peer, reason=link.error)
+            else:
+                records.event("link-rejected", peer=link.peer, reason=link.error)
+        elif self._live.pop(link.link_id, None) is not None:
+            error = link.error
+            records.event("link-closed", link=records.link_ref(link), peer=link.peer,
+                          code=error.code if error else None, reason=error)
 
     def _dispatch(self, callback: LinkCallback, link: Link) -> None:
         try:
@@ -213,6 +263,33 @@ class LinkServer:
             while self._ready:
                 self._dispatch(callback, self._ready.popleft())
 
+    def log_stream(
+        self, link_id: bytes | str, path: str | os.PathLike[str] | None
+    ) -> Path | None:
+        """Switch the stream log of one open link on (to ``path``) or off (``None``).
+
+        ``link_id`` is the link's id as bytes (``link.link_id``, the same at
+        both ends) or as hex, at least its first 8 digits, as the logs show
+        it. A directory for ``path`` gets a new file named by the link id
+        and the time. See :meth:`Link.log_stream`. Loop thread only.
+
+        Returns:
+            The file written to, or None.
+
+        Raises:
+            KeyError: no open link of this server has that id.
+            RecordsError: the file cannot be opened.
+        """
+        if isinstance(link_id, bytes):
+            link = self._live.get(link_id)
+        else:
+            prefix = link_id.lower()
+            found = [k for k in self._live if len(prefix) >= 8 and k.hex().startswith(prefix)]
+            link = self._live[found[0]] if len(found) == 1 else None
+        if link is None:
+            raise KeyError(f"no open link of {self.name} has the id {link_id!r}")
+        return link.log_stream(path)
+
     def statistics(self) -> ServerStatistics:
         """Return a snapshot of the server's counters."""
         return ServerStatistics(
@@ -236,7 +313,7 @@ class LinkServer:
         error = LinkClosed("the link server is closed", code="server-closed")
         while self._accept_waiters:
             _wake(self._accept_waiters.popleft(), error=error)
-        log.info("server.stopped %s", self.name)
+        records.event("server-stopped", server=self.name)
 
     async def aclose(self) -> None:
         """Stop listening; links already handed over stay open."""

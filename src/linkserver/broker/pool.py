@@ -27,15 +27,47 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wolframclient.language import wl
+from wolframclient.language.expression import WLSymbol
+
+from .. import records, wxf
 from ..aio.link import Link
+from ..errors import LinkError
 from ..kernel.process import KernelError, KernelHandle, KernelLauncher
 from ..protocol import CloseCode
 from .control import Control
-from .worker import KernelWorker
+from .worker import DEFAULT_MAX_QUEUED, KernelWorker, as_request
 
 __all__ = ["PoolBroker", "PoolStatistics"]
 
 log = logging.getLogger("linkserver.broker")
+
+
+def _refuse_pending(link: Link, reason: str) -> None:
+    """Answer each request a link sent while it waited for a kernel with ``shutdown``.
+
+    A waiting link has no worker yet, so its requests sit in the link itself;
+    they were received all the same, and docs/protocol.md §8.7 promises every
+    queued request the ``shutdown`` answer (§8.3) before the link closes --
+    without this they were dropped by the close (found by
+    tests/integration/test_shutdown.py).
+    """
+    while (payload := link.take_nowait()) is not None:
+        try:
+            final = as_request(payload)[1]
+        except LinkError:
+            final = "ReturnPacket"
+        packets = [wl.MessagePacket(wl.LinkServer, "shutdown"),
+                   wl.TextPacket(f"LinkServer::shutdown: {reason}")]
+        if final == "InputNamePacket":  # the shape of worker.py's failure answers
+            packets += [wl.ReturnTextPacket("$Failed"), wl.InputNamePacket("In[?]:= ")]
+        else:
+            packets.append(wl.ReturnPacket(WLSymbol("$Failed")))
+        try:
+            for packet in packets:
+                link.put_payload_nowait(wxf.dumps(packet))
+        except LinkError:
+            return  # the client is gone: nobody is left to answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +107,9 @@ class PoolBroker:
         wait_timeout: float = 30.0,
         keepalive: float = 0.0,
         control: Control | None = None,
+        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
+        self._max_queued = max_queued
         if not 0 <= min_kernels <= max_kernels or max_kernels < 1:
             raise ValueError("need 0 <= min_kernels <= max_kernels and max_kernels >= 1")
         self._launcher = launcher
@@ -159,8 +193,8 @@ class PoolBroker:
                 break
         else:
             return
-        log.warning("pool.refused %s after %g s: all %d kernels busy", link.peer,
-                    self.wait_timeout, self.max_kernels)
+        records.event("pool-refused", link=records.link_ref(link), peer=link.peer,
+                      wait_s=self.wait_timeout, kernels=self.max_kernels)
         link.close_nowait(
             CloseCode.TOO_MANY_LINKS,
             f"all {self.max_kernels} kernels of this pool are in use and none came free "
@@ -186,7 +220,8 @@ class PoolBroker:
         self._workers[link] = worker
         worker.attach(link)
         link.on_end(self._link_gone)
-        log.info("pool.reattached kernel %s to %s", kernel_id, link.peer)
+        records.event("pool-reattached", worker=kernel_id, link=records.link_ref(link),
+                      peer=link.peer)
 
     def _link_gone(self, link: Link) -> None:
         for entry in self._waiting:
@@ -201,7 +236,7 @@ class PoolBroker:
         if worker is not None and persistent and not self._closed:
             timer = asyncio.get_running_loop().call_later(self.keepalive, self._expire, worker.id)
             self._parked[worker.id] = (worker, timer)
-            log.info("pool.parked kernel %s for %g s", worker.id, self.keepalive)
+            records.event("pool-parked", worker=worker.id, keepalive_s=self.keepalive)
         elif worker is not None:
             # The kernel held this client's state: it is not reused (no leaks).
             self._discard(worker, "the client left")
@@ -210,7 +245,7 @@ class PoolBroker:
     def _expire(self, kernel_id: str) -> None:
         entry = self._parked.pop(kernel_id, None)
         if entry is not None:
-            log.info("pool.expired kernel %s: its client did not come back", kernel_id)
+            records.event("pool-expired", worker=kernel_id)
             self._discard(entry[0], "its keep-alive time passed")
             self._balance()
 
@@ -230,7 +265,9 @@ class PoolBroker:
             if link.closed:
                 self._warm.appendleft(kernel)
                 continue
-            worker = KernelWorker(self._launcher, kernel, control=self._control)
+            worker = KernelWorker(
+                self._launcher, kernel, control=self._control, max_queued=self._max_queued
+            )
             self._workers[link] = worker
             worker.attach(link)
             on_bound = self._bound_callbacks.pop(link, None)
@@ -248,7 +285,7 @@ class PoolBroker:
         try:
             kernel = await self._launcher.launch()
         except KernelError as exc:
-            log.warning("pool.launch.failed: %s", exc)
+            records.event("pool-launch-failed", reason=exc)
             self._launching -= 1
             await asyncio.sleep(1.0)  # do not spin on a kernel that cannot start
             self._balance()
@@ -280,6 +317,7 @@ class PoolBroker:
         self._waiting.clear()
         for link, handle in waiting:
             handle.cancel()
+            _refuse_pending(link, "the server is shutting down")
             link.close_nowait(CloseCode.GOING_AWAY, "the server is shutting down")
         parked = []
         for worker, timer in self._parked.values():

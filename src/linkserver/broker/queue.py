@@ -33,6 +33,20 @@ class FairQueue(Generic[O, T]):
         else:
             queue.append(item)
 
+    def push_first(self, owner: O, item: T) -> None:
+        """Queue ``item`` to be popped next, ahead of every owner (a preemptive request).
+
+        ``owner``'s turn comes first once; after it, its remaining items wait
+        for its next turn as usual. Of several items pushed first, the last
+        one pushed is popped first.
+        """
+        queue = self._turns.get(owner)
+        if queue is None:
+            self._turns[owner] = deque([item])
+        else:
+            queue.appendleft(item)
+        self._turns.move_to_end(owner, last=False)
+
     def pop(self) -> tuple[O, T]:
         """Take the next item: the oldest of the owner whose turn it is.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..aio.link import Link
 from ..kernel.process import KernelLauncher
 from .control import Control
-from .worker import KernelWorker
+from .worker import DEFAULT_MAX_QUEUED, KernelWorker
 
 __all__ = ["SharedBroker", "SharedStatistics"]
 
@@ -35,13 +35,18 @@ class SharedBroker:
     Args:
         launcher: where the kernel comes from (it is replaced if it dies).
         control: the server's hook for requests meant for itself.
+        max_queued: requests one link may have waiting.
     """
 
     mode = "shared"
 
-    def __init__(self, launcher: KernelLauncher, *, control: Control | None = None) -> None:
+    def __init__(
+        self, launcher: KernelLauncher, *, control: Control | None = None,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+    ) -> None:
         self._launcher = launcher
         self._control = control
+        self._max_queued = max_queued
         self._worker: KernelWorker | None = None
 
     async def start(self) -> None:
@@ -51,7 +56,9 @@ class SharedBroker:
             KernelError: the kernel did not start.
         """
         kernel = await self._launcher.launch()
-        self._worker = KernelWorker(self._launcher, kernel, control=self._control)
+        self._worker = KernelWorker(
+            self._launcher, kernel, control=self._control, max_queued=self._max_queued
+        )
 
     def attach(
         self,

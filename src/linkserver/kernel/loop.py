@@ -46,6 +46,23 @@ link that ends (closed or broken) wakes a future waiting on the link's
 urgent messages with the error, which stops the request in hand as
 TERMINATE does; TERMINATE also cancels the main thread's wait for the next
 request. Either ends the loop with :class:`KernelExit`.
+
+Preemptive requests (docs/protocol.md §8.9) come from the server as
+``LinkServer`Preemptive[n, EvaluatePacket[e]]``, n a tag; every packet of
+their answer is wrapped as ``LinkServer`PreemptiveAnswer[n, packet]``
+(:meth:`KernelLoop._put` does it while ``_preempt_tag`` is set), so that the
+server can route it to the link that asked. One taken off the link between
+requests is served as an ordinary request (numbered, time-limited), except
+that a plain ABORT is never aimed at it: an ABORT is the running ordinary
+request's, and the server stops preemptive request n with PREEMPT_ABORT n. A
+backend that can preempt (:mod:`.mathics`) also serves them *nested*, inside
+a running evaluation, when the urgent message PREEMPT sets
+``_preempt_pending`` (:meth:`KernelLoop._preempt_hint` tells the backend);
+a nested one has its own stop (``_preempt_stop``), so that an ABORT for the
+paused request waits for it and PREEMPT_ABORT does not reach the paused one.
+Preemptive requests are never nested in one another. Tags are taken in
+order, so a PREEMPT_ABORT for a tag not yet taken is remembered
+(``_preempt_aborted``) and answered ``$Aborted`` when it is.
 """
 
 from __future__ import annotations
@@ -71,6 +88,8 @@ from ..protocol import LinkMode, UrgentMessage
 from ..protocol.packets import (
     EnterExpressionPacket,
     EnterTextPacket,
+    PREEMPTIVE,
+    PREEMPTIVE_ANSWER,
     EvaluatePacket,
     Packet,
     ReturnPacket,
@@ -87,6 +106,7 @@ __all__ = [
     "Stop",
     "bad_request",
     "configure_logging",
+    "is_preemptive",
     "kernel_error",
     "kernel_parser",
     "serve_kernel",
@@ -108,6 +128,17 @@ EXIT_STARTUP_FAILED = 3  # could not start, or could not reach the server (as cl
 
 # Field names of each packet class, in order (see KernelLoop._put).
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+# How the server's LinkServer`Preemptive[n, packet] starts on the wire: no
+# decoding to recognise one.
+_PREEMPTIVE_PREFIX = wxf.dumps(WLFunction(WLSymbol(PREEMPTIVE), 0, 0))[:-4]
+_PREEMPTIVE_ANSWER = WLSymbol(PREEMPTIVE_ANSWER)
+_ABORTED = WLSymbol("$Aborted")
+
+
+def is_preemptive(payload: bytes) -> bool:
+    """True if ``payload`` is the server's ``LinkServer`Preemptive[n, packet]``."""
+    return payload.startswith(_PREEMPTIVE_PREFIX)
 
 
 class Stop(enum.Enum):
@@ -160,7 +191,10 @@ class KernelLoop:
     :meth:`_enter_expression`, and may override the hooks
     :meth:`_start_serving`, :meth:`_end_serving`, :meth:`_before_request`,
     :meth:`_deadline_set`, :meth:`_finish_request`, :meth:`_stop_in_hand`,
-    :meth:`_stop_requested` and :meth:`_put_expr`.
+    :meth:`_stop_requested` and :meth:`_put_expr`; a backend that can
+    preempt also :meth:`_preempt_hint`, :meth:`_stop_nested_preemptive` and
+    :meth:`_preemptive_started`, and calls :meth:`_serve_preemptive` with
+    ``nested=True`` at its safe points.
     """
 
     #: The ``"backend"`` announced in ``KernelReady``.
@@ -178,6 +212,14 @@ class KernelLoop:
         self._terminating = False
         self._request_waiter: concurrent.futures.Future[bytes] | None = None
         self._deadline: float | None = None  # of the request in hand (monotonic)
+        # Preemptive requests (see "Theory of operation"); written under _lock.
+        self._taken_preemptive = False  # the request in hand is a preemptive one
+        self._preempt_tag: int | None = None  # tag of the preemptive request in hand
+        self._preempt_nested = False  # ... served inside another request's evaluation
+        self._preempt_stop: Stop | None = None  # the nested one must stop, and why
+        self._preempt_pending = False  # PREEMPT came: look on the link at a safe point
+        self._preempt_last = 0  # the last tag taken
+        self._preempt_aborted: set[int] = set()  # tags aborted before they were taken
 
         self._link: Link | None = None
         self._portal: Portal | None = None  # started by serve_link, never before a fork
@@ -286,6 +328,9 @@ class KernelLoop:
         if names is None:
             names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(packet))
         expr = WLFunction(WLSymbol(packet.head), *[getattr(packet, name) for name in names])
+        tag = self._preempt_tag
+        if tag is not None:
+            expr = WLFunction(_PREEMPTIVE_ANSWER, tag, expr)
         try:
             self._put_expr(expr)
         except (WXFEncodeError, LimitError) as exc:
@@ -297,10 +342,11 @@ class KernelLoop:
 
     # ------------------------------------------------- taking requests
 
-    def _taken(self) -> None:
+    def _taken(self, payload: bytes) -> None:
         # With _lock held, in whichever thread took the payload.
         self._serial += 1
         self._busy = True
+        self._taken_preemptive = payload.startswith(_PREEMPTIVE_PREFIX)
 
     def _next_request(self) -> bytes:
         """Return the next request's payload, numbering it (see theory of operation).
@@ -315,7 +361,7 @@ class KernelLoop:
                 raise KernelExit(EXIT_OK)
             payload = link.aio.take_nowait()
             if payload is not None:
-                self._taken()
+                self._taken(payload)
                 return payload
             waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
             self._request_waiter = waiter
@@ -343,7 +389,7 @@ class KernelLoop:
                 return
             payload = link.aio.take_nowait()
             if payload is not None:
-                self._taken()
+                self._taken(payload)
                 waiter.set_result(payload)
                 return
         waiter.add_done_callback(self._request_delivered)
@@ -355,13 +401,14 @@ class KernelLoop:
         if waiter.cancelled() or waiter.exception() is not None:
             return
         with self._lock:
-            self._taken()
+            self._taken(waiter.result())
 
     def _finish_request(self) -> None:
         """Hook (call it when overriding): the request in hand has been answered."""
         self._deadline = None
         with self._lock:
             self._busy = False
+            self._taken_preemptive = False
 
     # ------------------------------------------------- urgent messages
 
@@ -400,6 +447,11 @@ class KernelLoop:
             self._request_stop(Stop.ABORT)
         elif message == UrgentMessage.TERMINATE:
             self._request_stop(Stop.TERMINATE)
+        elif message == UrgentMessage.PREEMPT:
+            self._preempt_pending = True  # before the hint: see _preempt_hint
+            self._preempt_hint()
+        elif message == UrgentMessage.PREEMPT_ABORT:
+            self._stop_preemptive(argument, Stop.ABORT)
         elif self._debug:
             log.debug("< kernel ignores urgent message %r %d", message, argument)
 
@@ -419,7 +471,9 @@ class KernelLoop:
                 self._terminating = True
                 if self._request_waiter is not None:
                     cancel.append(self._request_waiter)
-            if self._busy:
+            # A plain ABORT is never the preemptive request's (see theory of operation).
+            plain = serial is None and reason is Stop.ABORT
+            if self._busy and not (plain and self._taken_preemptive):
                 target = self._serial
             elif serial is None and link.aio.ready():
                 target = self._serial + 1
@@ -433,6 +487,9 @@ class KernelLoop:
                     cancel.extend(self._stop_in_hand(target))
             elif self._debug:
                 log.debug("= kernel idle: %s ignored", reason.value)
+            if reason is Stop.TERMINATE and self._preempt_nested:
+                self._preempt_stop = reason
+                cancel.extend(self._stop_nested_preemptive())
         self._stop_requested()
         for waiter in cancel:  # outside the lock: done-callbacks take it
             waiter.cancel()
@@ -450,6 +507,85 @@ class KernelLoop:
     def _stop_requested(self) -> None:
         """Hook, without the lock: a stop was asked (aimed somewhere or not)."""
 
+    # ------------------------------------------------- preemptive requests
+
+    def _preempt_hint(self) -> None:
+        """Hook (loop thread): a preemptive request waits on the link.
+
+        ``_preempt_pending`` has just been set. A backend that can preempt
+        makes the running evaluation look at its next safe point; the
+        default does nothing: the request waits first in line on the link.
+        """
+
+    def _stop_preemptive(self, tag: int, reason: Stop) -> None:
+        """Stop preemptive request ``tag``: nested, in hand as a request, or still waiting."""
+        serial = None
+        cancel: list[concurrent.futures.Future[bytes]] = []
+        with self._lock:
+            if self._preempt_tag == tag:
+                if self._preempt_nested:
+                    if self._preempt_stop is None or reason is Stop.TERMINATE:
+                        self._preempt_stop = reason
+                    cancel = self._stop_nested_preemptive()
+                else:
+                    serial = self._serial
+            elif tag > self._preempt_last:
+                self._preempt_aborted.add(tag)  # answered $Aborted when taken
+        if serial is not None:
+            self._request_stop(reason, serial=serial)
+        for waiter in cancel:
+            waiter.cancel()
+
+    def _stop_nested_preemptive(self) -> list[concurrent.futures.Future[bytes]]:
+        """Hook, with ``_lock`` held: the nested preemptive request must stop.
+
+        Called after ``_preempt_stop`` is written.
+
+        Returns:
+            Futures to cancel once the lock is released.
+        """
+        return []
+
+    def _serve_preemptive(self, expr: Any, *, nested: bool) -> None:
+        """Serve ``LinkServer`Preemptive[n, EvaluatePacket[e]]``, its answers tagged n.
+
+        Args:
+            expr: the decoded request.
+            nested: served inside the evaluation of the request in hand (the
+                backend has set itself up for that), not as a request of its own.
+        """
+        args: tuple[Any, ...] = tuple(getattr(expr, "args", ()))
+        if len(args) != 2 or not isinstance(args[0], int) or isinstance(args[0], bool):
+            self._put(ReturnPacket(bad_request(expr)))  # untagged: nobody to route it to
+            return
+        tag, inner = args
+        with self._lock:
+            aborted = tag in self._preempt_aborted
+            self._preempt_aborted = {t for t in self._preempt_aborted if t > tag}
+            self._preempt_last = max(self._preempt_last, tag)
+            self._preempt_tag = tag
+            self._preempt_nested = nested
+            self._preempt_stop = None
+        try:
+            if self._debug:
+                log.debug("< kernel preemptive request %d%s", tag, " (nested)" if nested else "")
+            packet = packet_from_expr(inner)
+            if aborted:
+                self._put(ReturnPacket(_ABORTED))
+            elif isinstance(packet, EvaluatePacket):
+                self._preemptive_started(tag, nested)
+                self._evaluate_packet(packet.expr)
+            else:
+                self._put(ReturnPacket(bad_request(inner)))
+        finally:
+            with self._lock:
+                self._preempt_tag = None
+                self._preempt_nested = False
+                self._preempt_stop = None
+
+    def _preemptive_started(self, tag: int, nested: bool) -> None:
+        """Hook: preemptive request ``tag`` is about to be evaluated."""
+
     # -------------------------------------------------------- requests
 
     def _serve_request(self, payload: bytes) -> None:
@@ -463,6 +599,9 @@ class KernelLoop:
         if self._eval_timeout is not None:
             self._deadline = time.monotonic() + self._eval_timeout
             self._deadline_set()
+        if self._taken_preemptive:
+            self._serve_preemptive(expr, nested=False)
+            return
         packet = packet_from_expr(expr)
         if isinstance(packet, EvaluatePacket):
             self._evaluate_packet(packet.expr)

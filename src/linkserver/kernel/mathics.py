@@ -49,6 +49,29 @@ The kernel ends on TERMINATE (after answering the request in hand with
 link's urgent messages is woken with the error; a running evaluation is
 stopped, since nobody could read its answer) and on ``Quit[]``.
 
+Safe points and preemptive requests
+-----------------------------------
+Mathics3 calls ``Evaluation.check_stopped()`` at every step of an evaluation
+(each ``Expression.evaluate``, each rule tried by the pattern matcher, loop
+iterations): these are the kernel's *safe points*. Our ``Evaluation``
+(:class:`_KernelEvaluation`) reads its ``stopped`` flag there as Mathics3's
+does -- one attribute test, nothing more while nothing is asked -- but the
+flag only means "look now": :meth:`MathicsKernel._safe_point` then decides.
+If the evaluation must stop it raises ``TimeoutInterrupt`` and leaves the flag
+set, so that every later check raises too (as Mathics3's own flag does); if
+a preemptive request waits (the urgent message PREEMPT, docs/protocol.md
+§8.9, set ``_preempt_pending``), it is served there and then, and the paused
+evaluation goes on. A preemptive evaluation uses a second ``Evaluation`` on
+the same ``Definitions``: it sees and makes the same definitions, but its
+Print and messages, recursion depth and stop flag are its own. Its stop is
+``_preempt_stop`` (PREEMPT_ABORT, its own time limit, TERMINATE), never the
+paused request's: an ABORT for the paused request waits until the
+preemptive one is answered, and the SIGUSR1 escalation is held meanwhile.
+The paused request's time limit is held too (time spent serving someone
+else is not its evaluation time), as while it waits for ``Input``, where a
+preemptive request is also served. ``Input`` inside a preemptive evaluation
+reads ``EndOfFile``: only the paused request may talk with its client.
+
 Every request gets exactly one answer (DESIGN.md "What nothing lost means"):
 evaluation interrupts are caught and answered as Mathics3's top level answers
 them, and anything else that goes wrong -- bad bytes, an unknown packet, an
@@ -72,7 +95,7 @@ import mathics
 from mathics.core.atoms import Integer, String
 from mathics.core.attributes import A_PROTECTED
 from mathics.core.builtin import Builtin
-from mathics.core.evaluation import Output
+from mathics.core.evaluation import Evaluation, Output
 from mathics.core.expression import Expression
 from mathics.core.interrupt import (
     AbortInterrupt,
@@ -114,6 +137,7 @@ from ..protocol.packets import (
     ReturnExpressionPacket,
     ReturnPacket,
     ReturnTextPacket,
+    PREEMPTIVE,
     SyntaxPacket,
     TextPacket,
     packet_from_expr,
@@ -128,6 +152,7 @@ from .loop import (
     Stop,
     bad_request,
     configure_logging,
+    is_preemptive,
     kernel_error,
     kernel_parser,
     serve_kernel,
@@ -163,15 +188,16 @@ SymbolPost = Symbol("System`$Post")
 SymbolPrePrint = Symbol("System`$PrePrint")
 SymbolEndOfFile = Symbol("System`EndOfFile")
 SymbolKernelError = Symbol(KERNEL_ERROR)
+_PREEMPTIVE = WLSymbol(PREEMPTIVE)
 
 # Why the request in hand must stop (loop.py).
 _Stop = Stop
 
 
 class _Alarm(NamedTuple):
-    serial: int  # the request it is for
+    serial: int  # the request it is for (the tag, for a nested preemptive request)
     when: float  # time.monotonic() deadline
-    kind: str  # "timeout" or "escalate"
+    kind: str  # "timeout" or "escalate"; "preempt-timeout" or "preempt-escalate"
 
 
 class _HardStop(BaseException):
@@ -324,9 +350,26 @@ class _LinkOutput(Output):  # type: ignore[misc]
         """Show rich output (Manipulate's hook): not carried by this kernel."""
 
     def read_input(self, evaluation: Any, prompt: str, kind: str) -> Any:
-        if self.kernel._link is None:
-            return SymbolEndOfFile
+        if self.kernel._link is None or self.kernel._preempt_tag is not None:
+            return SymbolEndOfFile  # no client to ask, or not this one's to ask
         return self.kernel._read_input(evaluation, prompt, kind)
+
+
+class _KernelEvaluation(Evaluation):  # type: ignore[misc]
+    """Mathics3's ``Evaluation``, whose ``stopped`` flag means "look now".
+
+    Mathics3 calls :meth:`check_stopped` at every safe point; while the flag
+    is clear this costs what Mathics3's own method costs. When it is set, the
+    kernel decides (:meth:`MathicsKernel._safe_point`).
+    """
+
+    def __init__(self, kernel: MathicsKernel, definitions: Any, output: Output) -> None:
+        super().__init__(definitions=definitions, output=output, catch_interrupt=False)
+        self._safe_point = kernel._safe_point
+
+    def check_stopped(self) -> None:
+        if self.stopped:
+            self._safe_point(self)
 
 
 # ------------------------------------------------------------------ watchdog
@@ -429,6 +472,12 @@ class MathicsKernel(KernelLoop):
     raised inside Mathics3: the *result* is then ``KernelError``, formatted
     for ``EnterTextPacket`` like any result).
 
+    ``LinkServer`Preemptive[n, EvaluatePacket[e]]`` (docs/protocol.md §8.9) is
+    answered as ``EvaluatePacket[e]``, each packet wrapped as
+    ``LinkServer`PreemptiveAnswer[n, packet]``; after the urgent message
+    PREEMPT it is served inside the running evaluation (see "Safe points and
+    preemptive requests" in the module's docstring).
+
     An ABORT or INTERRUPT urgent message makes the answer ``$Aborted`` (no
     interrupt menu); the ``--eval-timeout`` limit does the same after a
     ``General::timeout`` message; a syntax error in ``Input``'s answer asks
@@ -457,8 +506,11 @@ class MathicsKernel(KernelLoop):
         # value, 0, so that $Line and In/Out work before that too.
         self._definitions.set_line_no(0)
         self._output = _LinkOutput(self)
-        self._evaluation: Any = session.evaluation
-        self._evaluation.output = self._output
+        # The evaluation of requests, and the one of nested preemptive
+        # requests; _evaluation is the one in use (see "Safe points").
+        self._main_evaluation = _KernelEvaluation(self, self._definitions, self._output)
+        self._preempt_evaluation = _KernelEvaluation(self, self._definitions, self._output)
+        self._evaluation: Any = self._main_evaluation
 
         # Request state (loop.py), shared with the loop and watchdog threads.
         super().__init__()
@@ -539,34 +591,134 @@ class MathicsKernel(KernelLoop):
         # With _lock held. Written after _stop_serial: _guarded clears the
         # flag and then reads _stop_serial, so one of the two sees the stop.
         cancel: list[concurrent.futures.Future[bytes]] = []
-        self._evaluation.stopped = True
+        self._main_evaluation.stopped = True
         if self._input_waiter is not None:
             cancel.append(self._input_waiter)
-        if self._can_signal and self._watchdog is not None:
+        # While a nested preemptive request runs, the stop waits for it (and
+        # the watchdog keeps its alarm); _serve_nested escalates afterwards.
+        if self._can_signal and self._watchdog is not None and not self._preempt_nested:
             self._watchdog.arm(_Alarm(serial, time.monotonic() + ABORT_GRACE, "escalate"))
         return cancel
+
+    def _stop_nested_preemptive(self) -> list[concurrent.futures.Future[bytes]]:
+        # With _lock held, after _preempt_stop is written (as _stop_in_hand).
+        self._preempt_evaluation.stopped = True
+        tag = self._preempt_tag
+        if self._can_signal and self._watchdog is not None and tag is not None:
+            self._watchdog.arm(
+                _Alarm(tag, time.monotonic() + ABORT_GRACE, "preempt-escalate")
+            )
+        return []
+
+    def _must_stop(self) -> bool:
+        """True if the evaluation running now must stop (main thread)."""
+        if self._preempt_nested:
+            return self._preempt_stop is not None
+        return self._stop_serial == self._serial
+
+    def _safe_point(self, ev: Any) -> None:
+        """Main thread, at a safe point of ``ev`` whose flag is set: stop, preempt, or go on.
+
+        Raises:
+            TimeoutInterrupt: the evaluation must stop (``ev.stopped`` stays set).
+        """
+        if self._must_stop():
+            raise TimeoutInterrupt
+        # Cleared before the state is read again: a stop or PREEMPT written
+        # after this sets the flag again (they write their state first).
+        ev.stopped = False
+        if self._preempt_pending and self._preempt_tag is None:
+            self._preempt_now()
+        if self._must_stop():
+            ev.stopped = True
+            raise TimeoutInterrupt
+
+    def _preempt_hint(self) -> None:
+        # Loop thread, after _preempt_pending is set. Harmless when idle:
+        # _guarded clears the flag before each request.
+        self._main_evaluation.stopped = True
+
+    def _preempt_now(self) -> None:
+        """Main thread, at a safe point: serve every preemptive request waiting on the link."""
+        self._preempt_pending = False
+        link = self._link
+        while link is not None:
+            payload = link.aio.take_nowait_if(is_preemptive)
+            if payload is None:
+                return  # none (served between requests already), or not arrived yet
+            try:
+                expr = wxf.loads(payload)
+            except WXFDecodeError as exc:
+                log.warning("! kernel: unreadable preemptive request dropped: %s", exc)
+                continue
+            self._serve_nested(expr)
+
+    def _serve_nested(self, expr: Any) -> None:
+        """Serve ``LinkServer`Preemptive[n, packet]`` inside the request in hand."""
+        main_evaluation, in_eval = self._evaluation, self._in_eval
+        watchdog = self._watchdog
+        remaining = None
+        if self._deadline is not None and watchdog is not None:
+            remaining = self._deadline - time.monotonic()  # held, as _read_input holds it
+        if watchdog is not None:
+            watchdog.disarm()
+        self._evaluation = self._preempt_evaluation
+        self._in_eval = False  # no hard stop outside the preemptive one's _guarded
+        try:
+            self._serve_preemptive(expr, nested=True)
+        finally:
+            self._evaluation, self._in_eval = main_evaluation, in_eval
+            self._preempt_evaluation.out.clear()
+            if watchdog is not None:
+                watchdog.disarm()
+                if self._stop_serial == self._serial:  # stopped meanwhile: escalate now
+                    watchdog.arm(
+                        _Alarm(self._serial, time.monotonic() + ABORT_GRACE, "escalate")
+                    )
+                elif remaining is not None:
+                    self._deadline = time.monotonic() + remaining
+                    watchdog.arm(_Alarm(self._serial, self._deadline, "timeout"))
+
+    def _preemptive_started(self, tag: int, nested: bool) -> None:
+        # A nested one has its own time limit (the request in hand's is held).
+        if nested and self._eval_timeout is not None and self._watchdog is not None:
+            when = time.monotonic() + self._eval_timeout
+            self._watchdog.arm(_Alarm(tag, when, "preempt-timeout"))
 
     def _on_alarm(self, alarm: _Alarm) -> None:
         """Watchdog thread: the time limit passed, or a stop was not obeyed."""
         if alarm.kind == "timeout":
             self._request_stop(_Stop.TIMEOUT, serial=alarm.serial)
             return
+        if alarm.kind == "preempt-timeout":
+            self._stop_preemptive(alarm.serial, _Stop.TIMEOUT)
+            return
         with self._lock:
-            stuck = (
-                self._busy
-                and self._serial == alarm.serial == self._stop_serial
-                and self._in_eval
-            )
+            if alarm.kind == "preempt-escalate":
+                stuck = (
+                    self._preempt_nested
+                    and self._preempt_tag == alarm.serial
+                    and self._preempt_stop is not None
+                    and self._in_eval
+                )
+            else:
+                stuck = (
+                    self._busy
+                    and self._serial == alarm.serial == self._stop_serial
+                    and self._in_eval
+                    and not self._preempt_nested
+                )
         if stuck and self._watchdog is not None:
             log.info("kernel: evaluation not stopped after %g s; interrupting it", ABORT_GRACE)
             signal.pthread_kill(self._main_ident, signal.SIGUSR1)
-            self._watchdog.arm(_Alarm(alarm.serial, time.monotonic() + ABORT_GRACE, "escalate"))
+            when = time.monotonic() + ABORT_GRACE
+            self._watchdog.arm(_Alarm(alarm.serial, when, alarm.kind))
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         # Main thread, between two bytecodes of whatever it was running --
         # as Mathics3's own Ctrl-C handler raises AbortInterrupt. _in_eval is
         # written by this thread only, so the check cannot race.
-        if self._in_eval and self._stop_serial == self._serial:
+        if self._in_eval and self._must_stop():
             raise _HardStop
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -718,16 +870,17 @@ class MathicsKernel(KernelLoop):
         ev.timeout = False
         ev.start_time = time.time()
         ev.stopped = False
-        serial = self._serial
-        if self._stop_serial == serial:  # read after the reset (_request_stop)
+        if self._must_stop():  # read after the reset (_request_stop)
             return self._stopped()
+        if self._preempt_pending and not self._preempt_nested:
+            ev.stopped = True  # a PREEMPT hint the reset above may have wiped
         try:
             self._in_eval = True
             try:
                 result = fn()
             finally:
                 self._in_eval = False
-            if self._stop_serial == serial:
+            if self._must_stop():
                 # Mathics3's pattern matcher swallows the TimeoutInterrupt that
                 # the stop flag raises (mathics/core/pattern.py, match()): the
                 # rule being tried then "does not match" and a stopped
@@ -773,7 +926,11 @@ class MathicsKernel(KernelLoop):
         ev = self._evaluation
         ev.stopped = False
         ev.recursion_depth = 0
-        if self._stop_serial == self._serial and self._stop_reason is _Stop.TIMEOUT:
+        if self._preempt_nested:
+            if self._preempt_stop is _Stop.TIMEOUT:
+                self._preempt_stop = _Stop.ABORT  # say it once
+                self._message("General", "timeout")
+        elif self._stop_serial == self._serial and self._stop_reason is _Stop.TIMEOUT:
             self._stop_reason = _Stop.ABORT  # say it once per request
             self._message("General", "timeout")
         return SymbolAborted
@@ -823,11 +980,20 @@ class MathicsKernel(KernelLoop):
         remaining = None
         if self._deadline is not None and self._watchdog is not None:
             remaining = self._deadline - time.monotonic()
+            self._deadline = None  # restored below; a nested preemptive keeps off it
             self._watchdog.disarm()
         try:
+            ask_again = True
             while True:
-                self._put(ask)
+                if ask_again:
+                    self._put(ask)
+                ask_again = True
                 answer = self._receive_input()
+                if isinstance(answer, WLFunction) and answer.head == _PREEMPTIVE:
+                    # A preemptive request while we wait: serve it, wait on.
+                    self._serve_nested(answer)
+                    ask_again = False
+                    continue
                 packet = packet_from_expr(answer)
                 if isinstance(packet, EnterTextPacket) and isinstance(packet.text, str):
                     if kind == "string":

@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from typing import Any
 
+from .. import records
 from ..aio.link import Link, LinkSettings
 from ..aio.server import LinkServer
 from ..errors import LinkError
@@ -146,7 +147,8 @@ class KernelLauncher:
                 if future is not None and not future.done():
                     future.set_result(int(words[2]))
             else:
-                log.warning("kernel template said %r", line[:200])
+                records.event("kernel-template-output", backend=self.spec.backend,
+                              line=line[:200].decode(errors="replace").rstrip())
         error = KernelError("the kernel template exited; no new kernels can start")
         for future in self._pids.values():
             if not future.done():
@@ -159,12 +161,12 @@ class KernelLauncher:
             info = dict(hello.args[0]) if getattr(hello, "args", None) else {}
             kernel_id = str(info.get("id", ""))
         except (LinkError, TypeError, ValueError, IndexError) as exc:
-            log.info("kernel.rejected: a connection on the kernel socket did not greet: %s", exc)
+            records.event("kernel-rejected", reason=f"the connection did not greet: {exc}")
             await link.aclose()
             return
         future = self._pending.pop(kernel_id, None)
         if future is None or future.done():
-            log.info("kernel.rejected: unexpected kernel id %r", kernel_id)
+            records.event("kernel-rejected", reason=f"unexpected kernel id {kernel_id!r}")
             await link.aclose()
             return
         future.set_result((link, info))
@@ -189,7 +191,7 @@ class KernelLauncher:
         handle = KernelHandle(kernel_id, pid, link, info)
         self._handles.add(handle)
         link.on_end(lambda _link: self._ended(handle))
-        log.info("kernel.started %s pid %d", kernel_id, pid)
+        records.event("kernel-started", kernel=kernel_id, pid=pid, backend=self.spec.backend)
         return handle
 
     async def _wait_ready(

@@ -80,6 +80,15 @@ has not started is answered ``$Aborted`` without touching the engine, and an
 abort when nothing runs or waits is ignored (see :mod:`.loop` for how an
 abort is aimed at a request: the same rules apply here).
 
+Preemptive requests wait their turn
+-----------------------------------
+wolframclient evaluates one expression at a time and cannot pause it, so
+this backend cannot serve a preemptive request (docs/protocol.md §8.9) inside
+a running evaluation: it ignores the urgent message PREEMPT, and the request,
+which the server sent beside the running one, is the first on the link when
+that one ends. It is then served like any request (:mod:`.loop`), its answer
+tagged for the server.
+
 The kernel ends on TERMINATE (after answering the request in hand with
 ``$Aborted``) and when the link closes or breaks, with exit code 0. If the
 engine ends by itself during an evaluation -- ``Quit[]``, or a crash; the two

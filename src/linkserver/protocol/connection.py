@@ -458,8 +458,8 @@ class Connection:
             else:
                 self._fail(
                     LinkBroken(
-                        "the server closed the connection during the handshake; "
-                        "it may be overloaded or shutting down"
+                        "the server closed the connection during the handshake; it may "
+                        "require TLS (connect with tls=True), be overloaded or be shutting down"
                     )
                 )
         elif state is State.OPEN:
@@ -496,6 +496,11 @@ class Connection:
             self._receive_server_hello()
 
     def _stranger_error(self) -> LinkError:
+        if bytes(self._hello_buf[:1]) in (b"\x15", b"\x16"):  # a TLS alert or handshake record
+            return NotALinkServerError(
+                "the server answered in TLS; connect with tls=True (its connection file "
+                "says so, and pins its certificate)"
+            )
         first = bytes(self._hello_buf).split(b"\n", 1)[0][:120]
         shown = first.decode("ascii", "backslashreplace").strip()
         return NotALinkServerError(

@@ -44,6 +44,10 @@ class UrgentMessage(enum.IntEnum):
     IMDYING = 6
     LINK_CLOSING = 9
     AUTHENTICATE_FAILURE = 10
+    # Ours, in the user range (docs/protocol.md §5; 200 is the status request):
+    # server to kernel only, the argument is a preemptive request's tag (§8.9).
+    PREEMPT = 201  #: preemptive request n waits on the expression stream: serve it now
+    PREEMPT_ABORT = 202  #: abort preemptive request n (in hand or still waiting)
 
 
 class CloseCode(enum.IntEnum):
@@ -58,7 +62,7 @@ class CloseCode(enum.IntEnum):
     UNSUPPORTED_VERSION = 6  #: no protocol version in common
     INTERNAL_ERROR = 7  #: a bug on the sender's side
     AUTH_FAILED = 8  #: reserved for key authentication
-    TOO_MANY_LINKS = 9  #: no kernel came free for this link in time (pool mode)
+    TOO_MANY_LINKS = 9  #: no room: the server's link limit, or no kernel came free in time
 
 
 def encode_message(message: int, argument: int = 0) -> bytes:

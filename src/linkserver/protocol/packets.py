@@ -31,6 +31,8 @@ __all__ = [
     "MenuPacket",
     "MessagePacket",
     "OutputNamePacket",
+    "PREEMPTIVE",
+    "PREEMPTIVE_ANSWER",
     "Packet",
     "PacketType",
     "ResumePacket",
@@ -43,6 +45,16 @@ __all__ = [
     "packet_from_expr",
     "packet_type",
 ]
+
+
+#: The head of a preemptive request (docs/protocol.md §8.9): a client sends
+#: ``LinkServer`Preemptive[EvaluatePacket[e]]``; the server hands a kernel
+#: ``LinkServer`Preemptive[n, EvaluatePacket[e]]``, ``n`` a tag of its choosing.
+PREEMPTIVE = "LinkServer`Preemptive"
+
+#: The head a kernel wraps every packet of a preemptive request's answer in:
+#: ``LinkServer`PreemptiveAnswer[n, packet]`` (kernel to server only).
+PREEMPTIVE_ANSWER = "LinkServer`PreemptiveAnswer"
 
 
 class PacketType(enum.IntEnum):

@@ -12,6 +12,7 @@ import asyncio
 import errno
 import os
 import socket
+import ssl
 import stat
 from collections.abc import Callable
 
@@ -40,34 +41,70 @@ def _why(exc: OSError) -> str:
 
 
 async def open_to(
-    name: LinkName, factory: ProtocolFactory, *, timeout: float | None
+    name: LinkName,
+    factory: ProtocolFactory,
+    *,
+    timeout: float | None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
-    """Connect a new protocol from ``factory`` to ``name``.
+    """Connect a new protocol from ``factory`` to ``name``, over TLS with ``tls``.
 
     Raises:
-        ConnectFailed: no connection could be made, or ``timeout`` passed.
+        ConnectFailed: no connection could be made, the TLS handshake failed,
+            or ``timeout`` passed.
         LinkNameError: ``name`` is a service name (resolve it first).
     """
     loop = asyncio.get_running_loop()
+    handshake = (timeout or 10.0) if tls is not None else None
+    hostname = None
+    if tls is not None and (name.kind == "unix" or not tls.check_hostname):
+        hostname = name.host if tls.check_hostname else ""
     try:
         async with asyncio.timeout(timeout):
             if name.kind == "tcp":
-                return await loop.create_connection(factory, name.host, name.port)
+                return await loop.create_connection(
+                    factory, name.host, name.port, ssl=tls, server_hostname=hostname,
+                    ssl_handshake_timeout=handshake,
+                )
             if name.kind == "unix":
-                return await loop.create_unix_connection(factory, name.path)
+                return await loop.create_unix_connection(
+                    factory, name.path, ssl=tls, server_hostname=hostname,
+                    ssl_handshake_timeout=handshake,
+                )
     except TimeoutError:
         raise ConnectFailed(f"could not connect to {name} within {timeout:g} s") from None
+    except ssl.SSLError as exc:
+        raise ConnectFailed(f"could not connect to {name} over TLS: {_tls_why(exc)}") from exc
     except OSError as exc:
+        if tls is not None and isinstance(exc, ConnectionResetError):
+            raise ConnectFailed(
+                f"could not connect to {name} over TLS: the server closed the connection "
+                "during the TLS handshake (does it speak TLS?)"
+            ) from exc
         raise ConnectFailed(f"could not connect to {name}: {_why(exc)}") from exc
     raise LinkNameError(
         f"{name} is a service name; service discovery is not available in this version"
     )
 
 
+def _tls_why(exc: ssl.SSLError) -> str:
+    reason = getattr(exc, "reason", None) or str(exc)
+    if reason in ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE"):
+        return "the server does not speak TLS (connect without TLS, or check the port)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"its certificate is not trusted ({exc.verify_message}); pin it by fingerprint"
+    return f"the TLS handshake failed ({reason})"
+
+
 async def listen_on(
-    name: LinkName, factory: ProtocolFactory, *, backlog: int = 1024
+    name: LinkName,
+    factory: ProtocolFactory,
+    *,
+    backlog: int = 1024,
+    tls: ssl.SSLContext | None = None,
+    tls_handshake_timeout: float = 10.0,
 ) -> asyncio.Server:
-    """Listen on ``name`` (an empty TCP host means every interface).
+    """Listen on ``name`` (an empty TCP host means every interface), over TLS with ``tls``.
 
     A stale Unix socket file left by a dead server is replaced; a live one is not.
 
@@ -75,18 +112,23 @@ async def listen_on(
         LinkError: the address cannot be listened on (in use, no such interface...).
     """
     loop = asyncio.get_running_loop()
+    handshake = tls_handshake_timeout if tls is not None else None
     try:
         if name.kind == "tcp" and not name.host:
             return await loop.create_server(
-                factory, sock=_every_interface_socket(name.port), backlog=backlog
+                factory, sock=_every_interface_socket(name.port), backlog=backlog, ssl=tls,
+                ssl_handshake_timeout=handshake,
             )
         if name.kind == "tcp":
             return await loop.create_server(
-                factory, name.host, name.port, backlog=backlog, reuse_address=True
+                factory, name.host, name.port, backlog=backlog, reuse_address=True, ssl=tls,
+                ssl_handshake_timeout=handshake,
             )
         if name.kind == "unix":
             _remove_stale_socket(name.path)
-            return await loop.create_unix_server(factory, name.path, backlog=backlog)
+            return await loop.create_unix_server(
+                factory, name.path, backlog=backlog, ssl=tls, ssl_handshake_timeout=handshake
+            )
     except OSError as exc:
         raise LinkError(f"cannot listen on {name}: {_why(exc)}", code="listen-failed") from exc
     raise LinkNameError(f"cannot listen on {name}: give PORT@INTERFACE or unix:/path")
