@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 31415
-# Every figure script in bench/ (harness.py and peers.py are their helpers).
-BENCHES := $(filter-out bench/harness.py bench/peers.py,$(wildcard bench/*.py))
+# Every figure script in bench/ (harness.py and peers.py are their helpers; soak.py
+# runs for 10 minutes and is run by hand).
+BENCHES := $(filter-out bench/harness.py bench/peers.py bench/soak.py,$(wildcard bench/*.py))
 
 # Seconds each fuzz target runs under `make fuzz` (`make test` runs each for 20 s).
 FUZZ_SECONDS ?= 600
