@@ -426,3 +426,24 @@ def test_keep_running_false_stops_the_server_and_answers_everyone() -> None:
                 link.close()
         finally:
             server.kill()
+
+
+def test_init_code_runs_while_the_kernel_warms_not_when_a_client_binds(
+    pool: KernelService,
+) -> None:
+    # The launcher hands out kernels whose start-up code has already run: a warm
+    # kernel answers initValue before any worker, or client, has touched it.
+    from linkserver.kernel.process import KernelLauncher
+
+    launcher = pool.pools["iso"].launcher
+    assert isinstance(launcher, KernelLauncher)
+
+    async def fresh_kernel_value() -> object:
+        handle = await launcher.launch()
+        try:
+            await handle.link.put(wl.EvaluatePacket(wlexpr("initValue")))
+            return await handle.link.get(timeout=KERNEL_TIMEOUT)
+        finally:
+            handle.kill()
+
+    assert get_portal().call(fresh_kernel_value(), timeout=KERNEL_TIMEOUT) == wl.ReturnPacket(7)

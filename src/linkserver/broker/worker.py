@@ -191,16 +191,7 @@ class KernelWorker:
         self.kernel = kernel
         kernel.link.set_receiver(self._from_kernel)
         kernel.link.on_end(lambda _link: self._kernel_died(kernel))
-        init = self._launcher.spec.init
-        if init and self.current is None:
-            # The pool's start-up code runs before any client request.
-            expr = wl.EvaluatePacket(wl.ToExpression(init))
-            self.current = Request(None, wxf.dumps(expr), "ReturnPacket")
-            try:
-                kernel.link.put_payload_nowait(self.current.payload)
-            except LinkError:
-                pass  # the kernel is already gone: _kernel_died handles it
-            return
+        # The pool's start-up code already ran in the launcher, while the kernel warmed.
         self._dispatch()
 
     def _restart(self) -> None:

@@ -22,11 +22,22 @@ import tempfile
 import uuid
 from typing import Any
 
+from wolframclient.language import wl
+
 from .. import records
 from ..aio.link import Link, LinkSettings
 from ..aio.server import LinkServer
 from ..errors import LinkError
 from .spec import FORKABLE, KernelSpec
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL one process by id; 0 (never started) and a process already gone are fine."""
+    if pid > 0:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 __all__ = ["KernelError", "KernelHandle", "KernelLauncher"]
 
@@ -64,10 +75,7 @@ class KernelHandle:
     def kill(self) -> None:
         """Kill the process at once (SIGKILL); its link then breaks."""
         self.killed = True
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill(self.pid)
 
     def __repr__(self) -> str:
         return f"<KernelHandle {self.id} pid={self.pid} {'alive' if self.alive else 'dead'}>"
@@ -183,16 +191,38 @@ class KernelLauncher:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[tuple[Link, dict[str, Any]]] = loop.create_future()
         self._pending[kernel_id] = ready
+        pid = 0
         try:
             pid = await self._spawn(kernel_id)
             link, info = await self._wait_ready(kernel_id, ready)
+        except BaseException:
+            _kill(pid)  # forked but never ready: it must not linger
+            raise
         finally:
             self._pending.pop(kernel_id, None)
         handle = KernelHandle(kernel_id, pid, link, info)
         self._handles.add(handle)
         link.on_end(lambda _link: self._ended(handle))
+        if self.spec.init:
+            await self._initialise(handle)
         records.event("kernel-started", kernel=kernel_id, pid=pid, backend=self.spec.backend)
         return handle
+
+    async def _initialise(self, handle: KernelHandle) -> None:
+        """Run the pool's start-up code while the kernel is still warming, not when
+        a client is already waiting for it. Its output is dropped; a failure is logged
+        and the kernel is still used (the code's messages say what went wrong)."""
+        assert self.spec.init is not None
+        link = handle.link
+        try:
+            await link.put(wl.EvaluatePacket(wl.ToExpression(self.spec.init)))
+            while True:
+                packet = await link.get(timeout=self.spec.start_timeout)
+                if getattr(getattr(packet, "head", None), "name", "") == "ReturnPacket":
+                    break
+        except LinkError as exc:
+            await link.aclose()
+            raise KernelError(f"the kernel's start-up code did not finish: {exc}") from exc
 
     async def _wait_ready(
         self, kernel_id: str, ready: asyncio.Future[tuple[Link, dict[str, Any]]]
