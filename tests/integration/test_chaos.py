@@ -34,6 +34,7 @@ from linkserver import aio
 from linkserver.aio.link import Link
 from linkserver.service import KernelService
 from linkserver.status import STATUS_MESSAGE
+from tests.procs import alive, children, open_fds
 from tests.timeouts import TIMEOUT
 
 pytestmark = pytest.mark.slow
@@ -58,33 +59,7 @@ def request(client: int, i: int) -> object:
     return wl.EvaluatePacket(wl.Plus(wl.Times(client, 100_000), i))
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
-
-def alive(pid: int) -> bool:
-    """True if ``pid`` is a running (not zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def children(pid: int) -> set[int]:
-    """The live child processes of ``pid`` (Linux /proc)."""
-    found: set[int] = set()
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found.update(int(p) for p in f.read().split())
-        except FileNotFoundError:
-            continue
-    return {p for p in found if alive(p)}
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = KERNEL_TIMEOUT) -> bool:

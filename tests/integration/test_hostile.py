@@ -6,9 +6,7 @@ strangers are gone the server holds no more file descriptors than before.
 
 from __future__ import annotations
 
-import os
 import random
-import selectors
 import socket
 import ssl
 import struct
@@ -23,6 +21,7 @@ from linkserver.demo import greet_and_echo
 from linkserver.protocol.framing import FrameKind
 from linkserver.protocol.handshake import MAGIC, NOT_LINKSERVER_LINE, ClientHello
 from linkserver.protocol.oob import CloseCode, decode_close
+from tests.procs import open_fds, read_until_closed
 from tests.timeouts import TIMEOUT, wait_until
 
 HANDSHAKE_TIMEOUT = 1.5
@@ -36,9 +35,6 @@ def server() -> Iterator[linkserver.LinkServer]:
     yield srv
     srv.close()
 
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def assert_still_serves(server: linkserver.LinkServer) -> None:
@@ -179,31 +175,10 @@ def test_500_silent_connections_then_real_client(server: linkserver.LinkServer) 
     socks = [socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) for _ in range(500)]
     # While they sit there, a real client is served.
     assert_still_serves(server)
-    selector = selectors.DefaultSelector()
-    replies: dict[int, bytes] = {}
-    for sock in socks:
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ)
-        replies[sock.fileno()] = b""
-    finished: set[int] = set()
-    deadline = time.monotonic() + HANDSHAKE_TIMEOUT + TIMEOUT
-    while len(finished) < len(socks) and time.monotonic() < deadline:
-        for key, _ in selector.select(timeout=1.0):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            try:
-                chunk = sock.recv(4096)
-            except ConnectionResetError:
-                chunk = b""
-            if chunk:
-                replies[sock.fileno()] += chunk
-            else:
-                finished.add(sock.fileno())
-                selector.unregister(sock)
-    selector.close()
+    replies, still_open = read_until_closed(socks, HANDSHAKE_TIMEOUT + TIMEOUT)
     for sock in socks:
         sock.close()
-    assert len(finished) == 500, "some silent connections were never closed by the server"
+    assert not still_open, "some silent connections were never closed by the server"
     for reply in replies.values():
         assert_one_line(reply)
         assert reply.startswith(b"linkserver: no handshake within")

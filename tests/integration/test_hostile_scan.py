@@ -19,7 +19,6 @@ import os
 import random
 import re
 import resource
-import selectors
 import shutil
 import socket
 import ssl
@@ -38,6 +37,7 @@ import linkserver
 from linkserver.protocol.framing import FrameKind
 from linkserver.protocol.handshake import MAGIC, NOT_LINKSERVER_LINE, ClientHello
 from linkserver.protocol.oob import CloseCode, decode_close
+from tests.procs import read_until_closed
 from tests.timeouts import TIMEOUT, wait_until
 
 pytestmark = pytest.mark.slow
@@ -201,28 +201,7 @@ def idle_flood(served: Served, count: int) -> None:
              for _ in range(count)]
     try:
         assert_serves(served)  # served while they sit there
-        selector = selectors.DefaultSelector()
-        replies: dict[socket.socket, bytes] = {}
-        for sock in socks:
-            sock.setblocking(False)
-            selector.register(sock, selectors.EVENT_READ)
-            replies[sock] = b""
-        open_ = set(socks)
-        deadline = time.monotonic() + HANDSHAKE_TIMEOUT + KERNEL_TIMEOUT
-        while open_ and time.monotonic() < deadline:
-            for key, _ in selector.select(timeout=1.0):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                try:
-                    chunk = sock.recv(4096)
-                except ConnectionResetError:
-                    chunk = b""
-                if chunk:
-                    replies[sock] += chunk
-                else:
-                    open_.discard(sock)
-                    selector.unregister(sock)
-        selector.close()
+        replies, open_ = read_until_closed(socks, HANDSHAKE_TIMEOUT + KERNEL_TIMEOUT)
         assert not open_, f"{len(open_)} idle connections were never closed by the server"
         for reply in replies.values():
             assert_rejection(reply)

@@ -12,7 +12,6 @@ Every wait is bounded by :data:`tests.timeouts.TIMEOUT`; nothing asserts time.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 import linkserver
 from linkserver.status import STATUS_MESSAGE
+from tests.procs import alive, children
 from tests.timeouts import TIMEOUT, wait_until
 
 pytestmark = pytest.mark.slow
@@ -36,33 +36,6 @@ SHUTDOWN = wl.MessagePacket(wl.LinkServer, "shutdown")
 FAILED = wl.ReturnPacket(WLSymbol("$Failed"))
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (the kernel template and its kernels)."""
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except FileNotFoundError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{task}/children") as f:
-                    kids = {int(p) for p in f.read().split()}
-            except FileNotFoundError:
-                continue
-            todo.extend(kids - found)
-            found |= kids
-    return {p for p in found if alive(p)}
 
 
 @dataclass
@@ -225,7 +198,7 @@ def test_stop_under_load_answers_every_request(serve: Server, how: str) -> None:
         clients = load_pool(serve.name, admin)
     else:
         clients = load_shared(serve.name)
-    kernels = descendants(serve.proc.pid)
+    kernels = children(serve.proc.pid, recursive=True)
     assert kernels, "the server runs no kernel processes?"
     if serve.connection_file is not None:
         assert serve.connection_file.exists()
