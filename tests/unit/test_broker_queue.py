@@ -92,6 +92,8 @@ def test_status_answer_reads_as_lines() -> None:
         (wl.Set(WLSymbol("$KeepRunning"), False), True),
         (wl.EnterTextPacket("$KeepRunning = False"), True),
         (wl.EnterTextPacket(" $KeepRunning=False ;"), True),
+        (wl.EvaluatePacket(wl.ToExpression("$KeepRunning = False")), True),  # Client.evaluate(str)
+        (wl.EvaluatePacket(wl.ToExpression("$KeepRunning = True")), False),
         (wl.EnterTextPacket("$KeepRunning = True"), False),
         (wl.EvaluatePacket(wl.Set(WLSymbol("$KeepRunning"), True)), False),
         (wl.EvaluatePacket(wl.Set(wl.KeepRunning, False)), False),

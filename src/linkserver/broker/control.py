@@ -56,6 +56,11 @@ def is_stop_request(payload: bytes) -> bool:
     ) and len(expr.args) == 1:
         expr = expr.args[0]
     elif isinstance(expr, WLFunction) and _name(expr.head) == "EnterTextPacket":
-        text = expr.args[0] if len(expr.args) == 1 else None
-        return isinstance(text, str) and "".join(text.split()).rstrip(";") == "$KeepRunning=False"
+        return _is_stop_text(expr.args[0] if len(expr.args) == 1 else None)
+    if isinstance(expr, WLFunction) and _name(expr.head) == "ToExpression" and len(expr.args) == 1:
+        return _is_stop_text(expr.args[0])  # Client.evaluate("$KeepRunning = False")
     return _is_stop_expr(expr)
+
+
+def _is_stop_text(text: Any) -> bool:
+    return isinstance(text, str) and "".join(text.split()).rstrip(";") == "$KeepRunning=False"
