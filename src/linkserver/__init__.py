@@ -35,6 +35,7 @@ from .errors import (
     WXFError,
 )
 from .client import Client, EvaluationResult
+from .discovery import ServiceRecord, browse
 from .link import Link, connect, link_pair, listen, loopback
 from .protocol import CloseCode, LinkMode, UrgentMessage
 from .server import LinkServer
@@ -62,6 +63,7 @@ __all__ = [
     "NotALinkServerError",
     "ProtocolError",
     "RemoteProtocolError",
+    "ServiceRecord",
     "Token",
     "TokenError",
     "UrgentMessage",
@@ -70,6 +72,7 @@ __all__ = [
     "WXFEncodeError",
     "WXFError",
     "__version__",
+    "browse",
     "connect",
     "link_pair",
     "listen",

@@ -1,4 +1,5 @@
-"""The ``linkserver`` command: ``serve``, ``connect``, ``eval``, ``status``.
+"""The ``linkserver`` command: ``serve``, ``connect``, ``eval``, ``status``, ``services``,
+``jupyter install``.
 
 The library never configures logging; this module does. Errors print one
 sentence on stderr (a traceback only with ``--debug``) and exit non-zero.
@@ -17,15 +18,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, aio, records
+from . import __version__, aio, discovery, records
 from .aio.link import LinkSettings
 from .aio.server import DEFAULT_MAX_LINKS
 from .broker.worker import DEFAULT_MAX_QUEUED
 from .demo import greet_and_echo
+from .door import jupyter_install
 from .errors import LinkError
 from .kernel.spec import BACKENDS
 from .link import connect
 from .names import DEFAULT_HOST, DEFAULT_PORT, LinkName, parse_name
+from .protocol import VERSION
 from .protocol.connection import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT
 from .protocol.framing import DEFAULT_MAX_FRAME_SIZE
 from .repl import TextSession, repl
@@ -142,6 +145,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the private key of --tls-cert")
     serve.add_argument("--insecure", action="store_true",
                        help="allow listening beyond this machine with neither a key nor TLS")
+    serve.add_argument("--advertise", default=_env("ADVERTISE", "") or None, metavar="NAME",
+                       help="announce the server on the local network by DNS-SD/mDNS as NAME "
+                       f"({discovery.SERVICE_TYPE}), so clients connect to service:NAME; the "
+                       "record says whether a key is needed and the TLS fingerprint, never the key")
     serve.add_argument("--demo", action="store_true",
                        help="no kernels: greet each link with Print[\"Hello client program.\"] "
                        "and echo what it sends")
@@ -177,10 +184,22 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show a server's links, kernels and queue")
     status.add_argument("name", nargs="?", default=None, help=_NAME_HELP)
     _client_options(status)
+
+    services = sub.add_parser(
+        "services", help="list the servers advertised on the local network",
+        description="List the linkservers advertised on the local network (serve --advertise "
+        "NAME) that answer within the timeout: name, address, mode, kernel, whether a key is "
+        "needed and whether TLS is used. Connect to one with service:NAME. Multicast DNS is "
+        "spoken on every IPv4 interface, or on those in $LINKSERVER_MDNS_INTERFACES.",
+    )
+    services.add_argument("--timeout", type=float, default=discovery.DEFAULT_BROWSE_TIMEOUT,
+                          help="seconds to listen for answers (default: %(default)s)")
+    jupyter_install.add_command(sub)  # linkserver jupyter install (docs/jupyter.md)
     return parser
 
 
-_NAME_HELP = ("the server, PORT@HOST[/POOL] (default: $LINKSERVER_ADDRESS, else the newest "
+_NAME_HELP = ("the server, PORT@HOST[/POOL] or service:NAME[/POOL] (default: "
+              "$LINKSERVER_ADDRESS, else the newest "
               f"server you run, from its connection file, else {DEFAULT_ADDRESS})")
 
 
@@ -266,6 +285,7 @@ def _client_address(name: str) -> str:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    advertiser = discovery.Advertiser(args.advertise, args.interface) if args.advertise else None
     security = _Security(args)
     settings = LinkSettings(
         max_frame_size=args.max_frame_size,
@@ -274,8 +294,10 @@ async def _serve(args: argparse.Namespace) -> int:
         keys=security.keys,
     )
     try:
-        return await _run_server(args, settings, security)
+        return await _run_server(args, settings, security, advertiser)
     finally:
+        if advertiser is not None:
+            await advertiser.aclose()
         security.withdraw()
 
 
@@ -288,7 +310,23 @@ def _print_security(security: _Security) -> None:
               "find it by themselves)", flush=True)
 
 
-async def _run_server(args: argparse.Namespace, settings: LinkSettings, security: _Security) -> int:
+def _advertise(advertiser: discovery.Advertiser | None, security: _Security, address: str,
+               mode: str, kernel: str, pools: list[str]) -> None:
+    """Start announcing the server on the local network (in the background)."""
+    if advertiser is None:
+        return
+    properties = discovery.properties_for(
+        protocol=f"{VERSION[0]}.{VERSION[1]}", version=__version__, mode=mode, kernel=kernel,
+        pools=pools, key=bool(security.keys), tls=security.tls is not None,
+        fingerprint=security.fingerprint,
+    )
+    advertiser.start(parse_name(address).port, properties)
+    print(f"  advertised on the local network as service:{advertiser.name} "
+          f"({discovery.SERVICE_TYPE}; the key is not advertised)", flush=True)
+
+
+async def _run_server(args: argparse.Namespace, settings: LinkSettings, security: _Security,
+                      advertiser: discovery.Advertiser | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -304,6 +342,7 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
         print("  handler: demo (greets each link with Print[\"Hello client program.\"] and "
               "echoes what it sends)", flush=True)
         _print_security(security)
+        _advertise(advertiser, security, server.name, "demo", "none", [])
         await stop.wait()
         await server.aclose()
         print("linkserver stopped", flush=True)
@@ -318,6 +357,9 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
     security.publish(_client_address(service.name), [p.name for p in config.pools])
     print(f"linkserver {__version__} listening on {service.name}", flush=True)
     _print_security(security)
+    default_pool = next(p for p in config.pools if p.name == config.default)
+    _advertise(advertiser, security, service.name, default_pool.mode, default_pool.backend,
+               [config.default] + [p.name for p in config.pools if p.name != config.default])
     for pool in config.pools:
         suffix = "" if pool.name == config.default else f"/{pool.name}"
         if pool.mode == "shared":
@@ -386,6 +428,16 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _services(args: argparse.Namespace) -> int:
+    found = discovery.browse(args.timeout)
+    if not found:
+        print(f"linkserver: no linkserver services answered within {args.timeout:g} s on this "
+              "network (start one with 'linkserver serve --advertise NAME')", file=sys.stderr)
+        return 0
+    print(discovery.format_services(found))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = _parser()
@@ -401,6 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "connect":
             return _connect(args)
+        if args.command == "services":
+            return _services(args)
+        if args.command == "jupyter":
+            return jupyter_install.run_command(args)
         return _status(args)
     except (LinkError, ValueError) as exc:
         if args.debug:

@@ -8,8 +8,9 @@ details; this class only moves calls onto the background loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .aio.client import Client as AsyncClient
 from .aio.client import EvaluationResult
@@ -17,6 +18,8 @@ from .link import Link
 from .portal import get_portal
 
 __all__ = ["Client", "EvaluationResult"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Client:
@@ -115,6 +118,55 @@ class Client:
         return self._portal.call(
             self._aio.evaluate(expr, timeout=timeout, preemptive=preemptive)
         )
+
+    def install(self, name: str, function: Callable[..., Any]) -> Any:
+        """Define ``name[args___]`` in the kernel to call ``function(*args)`` in this process.
+
+        On a shared kernel every client may call it; it is this client's until
+        it uninstalls it or disconnects (docs/protocol.md §8.10). The function
+        runs in a worker thread, so it may block and may call :meth:`evaluate`
+        on this client (nested evaluation). An exception becomes
+        ``Failure["PythonError", ...]`` in the Wolfram Language.
+
+        Returns:
+            The symbol now defined.
+
+        Raises:
+            ValueError: ``name`` is not a symbol name.
+            LinkError: the server refused, or the link failed.
+        """
+
+        async def run(*args: Any) -> Any:
+            return await asyncio.to_thread(function, *args)
+
+        functools.update_wrapper(run, function)
+        return self._portal.call(self._aio.install(name, run))
+
+    def install_function(self, name: str | None = None) -> Callable[[F], F]:
+        """Decorator: :meth:`install` the function as ``name`` (default: its own name)."""
+
+        def decorate(function: F) -> F:
+            self.install(name or function.__name__, function)
+            return function
+
+        return decorate
+
+    def installable(self, function: F) -> F:
+        """Decorator: :meth:`install` the function under its own name."""
+        self.install(function.__name__, function)
+        return function
+
+    def uninstall(self, name: str) -> None:
+        """Remove ``name``, installed by this client, from the kernel.
+
+        Raises:
+            KeyError: this client did not install ``name``.
+        """
+        self._portal.call(self._aio.uninstall(name))
+
+    def installed(self) -> list[str]:
+        """The names of the functions this client has installed."""
+        return self._aio.installed()
 
     def abort(self) -> None:
         """Abort the running evaluation (from another thread); it answers ``$Aborted``."""

@@ -365,7 +365,8 @@ def connect(
 
     Args:
         name: ``"PORT@HOST"`` (as ``LinkConnect["8000@127.0.0.1"]``),
-            ``"unix:/path"`` or ``(host, port)``.
+            ``"unix:/path"``, ``(host, port)`` or ``"service:NAME"`` (found on
+            the local network, see :func:`linkserver.browse`).
         timeout: seconds for connecting and the handshake together.
         mode: what to say we connect to; servers accept both modes.
         settings: the link's limits.

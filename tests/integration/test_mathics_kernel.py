@@ -376,3 +376,19 @@ def test_closed_link_stops_the_evaluation_and_exits_zero(kernels: dict[str, Kern
     kernel.collect("TextPacket")
     kernel.link.close()
     assert kernel.proc.wait(TIMEOUT) == 0
+
+
+def test_history_is_trimmed_and_a_reused_line_replaces_its_value(kernel: Kernel) -> None:
+    enter = lambda text: kernel.request(wl.EnterTextPacket(text), until="InputNamePacket")  # noqa: E731
+    enter("$HistoryLength = 2")
+    n = line_number(kernel)
+    for value in ("11", "12", "13"):
+        enter(value)
+    out = lambda k: kernel.request(wl.EvaluatePacket(wl.Out(k)))[-1].args[0]  # noqa: E731
+    assert out(n + 2) == 13 and out(n + 1) == 12
+    assert out(n) == wl.Out(n)  # forgotten: older than $HistoryLength
+    # $Line set back: the next input reuses a line number and its Out replaces the old.
+    enter(f"$Line = {n}")
+    enter("99")
+    assert out(n + 1) == 99
+    enter("$HistoryLength = 100")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..discovery import DEFAULT_RESOLVE_TIMEOUT, ServiceRecord, abrowse, aresolve
 from ..errors import LinkError, LinkTimeout
 from ..names import DEFAULT_HOST, LinkName, parse_name
 from ..protocol import LinkMode, Side
@@ -26,6 +27,8 @@ __all__ = [
     "LinkServer",
     "LinkSettings",
     "ServerStatistics",
+    "ServiceRecord",
+    "browse",
     "connect",
     "link_pair",
     "listen",
@@ -51,7 +54,9 @@ async def connect(
     (README, "Keys and TLS").
 
     Args:
-        name: ``"PORT@HOST"``, ``"unix:/path"`` or ``(host, port)``.
+        name: ``"PORT@HOST"``, ``"unix:/path"``, ``(host, port)`` or
+            ``"service:NAME"`` (a server advertised on the local network, found
+            within at most 3 s; a TLS fingerprint it advertises is pinned).
         timeout: seconds for connecting and the handshake together; None
             leaves only the handshake limit of ``settings``.
         mode: ``LinkMode.LINKSERVER`` (the default) or ``LinkMode.DIRECT``;
@@ -65,7 +70,8 @@ async def connect(
 
     Raises:
         LinkNameError: ``name`` cannot be parsed.
-        ConnectFailed: nothing accepted the connection, or TLS failed.
+        ConnectFailed: nothing accepted the connection, TLS failed, or no
+            service of that name answered.
         NotALinkServerError: something answered, but not a linkserver.
         AuthenticationError: the key was missing or wrong, or the server
             could not prove it holds it.
@@ -75,6 +81,11 @@ async def connect(
     address = parse_name(name)
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
+    if address.kind == "service":  # find it on the local network (docs/protocol.md §8.11)
+        wait = DEFAULT_RESOLVE_TIMEOUT if timeout is None else min(timeout, DEFAULT_RESOLVE_TIMEOUT)
+        record = await aresolve(address.service, wait)
+        address = record.link_name(address.pool)
+        tls, fingerprint = record.tls_settings(tls, fingerprint, cafile)
     credentials = credentials_for(address, key=key, tls=tls, fingerprint=fingerprint, cafile=cafile)
     if settings is None:
         settings = LinkSettings(keepalive_interval=DEFAULT_KEEPALIVE, key=credentials.key)
@@ -147,6 +158,9 @@ async def listen(name: Any = 0, *, settings: LinkSettings | None = None) -> Link
         link.name = str(LinkName("tcp", host=address.host or DEFAULT_HOST, port=port))
     link.on_end(lambda _link: server.close())
     return link
+
+
+browse = abrowse
 
 
 class _Busy(asyncio.Protocol):

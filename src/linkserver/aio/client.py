@@ -24,9 +24,11 @@ from wolframclient.language import wl, wlexpr
 from wolframclient.language.expression import WLFunction, WLSymbol
 
 from ..errors import LinkError
+from ..install import check_name
 from ..names import DEFAULT_HOST, DEFAULT_PORT, parse_name
-from ..protocol.packets import PREEMPTIVE
+from ..protocol.packets import INSTALL, PREEMPTIVE, UNINSTALL
 from ..security import default_address
+from .calls import CallServer
 from .link import Link
 
 __all__ = ["Client", "EvaluationResult"]
@@ -136,6 +138,7 @@ class Client:
         self.kernel_id: str | None = kernel
         self._link: Link | None = None
         self._lock: asyncio.Lock | None = None
+        self._calls: CallServer | None = None  # once a function is installed
 
     async def start(self) -> Client:
         """Connect.
@@ -212,13 +215,26 @@ class Client:
         request = wl.EvaluatePacket(expr)
         if preemptive:
             request = WLFunction(WLSymbol(PREEMPTIVE), request)
-        async with self._lock:
+        return await self._exchange(request, timeout)
+
+    async def _exchange(self, request: Any, timeout: float | None) -> EvaluationResult:
+        """Send ``request``; gather its answer up to ``ReturnPacket``."""
+        assert self._lock is not None
+        calls = self._calls
+        # Inside a call of an installed function, the innermost call's turn (§8.10).
+        level = calls.level() if calls is not None else None
+        async with level.lock if level is not None else self._lock:
+            if level is None and self._calls is not None and self._calls.started:
+                level = self._calls.base  # functions were installed meanwhile
             link = self.link
             await link.put(request)
             out = EvaluationResult()
             message_name: str | None = None
             while True:
-                packet = await link.get(timeout)
+                if level is None:
+                    packet = await link.get(timeout)
+                else:
+                    packet = await self._calls.get(level, timeout)  # type: ignore[union-attr]
                 head = _head(packet)
                 if head == "ReturnPacket":
                     out.result = packet.args[0] if packet.args else None
@@ -250,6 +266,74 @@ class Client:
         ``preemptive`` as in :meth:`evaluate_wrap`.
         """
         return (await self.evaluate_wrap(expr, timeout=timeout, preemptive=preemptive)).result
+
+    async def install(self, name: str, function: Callable[..., Any]) -> Any:
+        """Define ``name[args___]`` in the kernel to call ``function(*args)`` here.
+
+        Evaluating ``name[...]`` (by this client or, on a shared kernel, any
+        other) sends this client ``CallPacket[index, {args}]``; the function
+        runs and its value is the result (docs/protocol.md §8.10). Arguments
+        and results are converted as WXF converts them (lists of machine
+        numbers arrive as numpy arrays); an exception becomes
+        ``Failure["PythonError", <|"MessageTemplate" -> ...|>]``. The function
+        may be a coroutine function, and may evaluate back into the kernel
+        with this client. A plain function runs in the event loop: keep it
+        short, or make it async. Installing a name again replaces the function.
+
+        Returns:
+            The symbol now defined.
+
+        Raises:
+            ValueError: ``name`` is not a symbol name.
+            LinkError: the server refused (the name belongs to another client,
+                the kernel cannot call clients), or the link failed.
+        """
+        why = check_name(name)
+        if why is not None:
+            raise ValueError(why)
+        await self.start()
+        assert self._lock is not None
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = CallServer(self.link, self._lock)
+        index = calls.indices.get(name)
+        if index is None:
+            index = max(calls.functions, default=0) + 1
+        old = calls.functions.get(index)
+        calls.functions[index] = (name, function)  # before the kernel may call it
+        if not calls.started:
+            async with self._lock:  # no evaluation of this client is reading now
+                calls.start()
+        result = await self._exchange(WLFunction(WLSymbol(INSTALL), name, index), self.timeout)
+        if not isinstance(result.result, WLSymbol) or not result.success:
+            if old is None:
+                del calls.functions[index]
+            else:
+                calls.functions[index] = old
+            raise LinkError(result.failure or f"{name} could not be installed: {result.result!r}",
+                            code="install-failed")
+        calls.indices[name] = index
+        return result.result
+
+    def installed(self) -> list[str]:
+        """The names of the functions this client has installed."""
+        return sorted(self._calls.indices) if self._calls is not None else []
+
+    async def uninstall(self, name: str) -> None:
+        """Remove ``name``, installed by this client, from the kernel.
+
+        Raises:
+            KeyError: this client did not install ``name``.
+            LinkError: the server refused, or the link failed.
+        """
+        calls = self._calls
+        if calls is None or name not in calls.indices:
+            raise KeyError(f"{name} is not installed by this client")
+        result = await self._exchange(WLFunction(WLSymbol(UNINSTALL), name), self.timeout)
+        if not result.success:
+            raise LinkError(result.failure or f"{name} could not be uninstalled",
+                            code="install-failed")
+        del calls.functions[calls.indices.pop(name)]
 
     async def abort(self) -> None:
         """Abort the evaluation running for this client; it answers ``$Aborted``."""

@@ -55,6 +55,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,9 +66,18 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 from .. import records, wxf
 from ..aio.link import Link
 from ..errors import LinkError
+from ..install import check_name
 from ..kernel.process import KernelError, KernelHandle, KernelLauncher
 from ..protocol import UrgentMessage
-from ..protocol.packets import PREEMPTIVE, PREEMPTIVE_ANSWER
+from ..protocol.packets import (
+    CALL_ANSWER,
+    CALL_FAILED,
+    INSTALL,
+    KERNEL_CALL,
+    PREEMPTIVE,
+    PREEMPTIVE_ANSWER,
+    UNINSTALL,
+)
 from ..wxf.peek import head_name
 from .control import Control
 from .queue import FairQueue
@@ -141,6 +151,23 @@ class Request:
     started: float = field(default=0.0)
 
 
+@dataclass(eq=False)
+class _Call:
+    """A call of an installed function, from the kernel's CallPacket to its answer.
+
+    The kernel waits for the answer inside the evaluation of ``caller``; the
+    requests the owner sends meanwhile are served there (``nested``, one at a
+    time; the rest wait in ``held``).
+    """
+
+    id: int  # the kernel's number of the call
+    owner: Link | None  # None once the owner is gone
+    name: str
+    caller: Request
+    nested: Request | None = None
+    held: deque[bytes] = field(default_factory=deque)
+
+
 class KernelWorker:
     """Runs requests on one kernel, restarting the kernel when it dies.
 
@@ -177,6 +204,15 @@ class KernelWorker:
         # Preemptive requests sent to the kernel beside the running one, by tag.
         self._preempting: dict[int, Request] = {}
         self._preempt_tag = 0
+        # Installed functions (docs/protocol.md §8.10): owners by link and number,
+        # names by owner, and the calls the kernel waits for (innermost last).
+        self._owner_ids: dict[Link, int] = {}
+        self._owners: dict[int, Link] = {}
+        self._installed: dict[str, int] = {}  # name -> owner number
+        self._function_names: dict[tuple[int, int], str] = {}  # (owner, index) -> name
+        self._calls: list[_Call] = []
+        self._stale: dict[Link, int] = {}  # answers owed for calls the kernel gave up on
+        self._next_owner = 0
         #: what clients call this kernel: stable across restarts of its process
         self.id = uuid.uuid4().hex[:12]
         self._lost_kernel: str | None = None  # the id of the kernel a restart replaces
@@ -230,6 +266,9 @@ class KernelWorker:
         request, self.current = self.current, None
         preempting = list(self._preempting.values())
         self._preempting.clear()
+        # Requests paused under calls die with the kernel too; the definitions are gone.
+        preempting += [r for r in self._abandon_calls() if r is not request]
+        self._installed.clear()
         if self._closed:
             return
         reason = "it was stopped" if kernel.killed else "its process ended"
@@ -261,6 +300,8 @@ class KernelWorker:
             self._awaiting_input = None
             self.kernel.link.put_payload_nowait(payload)
             return
+        if (self._calls or self._stale) and self._route_to_call(link, payload):
+            return
         if self._closed:
             self._answer_failure(
                 Request(link, payload, "ReturnPacket"), "shutdown", "the server is shutting down"
@@ -268,23 +309,251 @@ class KernelWorker:
             return
         if self._control is not None and self._control(link, payload):
             return
-        if head_name(payload) == PREEMPTIVE:
+        name = head_name(payload)
+        if name == PREEMPTIVE:
             self._submit_preemptive(link, payload)
             return
-        try:
-            payload, final = as_request(payload)
-        except LinkError as exc:
-            self._answer_failure(Request(link, payload, "ReturnPacket"), "badpacket", str(exc))
+        request = self._request(link, payload, name)
+        if request is None:
             return
         if self._queue.queued(link) >= self.max_queued:
             self._answer_failure(
-                Request(link, payload, final), "queuefull",
+                request, "queuefull",
                 f"this link already has {self.max_queued} requests waiting; wait for "
                 "answers before sending more",
             )
             return
-        self._queue.push(link, Request(link, payload, final))
+        self._queue.push(link, request)
         self._dispatch()
+
+    def _request(self, link: Link, payload: bytes, name: str | None) -> Request | None:
+        """Return the request ``payload`` makes, or None if it has been answered already."""
+        if name == INSTALL or name == UNINSTALL:
+            return self._install_request(link, payload, name == INSTALL)
+        try:
+            payload, final = as_request(payload)
+        except LinkError as exc:
+            self._answer_failure(Request(link, payload, "ReturnPacket"), "badpacket", str(exc))
+            return None
+        return Request(link, payload, final)
+
+    # ------------------------------------------------ installed functions
+
+    def _install_request(self, link: Link, payload: bytes, install: bool) -> Request | None:
+        """``LinkServer`Install["name", index]`` / ``LinkServer`Uninstall["name"]`` (§8.10)."""
+        request = Request(link, payload, "ReturnPacket")
+        usage = (f'send {INSTALL}["name", index]' if install
+                 else f'send {UNINSTALL}["name"]')
+        try:
+            args: tuple[Any, ...] = tuple(getattr(wxf.loads(payload), "args", ()))
+        except LinkError as exc:
+            self._answer_failure(request, "badpacket", str(exc))
+            return None
+        if len(args) != (2 if install else 1) or (
+            install and (type(args[1]) is not int or not 0 <= args[1] < 2**31)
+        ):
+            self._answer_failure(request, "badinstall", f"a malformed request: {usage}")
+            return None
+        name = args[0]
+        why = check_name(name)
+        if why is not None:
+            self._answer_failure(request, "badinstall", why)
+            return None
+        holder = self._owners.get(self._installed.get(name, 0))
+        if holder is not None and holder is not link:
+            self._answer_failure(
+                request, "notowner",
+                f"{name} is installed by another client; only that client can "
+                f"{'replace' if install else 'uninstall'} it",
+            )
+            return None
+        if not install and holder is None:
+            self._answer_failure(request, "notowner", f"{name} is not installed by this client")
+            return None
+        owner = self._owner_ids.get(link)
+        if owner is None:  # numbers are never reused: a gone owner's calls fail
+            self._next_owner += 1
+            owner = self._owner_ids[link] = self._next_owner
+            self._owners[owner] = link
+        if install:
+            self._installed[name] = owner
+            self._function_names[owner, args[1]] = name
+            expr = WLFunction(WLSymbol(INSTALL), owner, name, args[1])
+        else:
+            del self._installed[name]
+            expr = WLFunction(WLSymbol(UNINSTALL), owner, name)
+        request.payload = wxf.dumps(expr)
+        return request
+
+    def _kernel_call(self, payload: bytes) -> None:
+        """The kernel calls an installed function: ``LinkServer`CallPacket[n, owner, index, {args}]``."""
+        try:
+            expr: Any = wxf.loads(payload)
+            call_id, owner_id, index, args = expr.args
+        except (LinkError, AttributeError, ValueError):
+            log.warning("! kernel sent a malformed call; dropped")
+            return
+        caller = self.current
+        owner = self._owners.get(owner_id)
+        name = self._function_names.get((owner_id, index), "the installed function")
+        if caller is None:
+            log.warning("! kernel called %s with no request running", name)
+            return
+        call = _Call(call_id, owner, name, caller)
+        self._calls.append(call)
+        if owner is None or owner.closed:
+            self._fail_call(call)
+            return
+        try:
+            owner.put_payload_nowait(wxf.dumps(WLFunction(WLSymbol("CallPacket"), index, args)))
+        except LinkError:
+            self._fail_call(call)
+
+    def _fail_call(self, call: _Call) -> None:
+        """Answer the innermost call, whose owner is gone, with ``nocallee``."""
+        self._calls.pop()
+        text = (f"{call.name} cannot be called: the client that installed it has "
+                "disconnected")
+        self._answer_call(call, wxf.dumps(WLFunction(WLSymbol(CALL_FAILED), "nocallee", text)))
+
+    def _answer_call(self, call: _Call, packet: bytes) -> None:
+        # LinkServer`CallAnswer[n, packet], spliced without decoding the packet.
+        if packet[:2] == b"8:":
+            prefix = wxf.dumps(WLFunction(WLSymbol(CALL_ANSWER), call.id, 0))[:-2]
+            data = prefix + packet[2:]
+        else:
+            data = wxf.dumps(WLFunction(WLSymbol(CALL_ANSWER), call.id, wxf.loads(packet)))
+        if self.kernel is not None:
+            try:
+                self.kernel.link.put_payload_nowait(data)
+            except LinkError:
+                pass  # the kernel is going: _kernel_died answers the request
+
+    def _route_to_call(self, link: Link, payload: bytes) -> bool:
+        """Pass a packet of a link that owes a call its answer; True if it was taken."""
+        for call in reversed(self._calls):
+            if call.owner is link:
+                if call.nested is None and call is self._calls[-1]:
+                    self._to_call(call, payload)
+                else:
+                    call.held.append(payload)  # after the request served in the call
+                return True
+        stale = self._stale.get(link, 0)
+        if stale and _short(head_name(payload)) == "ReturnPacket":
+            # The answer to a call the kernel gave up on (it was aborted).
+            if stale > 1:
+                self._stale[link] = stale - 1
+            else:
+                del self._stale[link]
+            return True
+        return False
+
+    def _to_call(self, call: _Call, payload: bytes) -> None:
+        """A packet from the owner of the innermost call, which waits for its answer."""
+        assert call.owner is not None
+        name = head_name(payload)
+        if _short(name) == "ReturnPacket":
+            self._calls.pop()
+            self._answer_call(call, payload)
+            return
+        if name == PREEMPTIVE:
+            self._submit_preemptive(call.owner, payload)
+            return
+        if self._closed:
+            self._answer_failure(
+                Request(call.owner, payload, "ReturnPacket"), "shutdown",
+                "the server is shutting down",
+            )
+            return
+        # A request while the client computes (a callback evaluating back):
+        # served inside the call, at once.
+        request = self._request(call.owner, payload, name)
+        if request is None or self.kernel is None:
+            return
+        call.nested = request
+        self.current = request
+        request.started = time.perf_counter()
+        try:
+            self.kernel.link.put_payload_nowait(request.payload)
+        except LinkError:
+            pass  # the kernel's link is ending: _kernel_died answers the request
+
+    def _end_in_call(self, request: Request) -> bool:
+        """``request`` was answered while calls wait: True if it was served inside one."""
+        resubmit = self._pop_calls_of(request)
+        served_in_call = False
+        if self._calls and self._calls[-1].nested is request:
+            call = self._calls[-1]
+            call.nested = None
+            self.current = call.caller
+            served_in_call = True
+            while call.held and call.nested is None and self._calls and self._calls[-1] is call:
+                self._to_call(call, call.held.popleft())
+            if call.held and call not in self._calls:  # answered: the rest are requests
+                resubmit.extend((call.owner, p) for p in call.held if call.owner is not None)
+                call.held.clear()
+            if self._calls and self._calls[-1] is call and call.nested is None and (
+                call.owner is None or call.owner.closed
+            ):
+                self._fail_call(call)
+        for link, payload in resubmit:
+            self.submit(link, payload)
+        return served_in_call
+
+    def _pop_calls_of(self, request: Request) -> list[tuple[Link, bytes]]:
+        """Drop the calls ``request`` made that the kernel gave up on; return held packets."""
+        resubmit: list[tuple[Link, bytes]] = []
+        while self._calls and self._calls[-1].caller is request:
+            resubmit.extend(self._drop_call(self._calls.pop()))
+        return resubmit
+
+    def _drop_call(self, call: _Call) -> list[tuple[Link, bytes]]:
+        owner = call.owner
+        if owner is None or owner.closed:
+            return []
+        answered = False
+        resubmit = []
+        for payload in call.held:
+            if not answered and _short(head_name(payload)) == "ReturnPacket":
+                answered = True
+            else:
+                resubmit.append((owner, payload))
+        if not answered:
+            self._stale[owner] = self._stale.get(owner, 0) + 1
+        return resubmit
+
+    def _abandon_calls(self) -> list[Request]:
+        """Drop every call (the kernel died or the worker closes); return the requests paused."""
+        paused: list[Request] = []
+        resubmit: list[tuple[Link, bytes]] = []
+        while self._calls:
+            call = self._calls.pop()
+            resubmit.extend(self._drop_call(call))
+            for request in (call.nested, call.caller):
+                if request is not None and not request.answered and request not in paused:
+                    paused.append(request)
+        if resubmit:
+            loop = asyncio.get_running_loop()
+            for link, payload in resubmit:
+                loop.call_soon(self.submit, link, payload)
+        return paused
+
+    def _drop_owner(self, link: Link) -> None:
+        """``link`` is gone: its functions are uninstalled; calls to them fail ``nocallee``."""
+        owner = self._owner_ids.pop(link, None)
+        if owner is not None:
+            del self._owners[owner]
+            for name in [n for n, o in self._installed.items() if o == owner]:
+                del self._installed[name]
+        self._stale.pop(link, None)
+        for call in self._calls:
+            if call.owner is link:
+                call.owner = None
+                call.held.clear()
+        if self._calls:
+            top = self._calls[-1]
+            if top.owner is None and top.nested is None:
+                self._fail_call(top)
 
     def _submit_preemptive(self, link: Link, payload: bytes) -> None:
         """Serve ``LinkServer`Preemptive[EvaluatePacket[e]]`` ahead of the queue (§8.9)."""
@@ -331,7 +600,11 @@ class KernelWorker:
                 except LinkError:
                     pass
                 return
-            if current is not None and current.link is link and self.kernel is not None:
+            if self.kernel is not None and (
+                (current is not None and current.link is link) or any(
+                    c.caller.link is link for c in self._calls)
+            ):
+                # Also a request paused under a call: the whole evaluation stops.
                 try:
                     self.kernel.link.send_message_nowait(UrgentMessage.ABORT, argument)
                 except LinkError:
@@ -349,7 +622,10 @@ class KernelWorker:
             pass  # nobody is left to answer
         if self._awaiting_input is link:
             self._awaiting_input = None
-        current = self.current
+        self._drop_owner(link)
+        # The evaluation that runs for this link (a request served inside a call
+        # of another link's evaluation is left to finish: its caller waits).
+        current = self._calls[0].caller if self._calls else self.current
         if current is not None and current.link is link and self.kernel is not None:
             try:
                 self.kernel.link.send_message_nowait(UrgentMessage.ABORT)
@@ -376,8 +652,12 @@ class KernelWorker:
             pass  # the kernel's link is ending: _kernel_died answers the request
 
     def _from_kernel(self, payload: bytes) -> None:
-        if head_name(payload) == PREEMPTIVE_ANSWER:
+        name = head_name(payload)
+        if name == PREEMPTIVE_ANSWER:
             self._from_kernel_preemptive(payload)
+            return
+        if name == KERNEL_CALL:
+            self._kernel_call(payload)
             return
         request = self.current
         if request is None:
@@ -399,8 +679,10 @@ class KernelWorker:
                               ms=(time.perf_counter() - request.started) * 1000
                               if request.started else None)
             request.answered = True
-            self.current = None
             self.completed += 1
+            if self._calls and self._end_in_call(request):
+                return
+            self.current = None
             self._dispatch()
 
     def _from_kernel_preemptive(self, payload: bytes) -> None:
@@ -481,7 +763,10 @@ class KernelWorker:
             self._answer_failure(request, "shutdown", reason)
         if self.current is not None:
             self._answer_failure(self.current, "shutdown", reason)
-            self.current = None
+        for request in self._abandon_calls():
+            if request is not self.current:
+                self._answer_failure(request, "shutdown", reason)
+        self.current = None
         for request in self._preempting.values():
             self._answer_failure(request, "shutdown", reason)
         self._preempting.clear()

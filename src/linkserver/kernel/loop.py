@@ -86,13 +86,18 @@ from ..link import Link, connect
 from ..portal import Portal, get_portal
 from ..protocol import LinkMode, UrgentMessage
 from ..protocol.packets import (
+    CALL_ANSWER,
+    INSTALL,
+    UNINSTALL,
     EnterExpressionPacket,
     EnterTextPacket,
     PREEMPTIVE,
     PREEMPTIVE_ANSWER,
     EvaluatePacket,
+    MessagePacket,
     Packet,
     ReturnPacket,
+    TextPacket,
     packet_from_expr,
 )
 
@@ -134,6 +139,8 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 _PREEMPTIVE_PREFIX = wxf.dumps(WLFunction(WLSymbol(PREEMPTIVE), 0, 0))[:-4]
 _PREEMPTIVE_ANSWER = WLSymbol(PREEMPTIVE_ANSWER)
 _ABORTED = WLSymbol("$Aborted")
+# Requests about installed functions (docs/protocol.md §8.10).
+_INSTALL_HEADS = frozenset({INSTALL, UNINSTALL, CALL_ANSWER})
 
 
 def is_preemptive(payload: bytes) -> bool:
@@ -602,6 +609,12 @@ class KernelLoop:
         if self._taken_preemptive:
             self._serve_preemptive(expr, nested=False)
             return
+        head = getattr(getattr(expr, "head", None), "name", None)
+        if head in _INSTALL_HEADS:
+            if head != CALL_ANSWER:
+                self._install_request(expr)
+            # else the answer to a call this kernel gave up on (it was aborted): dropped
+            return
         packet = packet_from_expr(expr)
         if isinstance(packet, EvaluatePacket):
             self._evaluate_packet(packet.expr)
@@ -611,6 +624,20 @@ class KernelLoop:
             self._enter_expression(packet.expr)
         else:
             self._put(ReturnPacket(bad_request(expr)))
+
+    def _install_request(self, expr: Any) -> None:
+        """Serve ``LinkServer`Install[owner, "name", index]`` or ``LinkServer`Uninstall[owner, "name"]``.
+
+        The default refuses, in the shape of docs/protocol.md §8.3: a backend
+        that can call the functions clients install (docs/protocol.md §8.10)
+        overrides it.
+        """
+        self._put(MessagePacket(WLSymbol("LinkServer"), "noinstall"))
+        self._put(TextPacket(
+            f"LinkServer::noinstall: the {self.backend or 'this'} kernel cannot call functions "
+            "installed by clients; use a server with Mathics3 kernels for that"
+        ))
+        self._put(ReturnPacket(WLSymbol("$Failed")))
 
     def _deadline_set(self) -> None:
         """Hook: ``_deadline`` of the request in hand has just been set."""

@@ -82,6 +82,7 @@ exception inside Mathics3 -- is answered with
 from __future__ import annotations
 
 import argparse
+import bisect
 import concurrent.futures
 import logging
 import signal
@@ -113,6 +114,7 @@ from mathics.core.rules import Rule
 from mathics.core.symbols import Symbol, SymbolNull
 from mathics.core.systemsymbols import (
     SymbolAborted,
+    SymbolFailed,
     SymbolHold,
     SymbolIn,
     SymbolOut,
@@ -123,9 +125,16 @@ from mathics.session import MathicsSession
 from wolframclient.language.expression import WLFunction, WLSymbol
 
 from .. import wxf
-from ..errors import LinkError, WXFDecodeError
+from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
+from ..install import check_name, pack_arrays
 from ..link import Link
 from ..protocol.packets import (
+    CALL_ANSWER,
+    CALL_FAILED,
+    INSTALL,
+    KERNEL_CALL,
+    UNINSTALL,
+    EvaluatePacket,
     EnterExpressionPacket,
     EnterTextPacket,
     InputNamePacket,
@@ -189,6 +198,13 @@ SymbolPrePrint = Symbol("System`$PrePrint")
 SymbolEndOfFile = Symbol("System`EndOfFile")
 SymbolKernelError = Symbol(KERNEL_ERROR)
 _PREEMPTIVE = WLSymbol(PREEMPTIVE)
+_CALL_ANSWER = WLSymbol(CALL_ANSWER)
+_CALL_FAILED = WLSymbol(CALL_FAILED)
+_KERNEL_CALL = WLSymbol(KERNEL_CALL)
+_RETURN_PACKET = WLSymbol("ReturnPacket")
+#: The builtin an installed function's definition calls (docs/protocol.md §8.10).
+_CALL = "LinkServer`Call"
+_CALL_ARGS = WLSymbol("LinkServer`Private`args")
 
 # Why the request in hand must stop (loop.py).
 _Stop = Stop
@@ -329,6 +345,47 @@ class _InputStringBuiltin(Builtin):  # type: ignore[misc]
         return _read(evaluation, prompt, "string")
 
 
+class _CallBuiltin(Builtin):  # type: ignore[misc]
+    """
+    <dl>
+      <dt>'LinkServer`Call'[$owner$, $index$, {$args$...}]
+      <dd>calls function $index$ installed by client $owner$ with $args$ and returns its result.
+    </dl>
+    """
+
+    # What an installed function's definition evaluates (docs/protocol.md §8.10).
+    name = "Call"
+    context = "LinkServer`"
+    attributes = A_PROTECTED
+    summary_text = "call a function a client installed"
+
+    def eval(self, owner: Any, index: Any, args: Any, evaluation: Any) -> Any:
+        "LinkServer`Call[owner_Integer, index_Integer, args_List]"
+        caller = getattr(evaluation.output, "call_installed", None)
+        if caller is None:  # a session without a client
+            evaluation.message("LinkServer", "nocall", String("no client is connected"))
+            return SymbolFailed
+        return caller(evaluation, owner.value, index.value, args)
+
+
+class _LinkServerBuiltin(Builtin):  # type: ignore[misc]
+    """
+    <dl>
+      <dt>'LinkServer'
+      <dd>is the symbol the server's messages are attached to.
+    </dl>
+    """
+
+    name = "LinkServer"
+    context = "System`"
+    summary_text = "messages of the link server"
+    messages = {
+        "nocallee": "`1`",
+        "nocall": "`1`",
+        "callfailed": "`1`",
+    }
+
+
 class _LinkOutput(Output):  # type: ignore[misc]
     """Mathics3's output hook: Print and messages become packets at once.
 
@@ -353,6 +410,9 @@ class _LinkOutput(Output):  # type: ignore[misc]
         if self.kernel._link is None or self.kernel._preempt_tag is not None:
             return SymbolEndOfFile  # no client to ask, or not this one's to ask
         return self.kernel._read_input(evaluation, prompt, kind)
+
+    def call_installed(self, evaluation: Any, owner: int, index: int, args: Any) -> Any:
+        return self.kernel._call_installed(evaluation, owner, index, args)
 
 
 class _KernelEvaluation(Evaluation):  # type: ignore[misc]
@@ -499,12 +559,19 @@ class MathicsKernel(KernelLoop):
             import_and_load_builtins()
         session = MathicsSession(catch_interrupt=False)
         self._definitions: Any = session.definitions
-        for builtin in (_InputBuiltin(expression=False), _InputStringBuiltin(expression=False)):
+        for builtin in (
+            _InputBuiltin(expression=False),
+            _InputStringBuiltin(expression=False),
+            _CallBuiltin(expression=False),
+            _LinkServerBuiltin(expression=False),
+        ):
             builtin.contribute(self._definitions)
         self._definitions.clear_cache()
         # $Line has no value until Mathics3 numbers a first line; give it its
         # value, 0, so that $Line and In/Out work before that too.
         self._definitions.set_line_no(0)
+        # (symbol, line) of the In/Out rules this kernel stored (see _remember).
+        self._history_lines: set[tuple[str, int]] = set()
         self._output = _LinkOutput(self)
         # The evaluation of requests, and the one of nested preemptive
         # requests; _evaluation is the one in use (see "Safe points").
@@ -516,6 +583,7 @@ class MathicsKernel(KernelLoop):
         super().__init__()
         self._in_eval = False  # inside Mathics3 code; written by the main thread only
         self._input_waiter: concurrent.futures.Future[bytes] | None = None
+        self._call_serial = 0  # calls of installed functions made so far
         self._watchdog: _Watchdog | None = None
         self._can_signal = False
         self._main_ident = 0
@@ -828,7 +896,7 @@ class MathicsKernel(KernelLoop):
         defs.set_line_no(line_no)
         history = defs.get_history_length()
         if history > 0:
-            defs.add_rule("In", Rule(Expression(SymbolIn, Integer(line_no)), query))
+            self._remember("In", Rule(Expression(SymbolIn, Integer(line_no)), query), line_no)
 
         def evaluate() -> Any:
             if defs.get_ownvalues("System`$Pre"):
@@ -842,16 +910,37 @@ class MathicsKernel(KernelLoop):
         result = self._guarded(evaluate)
         if history > 0:
             stored = ev.get_stored_result(result, defs.outputforms)
-            defs.add_rule("Out", Rule(Expression(SymbolOut, Integer(line_no)), stored))
+            self._remember("Out", Rule(Expression(SymbolOut, Integer(line_no)), stored), line_no)
             # Forget lines older than $HistoryLength, as Evaluation.evaluate does.
             line = line_no - defs.get_history_length()
             while line > 0:
                 unset_in = defs.unset("In", Expression(SymbolIn, Integer(line)))
                 unset_out = defs.unset("Out", Expression(SymbolOut, Integer(line)))
+                self._history_lines.discard(("In", line))
+                self._history_lines.discard(("Out", line))
                 if not (unset_in or unset_out):
                     break
                 line -= 1
         return result, line_no
+
+    def _remember(self, name: str, rule: Any, line_no: int) -> None:
+        """Store ``In[n]``/``Out[n]`` as a rule, in O(log n) for a line never stored.
+
+        Mathics3's ``add_rule`` first compares the new rule with every rule
+        of the symbol (to replace one with the same pattern): with the whole
+        session's history that is milliseconds per input, growing without
+        bound. A line number seen for the first time has no such rule, so it
+        only needs its sorted place; anything else takes the general path.
+        """
+        defs = self._definitions
+        if (name, line_no) in self._history_lines:
+            defs.add_rule(name, rule)
+            return
+        self._history_lines.add((name, line_no))
+        definition = defs.get_user_definition(defs.lookup_name(name))
+        bisect.insort_left(definition.downvalues, rule, key=lambda r: r.pattern_precedence)
+        defs.mark_changed(definition)
+        defs.clear_definitions_cache(name)
 
     def _guarded(self, fn: Callable[[], T]) -> T | Any:
         """Run Mathics3 code for the request in hand; turn every outcome into a result.
@@ -994,6 +1083,9 @@ class MathicsKernel(KernelLoop):
                     self._serve_nested(answer)
                     ask_again = False
                     continue
+                if isinstance(answer, WLFunction) and answer.head == _CALL_ANSWER:
+                    ask_again = False  # for a call given up on (aborted): dropped
+                    continue
                 packet = packet_from_expr(answer)
                 if isinstance(packet, EnterTextPacket) and isinstance(packet.text, str):
                     if kind == "string":
@@ -1019,6 +1111,144 @@ class MathicsKernel(KernelLoop):
             if remaining is not None and self._watchdog is not None:
                 self._deadline = time.monotonic() + remaining
                 self._watchdog.arm(_Alarm(self._serial, self._deadline, "timeout"))
+
+    # ------------------------------------------------ installed functions
+
+    def _install_request(self, expr: Any) -> None:
+        """Define or remove a function a client installed (docs/protocol.md §8.10).
+
+        ``LinkServer`Install[owner, "name", index]`` defines
+        ``name[args___] := LinkServer`Call[owner, index, {args}]`` (after
+        ``ClearAll[name]``) and answers ``ReturnPacket[name]``;
+        ``LinkServer`Uninstall[owner, "name"]`` clears it and answers
+        ``ReturnPacket[Null]``.
+        """
+        args: tuple[Any, ...] = tuple(getattr(expr, "args", ()))
+        install = expr.head.name == INSTALL
+        if (
+            len(args) != (3 if install else 2)
+            or not all(type(a) is int for a in args[::2])
+            or check_name(args[1]) is not None
+        ):
+            self._put(ReturnPacket(bad_request(expr)))
+            return
+        symbol = WLSymbol(args[1])
+        clear = WLFunction(WLSymbol("ClearAll"), symbol)
+        if install:
+            pattern = WLFunction(
+                WLSymbol("Pattern"), _CALL_ARGS, WLFunction(WLSymbol("BlankNullSequence"))
+            )
+            call = WLFunction(
+                WLSymbol(_CALL), args[0], args[2], WLFunction(WLSymbol("List"), _CALL_ARGS)
+            )
+            define = WLFunction(WLSymbol("SetDelayed"), WLFunction(symbol, pattern), call)
+            self._evaluate_packet(WLFunction(WLSymbol("CompoundExpression"), clear, define, symbol))
+        else:
+            self._evaluate_packet(
+                WLFunction(WLSymbol("CompoundExpression"), clear, WLSymbol("Null"))
+            )
+
+    def _call_failed(self, evaluation: Any, tag: str, text: str) -> Any:
+        """Issue ``LinkServer::tag`` with ``text``; return ``$Failed``."""
+        evaluation.message("LinkServer", tag, String(text))
+        return SymbolFailed
+
+    def _call_installed(self, evaluation: Any, owner: int, index: int, args: Any) -> Any:
+        """Call function ``index`` of client ``owner`` and wait for its answer.
+
+        Sends ``LinkServer`CallPacket[n, owner, index, {args}]`` and waits, as
+        ``Input`` does, for ``LinkServer`CallAnswer[n, answer]``. Meanwhile it
+        serves preemptive requests and the requests the server passes on
+        while the client computes (a callback that evaluates back into this
+        kernel): each is answered in full, as if it came on its own.
+
+        Raises:
+            AbortInterrupt: the request was stopped while waiting.
+            _LinkGone: the link ended while waiting.
+        """
+        if self._preempt_tag is not None:
+            return self._call_failed(
+                evaluation, "nocall",
+                "a function installed by a client cannot be called from a preemptive evaluation",
+            )
+        try:
+            values = [pack_arrays(from_mathics(arg, self._definitions)) for arg in args.elements]
+        except ConversionError as exc:
+            return self._call_failed(evaluation, "callfailed", f"an argument cannot be sent: {exc}")
+        self._call_serial += 1
+        call = self._call_serial
+        in_eval, self._in_eval = self._in_eval, False  # no hard stop inside the link's code
+        try:
+            self._put_expr(WLFunction(_KERNEL_CALL, call, owner, index, values))
+        except (WXFEncodeError, LimitError) as exc:
+            return self._call_failed(evaluation, "callfailed", f"the arguments cannot be sent: {exc}")
+        finally:
+            self._in_eval = in_eval
+        while True:
+            try:
+                answer = self._receive_input()
+            except concurrent.futures.CancelledError:
+                raise AbortInterrupt from None
+            head = answer.head if isinstance(answer, WLFunction) else None
+            if head == _CALL_ANSWER and len(answer.args) == 2:
+                if answer.args[0] != call:
+                    continue  # the answer to a call given up on (aborted): dropped
+                return self._call_result(evaluation, answer.args[1])
+            if head == _PREEMPTIVE:
+                self._serve_nested(answer)  # a preemptive request while we wait
+                continue
+            if isinstance(head, WLSymbol) and head.name in (INSTALL, UNINSTALL):
+                self._install_request(answer)  # the callback installs another function
+                continue
+            packet = packet_from_expr(answer)
+            if isinstance(packet, (EvaluatePacket, EnterTextPacket, EnterExpressionPacket)):
+                self._serve_in_call(packet)
+                continue
+            log.warning("! kernel: %s while waiting for a call's answer; dropped",
+                        short_repr(answer))
+
+    def _call_result(self, evaluation: Any, packet: Any) -> Any:
+        """Return the value of a call's answer: ``ReturnPacket[r]`` or ``LinkServer`CallFailed[...]``."""
+        if isinstance(packet, WLFunction) and len(packet.args) == 1 and packet.head == _RETURN_PACKET:
+            try:
+                return self._to_mathics(packet.args[0])
+            except ConversionError as exc:
+                return self._call_failed(
+                    evaluation, "callfailed", f"the function's result cannot be used: {exc}"
+                )
+        if isinstance(packet, WLFunction) and len(packet.args) == 2 and packet.head == _CALL_FAILED:
+            tag, text = packet.args
+            if tag not in ("nocallee", "nocall", "callfailed"):
+                tag = "callfailed"
+            return self._call_failed(evaluation, str(tag), str(text))
+        return self._call_failed(
+            evaluation, "callfailed", f"the client answered a call with {short_repr(packet)}"
+        )
+
+    def _serve_in_call(self, packet: Packet) -> None:
+        """Serve a request that came while a call waits for its answer (a callback's own).
+
+        It shares the paused evaluation's Mathics3 ``Evaluation``, whose
+        per-evaluation counters are saved around it, and its request's stop
+        and time limit: an ABORT stops both.
+        """
+        ev = self._evaluation
+        saved = (ev.recursion_depth, ev.iteration_count, ev.timeout, ev.start_time, ev.stopped)
+        in_eval = self._in_eval
+        try:
+            if isinstance(packet, EvaluatePacket):
+                self._evaluate_packet(packet.expr)
+            elif isinstance(packet, EnterExpressionPacket):
+                self._enter_expression(packet.expr)
+            elif isinstance(packet, EnterTextPacket) and isinstance(packet.text, str):
+                self._enter_text(packet.text)
+            else:
+                self._put(ReturnTextPacket("$Failed"))
+                self._put(self._input_name())
+        finally:
+            ev.recursion_depth, ev.iteration_count, ev.timeout, ev.start_time, stopped = saved
+            ev.stopped = stopped or self._must_stop() or self._preempt_pending
+            self._in_eval = in_eval
 
     def _receive_input(self) -> Any:
         """Return the next expression on the link, waited for inside an evaluation.

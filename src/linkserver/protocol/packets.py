@@ -18,6 +18,8 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 __all__ = [
     "BeginDialogPacket",
+    "CALL_ANSWER",
+    "CALL_FAILED",
     "CallPacket",
     "DisplayEndPacket",
     "DisplayPacket",
@@ -27,7 +29,9 @@ __all__ = [
     "EvaluatePacket",
     "InputNamePacket",
     "InputPacket",
+    "INSTALL",
     "InputStringPacket",
+    "KERNEL_CALL",
     "MenuPacket",
     "MessagePacket",
     "OutputNamePacket",
@@ -42,6 +46,7 @@ __all__ = [
     "SuspendPacket",
     "SyntaxPacket",
     "TextPacket",
+    "UNINSTALL",
     "packet_from_expr",
     "packet_type",
 ]
@@ -55,6 +60,27 @@ PREEMPTIVE = "LinkServer`Preemptive"
 #: The head a kernel wraps every packet of a preemptive request's answer in:
 #: ``LinkServer`PreemptiveAnswer[n, packet]`` (kernel to server only).
 PREEMPTIVE_ANSWER = "LinkServer`PreemptiveAnswer"
+
+# Installable functions (docs/protocol.md §8.10).
+
+#: A client installs a function: ``LinkServer`Install["name", index]``; the
+#: server hands its kernel ``LinkServer`Install[owner, "name", index]``.
+INSTALL = "LinkServer`Install"
+
+#: A client uninstalls one: ``LinkServer`Uninstall["name"]``; the kernel gets
+#: ``LinkServer`Uninstall[owner, "name"]``.
+UNINSTALL = "LinkServer`Uninstall"
+
+#: A kernel calls an installed function: ``LinkServer`CallPacket[call, owner,
+#: index, {args}]`` (kernel to server only; the client gets ``CallPacket[index, {args}]``).
+KERNEL_CALL = "LinkServer`CallPacket"
+
+#: The server answers call ``n`` of a kernel: ``LinkServer`CallAnswer[n,
+#: ReturnPacket[result]]`` or ``LinkServer`CallAnswer[n, LinkServer`CallFailed["tag", "text"]]``.
+CALL_ANSWER = "LinkServer`CallAnswer"
+
+#: Why a call could not be answered (inside ``LinkServer`CallAnswer``).
+CALL_FAILED = "LinkServer`CallFailed"
 
 
 class PacketType(enum.IntEnum):

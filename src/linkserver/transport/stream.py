@@ -83,7 +83,8 @@ async def open_to(
             ) from exc
         raise ConnectFailed(f"could not connect to {name}: {_why(exc)}") from exc
     raise LinkNameError(
-        f"{name} is a service name; service discovery is not available in this version"
+        f"{name} is a service name: resolve it first with linkserver.discovery.aresolve() "
+        "(linkserver.connect does)"
     )
 
 

@@ -1,0 +1,1 @@
+"""Doors into linkserver from other ecosystems (Jupyter, wolframclient)."""

@@ -1,0 +1,594 @@
+"""``linkserver-jupyter``: a Jupyter kernel that forwards each cell to a linkserver.
+
+The kernel holds no Wolfram Language state of its own. Each notebook's
+kernel process is one client of a linkserver (``--server NAME``, else
+``$LINKSERVER_ADDRESS``, else the newest server this user runs): in shared
+mode every notebook attached to the server sees the same definitions, in
+pool mode each notebook gets a kernel of its own.
+
+How Jupyter's messages map onto the link (docs/jupyter.md):
+
+====================  ==========================================================
+Jupyter               linkserver
+====================  ==========================================================
+execute_request       ``EnterTextPacket[code]``, as ``linkserver connect`` sends
+                      it: the kernel splits the cell into inputs, numbers them
+                      (``In[n]``/``Out[n]`` and ``%`` work, and the cell's
+                      execution count is the server's line number), and
+                      answers ``TextPacket`` (``Print`` -> stdout stream),
+                      ``MessagePacket`` + ``TextPacket`` (-> stderr stream),
+                      ``OutputNamePacket`` + ``ReturnTextPacket`` (-> an
+                      execute_result) and ``SyntaxPacket`` (-> an error reply).
+                      Results other than integers are then asked for as
+                      ``ToString[Out[n], InputForm]`` (text/plain), MathML
+                      (text/html) and TeX (text/latex) for small non-atomic
+                      results, and SVG for ``Graphics`` -- one more round trip
+                      for all the results of the cell.
+interrupt_request     the abort message: the running evaluation answers
+(or SIGINT)           ``$Aborted`` (an error reply) and the kernel lives on.
+complete_request      ``Names["prefix*"]``, served preemptively (it does not
+                      wait behind another client's long evaluation).
+inspect_request       ``MessageName[sym, "usage"]`` for a symbol that exists.
+is_complete_request   :func:`linkserver.repl.balanced` (open brackets, strings
+                      or comments: incomplete), no round trip.
+====================  ==========================================================
+
+The link lives on the kernel's own event loop, where the shell's handlers
+run (a hop to another thread per packet cost milliseconds of GIL hand-over);
+an interrupt arriving on Jupyter's control thread, or as SIGINT, schedules
+the abort there thread-safely -- the shell is only awaiting packets, so it is
+sent at once. Without a server the kernel still starts, and
+every cell answers an error saying how to start one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ipykernel.kernelbase import Kernel
+from wolframclient.language import wl, wlexpr
+from wolframclient.language.expression import WLFunction, WLSymbol
+
+from .. import __version__
+from ..aio.client import Client as AsyncClient
+from ..errors import LinkError
+from ..names import DEFAULT_HOST, DEFAULT_PORT
+from ..repl import balanced
+from ..security import default_address
+
+__all__ = ["LinkserverKernel", "main"]
+
+DEFAULT_ADDRESS = f"{DEFAULT_PORT}@{DEFAULT_HOST}"
+CONNECT_TIMEOUT = 10.0
+#: seconds a completion or inspection may take before it answers nothing
+QUERY_TIMEOUT = 10.0
+#: results with more leaves than this get text/plain only (MathML of a huge list helps no one)
+RICH_LEAF_LIMIT = 2000
+
+_INTEGER = re.compile(r"-?\d+")
+_OUT_NAME = re.compile(r"Out\[(\d+)\](//\S+)?=")
+_IN_NAME = re.compile(r"In\[(\d+)\]")
+# A Wolfram Language symbol name, with contexts: the part before the cursor...
+_NAME_BEFORE = re.compile(r"[$A-Za-z][$A-Za-z0-9`]*$")
+# ...and after it.
+_NAME_AFTER = re.compile(r"^[$A-Za-z0-9`]*")
+_NAME = re.compile(r"`?[$A-Za-z][$A-Za-z0-9]*(`[$A-Za-z][$A-Za-z0-9]*)*")
+
+
+def _head(expr: Any) -> str:
+    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
+        name: str = expr.head.name
+        return name.rpartition("`")[2]
+    return ""
+
+
+def _arg(expr: Any) -> str:
+    args = getattr(expr, "args", ())
+    return str(args[0]) if args else ""
+
+
+def _wl_string(text: str) -> str:
+    """``text`` as a Wolfram Language string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# ----------------------------------------------------------------- cell events
+# What the link side hands the Jupyter side while a cell runs, in order.
+
+
+@dataclass
+class Stream:
+    """Printed text (``stdout``) or a message (``stderr``)."""
+
+    name: str
+    text: str
+
+
+@dataclass
+class Result:
+    """One output of the cell: ``Out[line]`` and its text and rich forms."""
+
+    line: int | None
+    text: str
+    form: str = ""  # "//FullForm" and the like: the kernel's text is what to show
+    data: dict[str, str] = field(default_factory=dict)
+
+    def needs_forms(self) -> bool:
+        """True if InputForm text and rich forms must be asked for."""
+        return (self.line is not None and not self.form and self.text != "$Aborted"
+                and not _INTEGER.fullmatch(self.text))
+
+
+@dataclass
+class BadSyntax:
+    """The kernel could not parse an input of the cell."""
+
+    name: str
+    text: str
+
+
+@dataclass
+class InputRequest:
+    """``Input[prompt]``: the kernel waits for :attr:`answer`."""
+
+    prompt: str
+    answer: concurrent.futures.Future[str]
+
+
+@dataclass
+class CellEnd:
+    """The cell is done; ``line`` is the server's last input number."""
+
+    line: int | None
+
+
+@dataclass
+class LinkFailure:
+    """No answer: the server could not be reached or the link failed."""
+
+    ename: str
+    evalue: str
+
+
+Event = Stream | Result | BadSyntax | InputRequest | CellEnd | LinkFailure
+
+
+def _forms_request(lines: Sequence[int]) -> Any:
+    """One expression asking for the InputForm text and rich forms of ``Out[n]``s."""
+    parts = []
+    for n in lines:
+        parts.append(
+            f"With[{{r = Out[{n}]}}, {{ToString[r, InputForm], "
+            f"If[AtomQ[r] || Head[r] === Graphics || Head[r] === Graphics3D || "
+            f"LeafCount[r] > {RICH_LEAF_LIMIT}, Null, "
+            f"{{ToString[r, MathMLForm], ToString[r, TeXForm]}}], "
+            f'If[Head[r] === Graphics, ExportString[r, "SVG"], Null]}}]'
+        )
+    return wlexpr(f"If[$HistoryLength < 1, $Failed, Quiet[{{{', '.join(parts)}}}]]")
+
+
+def _rich_data(answer: Any) -> dict[str, str] | None:
+    """text/plain and rich forms from one element of :func:`_forms_request`'s answer."""
+    if not isinstance(answer, (tuple, list)) or len(answer) != 3:
+        return None
+    text, math, svg = answer
+    if not isinstance(text, str):
+        return None
+    data = {"text/plain": text}
+    if isinstance(math, (tuple, list)) and len(math) == 2:
+        mathml, tex = math
+        if isinstance(mathml, str) and mathml.startswith("<math"):
+            data["text/html"] = mathml
+        if isinstance(tex, str) and tex.strip():
+            data["text/latex"] = f"$${tex.strip()}$$"
+    if isinstance(svg, str) and svg.lstrip().startswith(("<svg", "<?xml")):
+        data["image/svg+xml"] = svg
+    return data
+
+
+# ------------------------------------------------------------------ link side
+
+
+class Door:
+    """The kernel's client of the linkserver; every coroutine runs on one event loop.
+
+    Flags live on that loop too, so an abort scheduled from another thread
+    (Jupyter's control thread, a signal handler) never races a request being sent.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.client: AsyncClient | None = None
+        self._lock: asyncio.Lock | None = None
+        self._running = False  # a cell's request is on the link
+        self._abort_wanted = False  # an abort came before the request was sent
+
+    async def _connect(self) -> AsyncClient:
+        if self.client is None:
+            client = AsyncClient(self.name, timeout=CONNECT_TIMEOUT)
+            await client.start()
+            self.client = client
+        return self.client
+
+    async def _drop(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                await client.aclose()
+            except (LinkError, OSError):
+                pass
+
+    def _exchange_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    def _unreachable(self, exc: BaseException) -> LinkFailure:
+        return LinkFailure(
+            "LinkServerUnavailable",
+            f"no linkserver answered at {self.name}: {exc}. Start one on this machine with "
+            "'linkserver serve' (shared mode: every notebook sees the same definitions), or "
+            "point this kernel at another with 'linkserver jupyter install --server "
+            "PORT@HOST'; then run the cell again.",
+        )
+
+    async def run_cell(self, code: str, deliver: Callable[[Event], None]) -> None:
+        """Evaluate one cell; hand every event to ``deliver``, ending with CellEnd or LinkFailure."""
+        async with self._exchange_lock():
+            try:
+                client = await self._connect()
+            except (LinkError, OSError, ValueError) as exc:
+                deliver(self._unreachable(exc))
+                return
+            try:
+                await self._run_cell(client, code, deliver)
+            except (LinkError, OSError) as exc:
+                await self._drop()
+                deliver(LinkFailure(
+                    "LinkError",
+                    f"the link to the linkserver at {self.name} failed: {exc}. The next cell "
+                    "connects again (a shared server keeps its definitions; a pool kernel is "
+                    "a new one).",
+                ))
+            except Exception as exc:  # a bug here must still answer the cell
+                await self._drop()
+                deliver(LinkFailure("InternalError", f"linkserver-jupyter failed: "
+                                    f"{type(exc).__name__}: {exc}; the next cell reconnects"))
+            finally:
+                self._running = False
+                self._abort_wanted = False
+
+    async def _run_cell(self, client: AsyncClient, code: str,
+                        deliver: Callable[[Event], None]) -> None:
+        link = client.link
+        await link.put(wl.EnterTextPacket(code))
+        self._running = True
+        if self._abort_wanted:  # the interrupt overtook the request
+            await link.abort()
+        held: list[Event] = []  # once a result waits for its forms, keep the order
+        message = ""  # the name of the message whose text comes next
+        syntax: Stream | None = None  # a Syntax message: the cell's syntax error?
+        line: int | None = None
+        out_line: int | None = None
+        out_form = ""
+        while True:
+            packet = await link.get(None)
+            head = _head(packet)
+            event: Event | None = None
+            if syntax is not None:
+                if head == "SyntaxPacket":  # the cell itself did not parse
+                    event, syntax = BadSyntax(message, syntax.text.rstrip("\n")), None
+                else:  # a message from ToExpression or the like: just a message
+                    event, syntax = syntax, None
+                self._forward(event, held, deliver)
+                event, message = None, ""
+            if head == "InputNamePacket":
+                match = _IN_NAME.search(_arg(packet))
+                line = int(match.group(1)) - 1 if match else None
+                break
+            if head == "OutputNamePacket":
+                match = _OUT_NAME.search(_arg(packet))
+                out_line = int(match.group(1)) if match else None
+                out_form = (match.group(2) or "") if match else ""
+            elif head in ("ReturnTextPacket", "ReturnPacket", "ReturnExpressionPacket"):
+                event = Result(out_line, _arg(packet), out_form)
+                out_line, out_form = None, ""
+            elif head == "MessagePacket" and len(packet.args) == 2:
+                symbol, tag = packet.args
+                symbol_name = getattr(symbol, "name", str(symbol)).rpartition("`")[2]
+                message = f"{symbol_name}::{getattr(tag, 'name', tag)}"
+            elif head == "TextPacket":
+                text = _arg(packet) + "\n"
+                if message.startswith("Syntax::"):
+                    syntax = Stream("stderr", text)
+                else:
+                    event = Stream("stderr" if message else "stdout", text)
+                    message = ""
+            elif head in ("InputPacket", "InputStringPacket"):
+                # Asked at once, even when results are held: the user must see the prompt.
+                answer: concurrent.futures.Future[str] = concurrent.futures.Future()
+                deliver(InputRequest(_arg(packet), answer))
+                await link.put(wl.EnterTextPacket(await asyncio.wrap_future(answer)))
+            if event is not None:
+                self._forward(event, held, deliver)
+        self._running = False
+        if held:
+            await self._add_forms(client, held)
+            for event in held:
+                deliver(event)
+        deliver(CellEnd(line))
+
+    @staticmethod
+    def _forward(event: Event, held: list[Event], deliver: Callable[[Event], None]) -> None:
+        """Deliver ``event`` now, or hold it behind a result that waits for its forms."""
+        if held or (isinstance(event, Result) and event.needs_forms()):
+            held.append(event)
+        else:
+            deliver(event)
+
+    async def _add_forms(self, client: AsyncClient, events: list[Event]) -> None:
+        """Fill in text/plain (InputForm) and rich forms of the held results."""
+        results = [e for e in events if isinstance(e, Result) and e.needs_forms()]
+        lines = [r.line for r in results if r.line is not None]
+        answer = await client.evaluate_wrap(_forms_request(lines))
+        forms = answer.result if isinstance(answer.result, (tuple, list)) else ()
+        for result, form in zip(results, forms):
+            data = _rich_data(form)
+            if data is not None:
+                result.data = data
+
+    async def abort(self) -> None:
+        """Abort the running cell's evaluation (it answers ``$Aborted``)."""
+        if self.client is None:
+            return
+        if self._running:
+            await self.client.abort()
+        elif self._lock is not None and self._lock.locked():
+            self._abort_wanted = True
+
+    async def query(self, expr: str) -> Any:
+        """Evaluate a short query preemptively; None if it could not be answered."""
+        async with self._exchange_lock():
+            try:
+                client = await self._connect()
+                answer = await client.evaluate_wrap(wlexpr(expr), timeout=QUERY_TIMEOUT,
+                                                    preemptive=True)
+            except (LinkError, OSError, ValueError):
+                await self._drop()
+                return None
+            return answer.result
+
+    async def close(self) -> None:
+        """Leave the server."""
+        await self._drop()
+
+
+# --------------------------------------------------------------- Jupyter side
+
+
+class LinkserverKernel(Kernel):
+    """A Jupyter kernel whose evaluations happen on a linkserver."""
+
+    implementation = "linkserver-jupyter"
+    implementation_version = __version__
+    language_info = {
+        "name": "Wolfram Language",
+        "version": "",
+        "mimetype": "text/x-mathematica",
+        "file_extension": ".wl",
+        "pygments_lexer": "mathematica",
+        "codemirror_mode": "mathematica",
+    }
+
+    #: the server's address; set by :func:`main` before the kernel starts (None: the default)
+    server: str | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        name = self.server or os.environ.get("LINKSERVER_ADDRESS") or default_address(
+            DEFAULT_ADDRESS)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the shell's, where the link lives
+        self._door = Door(name)
+        self.banner = (f"Wolfram Language on the linkserver at {name} "
+                       f"(linkserver-jupyter {__version__})")
+
+    @property
+    def server_name(self) -> str:
+        """The address of the server this kernel forwards to."""
+        return self._door.name
+
+    # -- plumbing
+
+    async def _on_loop(self, coro: Any) -> Any:
+        """Run a Door coroutine on the shell's loop (the caller is a shell handler)."""
+        self._loop = asyncio.get_running_loop()
+        return await coro
+
+    def _abort(self) -> None:
+        """Abort the running evaluation; safe from any thread and from a signal handler."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._door.abort(), loop)
+
+    def _publish(self, msg_type: str, content: dict[str, Any]) -> None:
+        self.send_response(self.iopub_socket, msg_type, content)  # type: ignore[no-untyped-call]
+
+    def _error(self, ename: str, evalue: str, traceback: list[str] | None = None) -> dict[str, Any]:
+        """Publish an error output; return the matching execute_reply content."""
+        content = {"ename": ename, "evalue": evalue, "traceback": traceback or [evalue]}
+        self._publish("error", content)
+        return {"status": "error", "execution_count": self.execution_count, **content}
+
+    # -- execute
+
+    async def do_execute(
+        self,
+        code: str,
+        silent: bool,
+        store_history: bool = True,
+        user_expressions: dict[str, Any] | None = None,
+        allow_stdin: bool = False,
+        *,
+        cell_meta: dict[str, Any] | None = None,
+        cell_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Evaluate a cell on the server; results, prints and messages go to iopub."""
+        self._allow_stdin = allow_stdin
+        if not code.strip():
+            return {"status": "ok", "execution_count": self.execution_count,
+                    "payload": [], "user_expressions": {}}
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+
+        self._loop = loop
+        running = asyncio.ensure_future(self._door.run_cell(code, events.put_nowait))
+        error: dict[str, Any] | None = None
+        aborted = False
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, Stream):
+                    if not silent:
+                        self._publish("stream", {"name": event.name, "text": event.text})
+                elif isinstance(event, Result):
+                    if event.text == "$Aborted":
+                        aborted = True
+                    elif not silent:
+                        self._publish_result(event)
+                elif isinstance(event, BadSyntax):
+                    error = self._error(event.name, event.text)
+                elif isinstance(event, InputRequest):
+                    event.answer.set_result(self._ask(event.prompt))
+                elif isinstance(event, LinkFailure):
+                    error = self._error(event.ename, event.evalue)
+                    break
+                else:  # CellEnd
+                    if event.line is not None:
+                        self.execution_count = event.line
+                    break
+        finally:
+            await running
+        if aborted and error is None:
+            error = self._error("$Aborted", "the evaluation was aborted", ["$Aborted"])
+        if error is not None:
+            error["execution_count"] = self.execution_count
+            return error
+        return {"status": "ok", "execution_count": self.execution_count, "payload": [],
+                "user_expressions": {}}
+
+    def _publish_result(self, result: Result) -> None:
+        data = result.data or {"text/plain": result.text}
+        count = result.line if result.line is not None else self.execution_count
+        self._publish("execute_result", {"execution_count": count, "data": data, "metadata": {}})
+
+    def _ask(self, prompt: str) -> str:
+        """Answer ``Input[prompt]`` from the frontend, or ``$Canceled`` if it cannot ask."""
+        try:
+            return str(self.raw_input(prompt))  # type: ignore[no-untyped-call]
+        except Exception:  # StdinNotImplementedError, or the frontend went away
+            return "$Canceled"
+
+    # -- interrupts: Jupyter's interrupt_request (control thread) or SIGINT
+
+    async def interrupt_request(self, stream: Any, ident: Any, parent: Any) -> None:
+        """Abort the running evaluation instead of signalling this process."""
+        if not self.session:
+            return
+        self._abort()
+        self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
+
+    def pre_handler_hook(self) -> None:
+        """While a request is handled, SIGINT aborts the evaluation instead of raising."""
+        self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def post_handler_hook(self) -> None:
+        """Put back the SIGINT handler that was there before the request."""
+        signal.signal(signal.SIGINT, self.saved_sigint_handler)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._abort()
+
+    # -- completion, inspection, is_complete
+
+    async def do_complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
+        """Names of the kernel's symbols that start with the word before the cursor."""
+        match = _NAME_BEFORE.search(code[:cursor_pos])
+        matches: list[str] = []
+        start = cursor_pos
+        if match is not None:
+            prefix = match.group(0)
+            start = match.start()
+            found = await self._on_loop(
+                self._door.query(f"Names[{_wl_string(prefix + '*')}]"))
+            if isinstance(found, (tuple, list)):
+                matches = sorted(str(n) for n in found if isinstance(n, str))
+        return {"status": "ok", "matches": matches, "cursor_start": start,
+                "cursor_end": cursor_pos, "metadata": {}}
+
+    async def do_inspect(
+        self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
+    ) -> dict[str, Any]:
+        """The usage message of the symbol at the cursor."""
+        before = _NAME_BEFORE.search(code[:cursor_pos])
+        after = _NAME_AFTER.match(code[cursor_pos:])
+        name = (before.group(0) if before else "") + (after.group(0) if after else "")
+        reply: dict[str, Any] = {"status": "ok", "data": {}, "metadata": {}, "found": False}
+        if not name or not _NAME.fullmatch(name):
+            return reply
+        # Only symbols that exist: asking about a new name must not create it.
+        literal = _wl_string(name)
+        usage = await self._on_loop(self._door.query(
+            f"If[Names[{literal}] === {{}}, $Failed, Replace[ToExpression[{literal}, "
+            f'InputForm, Hold], Hold[s_] :> MessageName[s, "usage"]]]'
+        ))
+        if isinstance(usage, str):
+            reply["data"] = {"text/plain": f"{name}\n\n{usage}"}
+            reply["found"] = True
+        return reply
+
+    async def do_is_complete(self, code: str) -> dict[str, Any]:
+        """Open brackets, strings or comments mean more input is coming."""
+        if balanced(code):
+            return {"status": "complete"}
+        return {"status": "incomplete", "indent": ""}
+
+    # -- shutdown
+
+    async def do_shutdown(self, restart: bool) -> dict[str, Any]:
+        """Leave the server (the server and its kernel live on)."""
+        # Called on Jupyter's control thread: the link is closed on the shell's loop.
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            closing = asyncio.run_coroutine_threadsafe(self._door.close(), loop)
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(closing), 5)
+            except (asyncio.TimeoutError, LinkError, OSError):
+                pass
+        return {"status": "ok", "restart": restart}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the kernel: ``linkserver-jupyter [--server NAME] -f CONNECTION_FILE``."""
+    from ipykernel.kernelapp import IPKernelApp
+
+    parser = argparse.ArgumentParser(
+        prog="linkserver-jupyter", add_help=False,
+        description="A Jupyter kernel that evaluates on a linkserver.",
+    )
+    parser.add_argument("--server", default=None, metavar="PORT@HOST[/POOL]")
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    LinkserverKernel.server = args.server or None
+    IPKernelApp.launch_instance(argv=rest, kernel_class=LinkserverKernel)
+
+
+if __name__ == "__main__":
+    main()
