@@ -73,3 +73,11 @@ def read_until_closed(socks: list[socket.socket], timeout: float) -> tuple[dict[
                 selector.unregister(sock)
     selector.close()
     return replies, still_open
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

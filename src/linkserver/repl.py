@@ -60,14 +60,16 @@ def balanced(text: str) -> bool:
     return depth <= 0 and not in_string and not in_comment
 
 
-def _head(expr: Any) -> str:
+def packet_head(expr: Any) -> str:
+    """The short name of a packet's head (``"ReturnPacket"``), or "" for anything else."""
     if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
         name: str = expr.head.name
         return name.rpartition("`")[2]
     return ""
 
 
-def _arg(expr: Any) -> str:
+def first_arg(expr: Any) -> str:
+    """A packet's first argument as text ("" without one)."""
     args = getattr(expr, "args", ())
     return str(args[0]) if args else ""
 
@@ -109,14 +111,14 @@ class TextSession:
                 if on_interrupt is not None:
                     on_interrupt()
                 continue
-            head = _head(packet)
+            head = packet_head(packet)
             if head == "InputNamePacket":
-                self.prompt = _arg(packet)
+                self.prompt = first_arg(packet)
                 return
             if head == "OutputNamePacket":
-                out_name = _arg(packet)
+                out_name = first_arg(packet)
             elif head in ("ReturnTextPacket", "ReturnPacket", "ReturnExpressionPacket"):
-                text_out = _arg(packet)
+                text_out = first_arg(packet)
                 if text_out in ("$Failed", "$Aborted"):
                     self.failed = True
                 print(f"{out_name}{text_out}", file=self.out, flush=True)
@@ -127,10 +129,10 @@ class TextSession:
             elif head == "TextPacket":
                 stream = self.err if self._in_message else self.out
                 self._in_message = False
-                print(_arg(packet), file=stream, flush=True)
+                print(first_arg(packet), file=stream, flush=True)
             elif head in ("InputPacket", "InputStringPacket"):
                 try:
-                    answer = self.ask(_arg(packet))
+                    answer = self.ask(first_arg(packet))
                 except EOFError:
                     answer = "$Canceled"
                 self.link.put(wl.EnterTextPacket(answer))
@@ -188,7 +190,7 @@ def _first_prompt(link: Link) -> str:
     link.put(wl.EvaluatePacket(WLSymbol("$Line")))
     while True:
         packet = link.get(timeout=30)
-        if _head(packet) == "ReturnPacket":
+        if packet_head(packet) == "ReturnPacket":
             line = packet.args[0] if packet.args else 0
             number = line + 1 if isinstance(line, int) else 1
             return f"In[{number}]:= "

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 
 from linkserver.door.jupyter_install import install  # noqa: E402
+from tests.procs import free_port  # noqa: E402
 from tests.timeouts import TIMEOUT  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -36,18 +36,12 @@ SERVER_START = TIMEOUT * 6  # the server loads Mathics3 before it listens
 KERNEL_START = TIMEOUT * 6  # a Jupyter kernel imports ipykernel and linkserver
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 @pytest.fixture(scope="module")
 def serving() -> Iterator[subprocess.Popen[str]]:
     """A shared-mode ``linkserver serve`` on a free port, still loading its kernel."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "linkserver", "serve", "--port", str(_free_port()),
+        [sys.executable, "-m", "linkserver", "serve", "--port", str(free_port()),
          "--mode", "shared", "--log-level", "warning"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -98,7 +92,7 @@ def specs(serving: subprocess.Popen[str], tmp_path_factory: pytest.TempPathFacto
         check=True, timeout=TIMEOUT * 3, capture_output=True,
     )
     prefix = tmp_path_factory.mktemp("jupyter-prefix")
-    install("ls-none", f"{_free_port()}@127.0.0.1", prefix=str(prefix))
+    install("ls-none", f"{free_port()}@127.0.0.1", prefix=str(prefix))
     signal_spec = install("ls-signal", address, prefix=str(prefix)) / "kernel.json"
     spec = json.loads(signal_spec.read_text())
     spec["interrupt_mode"] = "signal"  # Jupyter then sends SIGINT to the kernel process

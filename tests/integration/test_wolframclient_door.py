@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +47,7 @@ from linkserver.door.wolframclient_kernel import (
     parse_args,
 )
 from tests.procs import alive
+from tests.procs import free_port
 from tests.timeouts import TIMEOUT
 
 ROOT = Path(__file__).parents[2]
@@ -101,12 +101,6 @@ def session(local_kernel: Path) -> Iterator[WolframLanguageSession]:
         s.terminate()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 @pytest.fixture(scope="module")
 def linkserver_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
@@ -116,7 +110,7 @@ def linkserver_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     env = dict(os.environ, PYTHONUNBUFFERED="1", LINKSERVER_RUNTIME_DIR=str(runtime))
     env.pop("LINKSERVER_KEY", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "linkserver", "serve", "--port", str(_free_port()),
+        [sys.executable, "-m", "linkserver", "serve", "--port", str(free_port()),
          "--mode", "pool", "--pool-size", "3", "--pool-min", "1", "--log-level", "warning"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         text=True, env=env,

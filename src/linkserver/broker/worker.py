@@ -471,12 +471,7 @@ class KernelWorker:
         if request is None or self.kernel is None:
             return
         call.nested = request
-        self.current = request
-        request.started = time.perf_counter()
-        try:
-            self.kernel.link.put_payload_nowait(request.payload)
-        except LinkError:
-            pass  # the kernel's link is ending: _kernel_died answers the request
+        self._start(request)
 
     def _end_in_call(self, request: Request) -> bool:
         """``request`` was answered while calls wait: True if it was served inside one."""
@@ -644,6 +639,11 @@ class KernelWorker:
                 self._on_idle(self)
             return
         _link, request = self._queue.pop()
+        self._start(request)
+
+    def _start(self, request: Request) -> None:
+        """Make ``request`` the running one and send it to the kernel."""
+        assert self.kernel is not None
         self.current = request
         request.started = time.perf_counter()
         try:

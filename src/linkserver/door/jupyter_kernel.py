@@ -56,13 +56,12 @@ from typing import Any
 
 from ipykernel.kernelbase import Kernel
 from wolframclient.language import wl, wlexpr
-from wolframclient.language.expression import WLFunction, WLSymbol
 
 from .. import __version__
 from ..aio.client import Client as AsyncClient
 from ..errors import LinkError
 from ..names import DEFAULT_HOST, DEFAULT_PORT
-from ..repl import balanced
+from ..repl import balanced, first_arg, packet_head
 from ..security import default_address
 
 __all__ = ["LinkserverKernel", "main"]
@@ -82,18 +81,6 @@ _NAME_BEFORE = re.compile(r"[$A-Za-z][$A-Za-z0-9`]*$")
 # ...and after it.
 _NAME_AFTER = re.compile(r"^[$A-Za-z0-9`]*")
 _NAME = re.compile(r"`?[$A-Za-z][$A-Za-z0-9]*(`[$A-Za-z][$A-Za-z0-9]*)*")
-
-
-def _head(expr: Any) -> str:
-    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
-        name: str = expr.head.name
-        return name.rpartition("`")[2]
-    return ""
-
-
-def _arg(expr: Any) -> str:
-    args = getattr(expr, "args", ())
-    return str(args[0]) if args else ""
 
 
 def _wl_string(text: str) -> str:
@@ -282,7 +269,7 @@ class Door:
         out_form = ""
         while True:
             packet = await link.get(None)
-            head = _head(packet)
+            head = packet_head(packet)
             event: Event | None = None
             if syntax is not None:
                 if head == "SyntaxPacket":  # the cell itself did not parse
@@ -292,22 +279,22 @@ class Door:
                 self._forward(event, held, deliver)
                 event, message = None, ""
             if head == "InputNamePacket":
-                match = _IN_NAME.search(_arg(packet))
+                match = _IN_NAME.search(first_arg(packet))
                 line = int(match.group(1)) - 1 if match else None
                 break
             if head == "OutputNamePacket":
-                match = _OUT_NAME.search(_arg(packet))
+                match = _OUT_NAME.search(first_arg(packet))
                 out_line = int(match.group(1)) if match else None
                 out_form = (match.group(2) or "") if match else ""
             elif head in ("ReturnTextPacket", "ReturnPacket", "ReturnExpressionPacket"):
-                event = Result(out_line, _arg(packet), out_form)
+                event = Result(out_line, first_arg(packet), out_form)
                 out_line, out_form = None, ""
             elif head == "MessagePacket" and len(packet.args) == 2:
                 symbol, tag = packet.args
                 symbol_name = getattr(symbol, "name", str(symbol)).rpartition("`")[2]
                 message = f"{symbol_name}::{getattr(tag, 'name', tag)}"
             elif head == "TextPacket":
-                text = _arg(packet) + "\n"
+                text = first_arg(packet) + "\n"
                 if message.startswith("Syntax::"):
                     syntax = Stream("stderr", text)
                 else:
@@ -316,7 +303,7 @@ class Door:
             elif head in ("InputPacket", "InputStringPacket"):
                 # Asked at once, even when results are held: the user must see the prompt.
                 answer: concurrent.futures.Future[str] = concurrent.futures.Future()
-                deliver(InputRequest(_arg(packet), answer))
+                deliver(InputRequest(first_arg(packet), answer))
                 await link.put(wl.EnterTextPacket(await asyncio.wrap_future(answer)))
             if event is not None:
                 self._forward(event, held, deliver)
