@@ -9,7 +9,7 @@ PORT ?= 31415
 # runs for 10 minutes and is run by hand).
 BENCHES := $(filter-out bench/harness.py bench/peers.py bench/soak.py,$(wildcard bench/*.py))
 
-# Seconds each fuzz target runs under `make fuzz` (`make test` runs each for 20 s).
+# Seconds each fuzz target runs under `make fuzz` (`make test` runs each for 10 s).
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := wxf protocol
 

@@ -2,7 +2,7 @@
 
 This is how CI fuzzes: ``make test`` runs these. Each target runs as its own
 process (libFuzzer owns the process) on its seed corpus, for
-``LINKSERVER_FUZZ_SECONDS`` seconds (default 20); new inputs go to a
+``LINKSERVER_FUZZ_SECONDS`` seconds (default 10); new inputs go to a
 temporary folder, so the committed seeds stay as they are. A crash, an
 exception other than the allowed ones, or a hang (``-timeout``) makes
 libFuzzer exit non-zero and this test fail with the reproducer's path and
@@ -23,7 +23,7 @@ pytest.importorskip("atheris", reason="atheris is not installed (Linux x86_64, C
 pytestmark = pytest.mark.slow
 
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
-SECONDS = int(os.environ.get("LINKSERVER_FUZZ_SECONDS", "20"))
+SECONDS = int(os.environ.get("LINKSERVER_FUZZ_SECONDS", "10"))
 PER_INPUT = 10  # seconds one input may take before libFuzzer calls it a hang
 
 
