@@ -287,6 +287,8 @@ def write_connection_file(info: ConnectionInfo, directory: Path | None = None) -
     path = directory / f"server-{label}-{info.pid}.json"
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.stat().st_uid == os.getuid() and directory.stat().st_mode & 0o077:
+            directory.chmod(0o700)  # an existing directory others could list or write
         _write_private(path, info.to_json().encode("utf-8"))
     except OSError as exc:
         raise SecurityError(

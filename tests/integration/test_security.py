@@ -149,9 +149,10 @@ def test_a_bad_certificate_pair_is_one_sentence(tmp_path: Path, certificate: tup
 
 def test_connection_files_are_private_found_by_address_and_skip_dead_servers(tmp_path: Path) -> None:
     info = security.ConnectionInfo(address="4000@127.0.0.1", key=ADMIN, pools=["default"])
+    tmp_path.chmod(0o755)
     path = security.write_connection_file(info, tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(tmp_path.stat().st_mode) & 0o077 == 0 or tmp_path.exists()
+    assert stat.S_IMODE(tmp_path.stat().st_mode) & 0o077 == 0  # made private
     found = security.find_connection("4000@localhost", tmp_path)
     assert found is not None and found.key == ADMIN and found.pools == ["default"]
     assert security.find_connection("4000@127.0.0.1/other", tmp_path) is not None
