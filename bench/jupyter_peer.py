@@ -81,18 +81,22 @@ def through_jupyter(name: str, argv: list[str], spec_root: Path) -> tuple[list[f
         km.shutdown_kernel(now=True)
 
 
+def first_working_kernel(spec_root: Path) -> tuple[str, list[float], float]:
+    """Measure the first kernel of :data:`KERNELS` that runs: ``(name, samples, start)``."""
+    for name, argv in KERNELS.items():
+        try:
+            samples, first = through_jupyter(name, argv, spec_root)
+            return name, samples, first
+        except Exception as exc:  # fall back to the next kernel, saying why
+            print(f"# jupyter kernel {name} failed: {exc!r}; trying the next", flush=True)
+    raise SystemExit("no Jupyter kernel could run")
+
+
 def main() -> None:
     print(f"# cpus allowed: {cpu_placement()}; kernels run in separate processes")
     server, _first = asyncio.run(through_server())  # the same figure as kernel_roundtrip.py
     with tempfile.TemporaryDirectory() as tmp:
-        for name, argv in KERNELS.items():
-            try:
-                samples, first = through_jupyter(name, argv, Path(tmp))
-                break
-            except Exception as exc:  # fall back to the next kernel, saying why
-                print(f"# jupyter kernel {name} failed: {exc!r}; trying the next", flush=True)
-        else:
-            raise SystemExit("no Jupyter kernel could run")
+        name, samples, first = first_working_kernel(Path(tmp))
     jupyter = statistics.median(samples)
     print(f"# jupyter kernel used: {name}")
     report(f"jupyter.roundtrip_1plus1.{name}", jupyter * 1e6, "us")

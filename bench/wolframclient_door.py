@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from harness import cpu_placement, report
-from jupyter_peer import KERNELS, p99, through_jupyter
+from jupyter_peer import first_working_kernel, p99
 from wolframclient.evaluation import WolframLanguageSession
 from wolframclient.language import wlexpr
 
@@ -104,14 +104,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-        for name, argv in KERNELS.items():
-            try:
-                jupyter_samples, jupyter_first = through_jupyter(name, argv, root / "jupyter")
-                break
-            except Exception as exc:  # fall back to the next kernel, saying why
-                print(f"# jupyter kernel {name} failed: {exc!r}; trying the next", flush=True)
-        else:
-            raise SystemExit("no Jupyter kernel could run")
+        name, jupyter_samples, jupyter_first = first_working_kernel(root / "jupyter")
     local_median = statistics.median(local)
     remote_median = statistics.median(remote)
     jupyter = statistics.median(jupyter_samples)

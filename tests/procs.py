@@ -81,3 +81,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def read_to_eof(sock: socket.socket, timeout: float) -> bytes:
+    """Everything ``sock`` receives until the peer closes it (or resets it)."""
+    chunks = []
+    sock.settimeout(timeout)
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

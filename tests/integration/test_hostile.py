@@ -21,7 +21,7 @@ from linkserver.demo import greet_and_echo
 from linkserver.protocol.framing import FrameKind
 from linkserver.protocol.handshake import MAGIC, NOT_LINKSERVER_LINE, ClientHello
 from linkserver.protocol.oob import CloseCode, decode_close
-from tests.procs import open_fds, read_until_closed
+from tests.procs import open_fds, read_to_eof, read_until_closed
 from tests.timeouts import TIMEOUT, wait_until
 
 HANDSHAKE_TIMEOUT = 1.5
@@ -51,21 +51,8 @@ def raw_exchange(server: linkserver.LinkServer, data: bytes) -> bytes:
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server may close before we finish writing
-        return read_to_eof(sock)
+        return read_to_eof(sock, TIMEOUT)
 
-
-def read_to_eof(sock: socket.socket) -> bytes:
-    chunks = []
-    sock.settimeout(TIMEOUT)
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def assert_one_line(reply: bytes) -> None:
@@ -141,7 +128,7 @@ def test_slowloris_is_cut_off_by_the_handshake_limit(server: linkserver.LinkServ
                 time.sleep(1.0)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        reply = read_to_eof(sock)
+        reply = read_to_eof(sock, TIMEOUT)
     assert sent < len(MAGIC)
     assert reply.startswith(b"linkserver: no handshake within")
     assert_one_line(reply)

@@ -37,7 +37,7 @@ import linkserver
 from linkserver.protocol.framing import FrameKind
 from linkserver.protocol.handshake import MAGIC, NOT_LINKSERVER_LINE, ClientHello
 from linkserver.protocol.oob import CloseCode, decode_close
-from tests.procs import read_until_closed
+from tests.procs import read_to_eof, read_until_closed
 from tests.timeouts import TIMEOUT, wait_until
 
 pytestmark = pytest.mark.slow
@@ -127,19 +127,6 @@ def assert_serves(served: Served) -> None:
         assert client.evaluate(wl.Plus(40, 2)) == 42
 
 
-def read_to_eof(sock: socket.socket) -> bytes:
-    chunks = []
-    sock.settimeout(TIMEOUT)
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
 
 def exchange(served: Served, data: bytes) -> bytes:
     """Send ``data`` on a fresh connection, read until the server closes it."""
@@ -149,7 +136,7 @@ def exchange(served: Served, data: bytes) -> bytes:
                 sock.sendall(data)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the server may close before we finish writing
-        return read_to_eof(sock)
+        return read_to_eof(sock, TIMEOUT)
 
 
 def assert_rejection(reply: bytes) -> None:
@@ -183,7 +170,7 @@ def slowloris(served: Served) -> bytes:
                 time.sleep(HANDSHAKE_TIMEOUT / 3)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        return read_to_eof(sock)
+        return read_to_eof(sock, TIMEOUT)
 
 
 def reset_mid_frame(served: Served) -> None:
