@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, aio, discovery, records
+from . import __version__, aio, discovery, records, wxf
 from .aio.link import LinkSettings
 from .aio.server import DEFAULT_MAX_LINKS
 from .broker.worker import DEFAULT_MAX_QUEUED
@@ -65,6 +65,16 @@ def _env(name: str, default: str) -> str:
 
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("", "none", "0") else float(text)
+
+
+def _max_digits(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of digits") from None
+    if value < 600:
+        raise argparse.ArgumentTypeError(f"{value} is below 600 digits, the least allowed")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-frame-size", type=int,
                        default=int(_env("MAX_FRAME_SIZE", str(DEFAULT_MAX_FRAME_SIZE))),
                        help="largest expression accepted, in encoded bytes (default: %(default)s)")
+    serve.add_argument("--max-digits", type=_max_digits,
+                       default=_max_digits(_env("MAX_DIGITS", str(wxf.DEFAULT_MAX_DIGITS))),
+                       help="most decimal digits of a big integer or real in a result or a "
+                       "request; more are refused with a clear error (default: %(default)s)")
     serve.add_argument("--max-links", type=int, default=int(_env("MAX_LINKS", str(DEFAULT_MAX_LINKS))),
                        help="client links at most; one more is refused with a reason "
                        "(default: %(default)s)")
@@ -285,6 +299,9 @@ def _client_address(name: str) -> str:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    # The kernels this server starts inherit the bound through the environment.
+    wxf.set_max_digits(args.max_digits)
+    os.environ["LINKSERVER_MAX_DIGITS"] = str(args.max_digits)
     advertiser = discovery.Advertiser(args.advertise, args.interface) if args.advertise else None
     security = _Security(args)
     settings = LinkSettings(

@@ -595,21 +595,20 @@ def test_loads_rejects_non_bytes() -> None:
         (np.array([1], dtype="u8").view(PackedArray), "packed array cannot hold"),
         (np.bool_(True), "numpy.bool"),
         (datetime.time(1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")), "no fixed UTC offset"),
-        (10**5000, "digits"),
-        (decimal.Decimal("1E+999999999"), "fixed-point"),
+        # Beyond the digit bound, which the test sets to 1000.
+        (10**5000, "integer of about 5001 digits exceeds the limit of 1000"),
+        (decimal.Decimal("1." + "1" * 1000), "real of 1001 digits exceeds"),
     ],
     ids=lambda v: type(v).__name__,
 )
 def test_unencodable_values_raise_wxf_encode_error(value: object, message: str) -> None:
-    # Python's default digit limit: Mathics3, imported by other tests in this
-    # process, raises it, which would make 10**5000 encodable.
-    old_limit = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(4300)
+    old_limit = wxf.get_max_digits()
+    wxf.set_max_digits(1000)
     try:
         with pytest.raises(WXFEncodeError, match=message) as info:
             wxf.dumps(value)
     finally:
-        sys.set_int_max_str_digits(old_limit)
+        wxf.set_max_digits(old_limit)
     assert isinstance(info.value, TypeError)
 
 
@@ -659,6 +658,7 @@ def test_vector_paths_agree_with_scalar_code() -> None:
 def test_public_names() -> None:
     assert set(linkserver.wxf.__all__) == {
         "DEFAULT_MAX_DEPTH", "DEFAULT_MAX_SIZE", "ArrayType", "Token", "dumps", "loads",
+        "DEFAULT_MAX_DIGITS", "get_max_digits", "set_max_digits",
     }  # fmt: skip
     for name in linkserver.wxf.__all__:
         assert getattr(linkserver.wxf, name) is not None

@@ -314,11 +314,15 @@ class KernelLoop:
 
         Raises:
             KernelExit: the link is closed or broken.
+            WXFEncodeError: ``expr`` has no WXF form.
+            LimitError: ``expr`` is larger than a frame may be.
         """
         link = self._link
         assert link is not None
         try:
             link.put(expr)
+        except (WXFEncodeError, LimitError):
+            raise  # this answer cannot travel; the link is fine (see _put)
         except LinkError as exc:
             raise KernelExit(EXIT_OK) from exc
 

@@ -994,6 +994,15 @@ class MathicsKernel(KernelLoop):
         except ValueError as exc:
             if str(exc) in ("mpz.pow outrageous exponent", "mpq.pow outrageous exp num"):
                 return self._overflow()  # as Evaluation.evaluate answers it
+            if "integer string conversion" in str(exc):
+                # Mathics3 (and sympy under it) convert some integers to text
+                # with Python's int/str, which it caps at 7000 digits.
+                return _internal_error(
+                    f"Mathics3 converts integers to text only up to "
+                    f"$MaxLengthIntStringConversion = {sys.get_int_max_str_digits()} digits "
+                    "here; evaluate $MaxLengthIntStringConversion = 0 to lift the cap (each "
+                    "conversion then costs time quadratic in its digits)"
+                )
             log.exception("! kernel: Mathics3 raised in an evaluation")
             return _internal_error(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # the documented boundary: answer, don't die

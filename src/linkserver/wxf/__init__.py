@@ -22,8 +22,15 @@ strings, binary strings, symbols, functions, associations with rules and
 delayed rules, packed and numeric arrays of every element type, and the
 compressed ``8C:`` form.
 
-The package holds the codec only, in pure Python and free of I/O:
-:mod:`.tokens` names the format's bytes, :mod:`.varint` its lengths,
+Big integers and big reals travel as decimal digits, converted in
+subquadratic time and never bound by Python's ``sys.int_max_str_digits``;
+linkserver's own bound, 10^7 digits by default, refuses larger ones with a
+clear error (:func:`get_max_digits`, :func:`set_max_digits`, the environment
+variable ``LINKSERVER_MAX_DIGITS``; see :mod:`.digits`).
+
+The package holds the codec only, in Python (GMP converts the digits of big
+numbers) and free of I/O: :mod:`.tokens` names the format's bytes,
+:mod:`.varint` its lengths, :mod:`.digits` the digits of big numbers,
 :mod:`.encoder` and :mod:`.decoder` do the work.  Framing the payloads on a
 link is :mod:`linkserver.protocol`'s job.
 """
@@ -31,14 +38,18 @@ link is :mod:`linkserver.protocol`'s job.
 from __future__ import annotations
 
 from .decoder import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, loads
+from .digits import DEFAULT_MAX_DIGITS, get_max_digits, set_max_digits
 from .encoder import dumps
 from .tokens import ArrayType, Token
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_DIGITS",
     "DEFAULT_MAX_SIZE",
     "ArrayType",
     "Token",
     "dumps",
+    "get_max_digits",
     "loads",
+    "set_max_digits",
 ]

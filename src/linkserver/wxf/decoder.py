@@ -77,6 +77,7 @@ from .tokens import (
     ArrayType,
     Token,
 )
+from .digits import get_max_digits, int_of, too_many_digits
 from .varint import MAX_VARINT_BYTES, decode_varint
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_SIZE", "loads"]
@@ -490,10 +491,9 @@ def _new_symbol(key: bytes, symbols: dict[bytes, object], pos: int, where: str) 
 
 def _big_integer(raw: bytes, pos: int, where: str) -> int:
     try:
-        return int(raw)
+        # Subquadratic, bounded by our own limit, not sys.int_max_str_digits.
+        return int_of(raw)
     except ValueError as exc:
-        # Also reached beyond sys.int_max_str_digits, Python's guard against
-        # quadratic-time conversion of huge digit strings.
         raise WXFDecodeError(f"invalid big integer: {exc}{where}", position=pos) from None
 
 
@@ -501,7 +501,14 @@ def _big_real(raw: bytes, pos: int, where: str) -> decimal.Decimal:
     match = _BIG_REAL.fullmatch(raw)
     if match is None:
         raise WXFDecodeError(f"invalid big real {raw[:40]!r}{where}", position=pos)
-    text = match.group("mantissa").decode("ascii")
+    mantissa = match.group("mantissa")
+    if len(mantissa) > get_max_digits():
+        count = len(mantissa) - mantissa.count(b".") - (mantissa[:1] in b"+-")
+        if count > get_max_digits():
+            raise WXFDecodeError(
+                f"invalid big real: {too_many_digits('a real', count)}{where}", position=pos
+            )
+    text = mantissa.decode("ascii")
     exponent = match.group("exponent")
     if exponent is not None:
         text = f"{text}e{exponent.decode('ascii')}"

@@ -86,6 +86,7 @@ from .tokens import (
     ArrayType,
     Token,
 )
+from .digits import digits_of, get_max_digits, too_many_digits
 from .varint import encode_varint
 
 __all__ = ["dumps", "encode_parts"]
@@ -164,10 +165,9 @@ _SYMBOLS: dict[str, bytes] = {
 #: decimal context precision when the module is imported, as there.
 _DECIMAL_PRECISION = decimal.getcontext().prec
 
-#: Longest fixed-point text written for a Decimal.  The form is
-#: wolframclient's; the bound keeps a tiny value such as Decimal("1E+10**9")
-#: (which loads() can return) from turning into gigabytes of zeros.
-_MAX_DECIMAL_DIGITS = 100_000
+#: Most zeros a Decimal's exponent may add to its fixed-point text (the form
+#: wolframclient writes); beyond, the text is mantissa`precision*^exponent.
+_MAX_FIXED_POINT_ZEROS = 100_000
 
 #: Shared with the decoder's default, so that what is written can be read.
 _DEFAULT_MAX_DEPTH = DEFAULT_MAX_DEPTH
@@ -207,14 +207,10 @@ def _int_part(value: int) -> bytes:
     if -9223372036854775808 <= value < 9223372036854775808:
         return _pack_L(_L, value)
     try:
-        digits = b"%d" % value
+        # Subquadratic, bounded by our own limit, not sys.int_max_str_digits.
+        digits = digits_of(value)
     except ValueError as exc:
-        # Python refuses int -> str conversions beyond sys.int_max_str_digits
-        # (a guard against quadratic-time conversion); we keep that guard.
-        raise WXFEncodeError(
-            f"int with more than {sys.get_int_max_str_digits()} digits cannot be "
-            "written as a WXF big integer (see sys.set_int_max_str_digits)"
-        ) from exc
+        raise WXFEncodeError(f"cannot write a big integer: {exc}") from None
     return bytes((Token.BIG_INTEGER,)) + encode_varint(len(digits)) + digits
 
 
@@ -653,16 +649,24 @@ def _encode_decimal(x: Any, append: _Append) -> object:
     elif x.is_nan():
         append(_INDETERMINATE)
     else:
-        # wolframclient writes fixed-point digits; refuse before building a
-        # text of absurd length (Decimal("1E+999999999") is a short value).
+        # wolframclient writes fixed-point digits with its accuracy mark. A
+        # value whose fixed-point form would be mostly zeros
+        # (Decimal("1E+999999999") is a short value) is written as
+        # mantissa`precision*^exponent instead, a form the Wolfram Language
+        # and wolframclient also read; beyond the bound in significant digits
+        # it is refused.
         sign, digits, exponent = x.as_tuple()
-        length = len(digits) + abs(int(exponent))
-        if length > _MAX_DECIMAL_DIGITS:
+        limit = get_max_digits()
+        if len(digits) > limit:
             raise WXFEncodeError(
-                f"Decimal {x!r} would need about {length} digits in fixed-point "
-                f"form; at most {_MAX_DECIMAL_DIGITS} are written"
+                f"cannot write a big real: {too_many_digits('a real', len(digits))}"
             )
-        text = f"{x:f}``{_DECIMAL_PRECISION:d}".encode("ascii")
+        if abs(int(exponent)) <= _MAX_FIXED_POINT_ZEROS:
+            text = f"{x:f}``{_DECIMAL_PRECISION:d}".encode("ascii")
+        else:
+            scientific = f"{x:e}"  # d.ddde+N, every digit kept
+            mantissa, _, power = scientific.partition("e")
+            text = f"{mantissa}`{len(digits)}.*^{int(power)}".encode("ascii")
         append(bytes((Token.BIG_REAL,)) + encode_varint(len(text)) + text)
     return _DONE
 
