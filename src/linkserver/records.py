@@ -109,6 +109,7 @@ EVENTS: dict[str, tuple[str, int]] = {
     "kernel-died": (_BROKER, _WARNING),
     "kernel-replaced": (_BROKER, _INFO),
     "kernel-start-failed": (_BROKER, _WARNING),
+    "kernel-bad-packet": (_BROKER, _WARNING),
     "request-done": (_BROKER, _INFO),
     "request-failed": (_BROKER, _INFO),
     "pool-refused": (_BROKER, _WARNING),

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from wolframclient.language import wl
-from wolframclient.language.expression import WLSymbol
 
 from . import records, wxf
 from .aio.link import Link, LinkSettings
@@ -36,7 +35,7 @@ from .errors import LinkError
 from .kernel.process import KernelLauncher
 from .kernel.spec import KernelSpec
 from .names import DEFAULT_HOST, DEFAULT_PORT
-from .protocol import CloseCode
+from .protocol import CloseCode, answers
 from .status import STATUS_MESSAGE, status_expr
 from .wxf.peek import head_name
 
@@ -300,12 +299,10 @@ class KernelService:
             link.set_receiver(lambda p: self._first_packet(link, p))
             raise SelectError("nopersist", str(exc)) from None
 
-    def _refuse(self, link: Link, tag: str, text: str) -> None:
-        packets = [wl.MessagePacket(wl.LinkServer, tag), wl.TextPacket(f"LinkServer::{tag}: {text}"),
-                   wl.ReturnPacket(WLSymbol("$Failed"))]
-        for packet in packets:
+    def _refuse(self, link: Link, tag: str, text: str, final: str = answers.EVALUATE_FINAL) -> None:
+        for packet in answers.failure(final, tag, text):
             if not link.closed:
-                link.put_payload_nowait(wxf.dumps(packet))
+                link.put_payload_nowait(packet)
 
     async def wait_stop_requested(self) -> None:
         """Wait until a client asked the server to stop (``$KeepRunning = False``)."""
@@ -318,16 +315,13 @@ class KernelService:
             return False
         final = as_request(payload)[1]
         if not self.allowed(link, self.stop_allowed):
-            self._refuse(link, "notallowed", f"only {self._who(self.stop_allowed)} may stop the server")
+            self._refuse(link, "notallowed",
+                         f"only {self._who(self.stop_allowed)} may stop the server", final)
             records.event("access-denied", link=records.link_ref(link), peer=link.peer, what="stop")
             return True
         records.event("service-stop-requested", link=records.link_ref(link), peer=link.peer)
-        if final == "InputNamePacket":
-            answer = [wl.ReturnTextPacket("False"), wl.InputNamePacket("In[?]:= ")]
-        else:
-            answer = [wl.ReturnPacket(False)]
-        for packet in answer:
-            link.put_payload_nowait(wxf.dumps(packet))
+        for packet in answers.value(final, False):
+            link.put_payload_nowait(packet)
         if self._stop_requested is not None:
             self._stop_requested.set()
         return True

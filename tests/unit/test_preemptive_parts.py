@@ -8,7 +8,7 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 import linkserver
 from linkserver import wxf
 from linkserver.broker.queue import FairQueue
-from linkserver.broker.worker import _preemptive_packet
+from linkserver.broker.core import _preemptive_packet
 from linkserver.kernel.loop import is_preemptive
 from linkserver.protocol import UrgentMessage
 from linkserver.protocol.oob import decode_message, encode_message

@@ -27,14 +27,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wolframclient.language import wl
-from wolframclient.language.expression import WLSymbol
-
-from .. import records, wxf
+from .. import records
 from ..aio.link import Link
 from ..errors import LinkError
 from ..kernel.process import KernelError, KernelHandle, KernelLauncher
-from ..protocol import CloseCode
+from ..protocol import CloseCode, answers
 from .control import Control
 from .worker import DEFAULT_MAX_QUEUED, KernelWorker, as_request
 
@@ -57,15 +54,9 @@ def _refuse_pending(link: Link, reason: str) -> None:
             final = as_request(payload)[1]
         except LinkError:
             final = "ReturnPacket"
-        packets = [wl.MessagePacket(wl.LinkServer, "shutdown"),
-                   wl.TextPacket(f"LinkServer::shutdown: {reason}")]
-        if final == "InputNamePacket":  # the shape of worker.py's failure answers
-            packets += [wl.ReturnTextPacket("$Failed"), wl.InputNamePacket("In[?]:= ")]
-        else:
-            packets.append(wl.ReturnPacket(WLSymbol("$Failed")))
         try:
-            for packet in packets:
-                link.put_payload_nowait(wxf.dumps(packet))
+            for packet in answers.failure(final, "shutdown", reason):
+                link.put_payload_nowait(packet)
         except LinkError:
             return  # the client is gone: nobody is left to answer
 

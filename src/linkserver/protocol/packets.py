@@ -49,6 +49,7 @@ __all__ = [
     "UNINSTALL",
     "packet_from_expr",
     "packet_type",
+    "short_head",
 ]
 
 
@@ -316,6 +317,16 @@ class InputStringPacket(Packet):
 _BY_HEAD: dict[str, type[Packet]] = {
     cls.head: cls for cls in Packet.__subclasses__()
 }
+
+
+def short_head(name: str | None) -> str | None:
+    """Return a head's name without its context (``"System`ReturnPacket"`` -> ``"ReturnPacket"``).
+
+    Packet heads are recognised by their short name, so that a client that
+    writes ``System`ReturnPacket`` and one that writes ``ReturnPacket`` mean the
+    same packet. ``None`` (no head) stays ``None``.
+    """
+    return name.rpartition("`")[2] if name else name
 
 
 def _head_name(expr: Any) -> str | None:
