@@ -16,7 +16,7 @@ from typing import Any
 
 import mathics
 import pytest
-from wolframclient.language import wl
+from wolframclient.language import wl, wlexpr
 from wolframclient.language.expression import WLFunction, WLSymbol
 
 import linkserver
@@ -216,6 +216,28 @@ def test_enter_text_syntax_error(kernel: Kernel) -> None:
     assert packets[1].args[0].startswith("Syntax::sntxf:")
     assert packets[2] == p("SyntaxPacket", 3)  # the ")" is the 3rd character
     assert packets[3] == p("InputNamePacket", f"In[{n}]:= ")  # the line is not used up
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("1 + 1", 2),
+        ("textX = 3; textX^2", 9),
+        ("(* a comment *) 6*7", 42),
+        ("1\n2", 2),  # two lines: ToExpression's answer, the last one
+    ],
+)
+def test_text_input_means_what_to_expression_means(kernel: Kernel, text: str, answer: Any) -> None:
+    # Client.evaluate("text") sends ToExpression["text"]; the kernel parses the
+    # text itself when it can, and must answer exactly as ToExpression does.
+    packets = kernel.request(wl.EvaluatePacket(wlexpr(text)))
+    assert packets == [p("ReturnPacket", answer)]
+
+
+def test_text_input_with_a_syntax_error_gets_to_expressions_message(kernel: Kernel) -> None:
+    packets = kernel.request(wl.EvaluatePacket(wlexpr("1 +")))
+    assert packets[0] == p("MessagePacket", wl.Syntax, "sntxi")
+    assert packets[-1] == p("ReturnPacket", WLSymbol("$Failed"))
 
 
 def test_enter_expression(kernel: Kernel) -> None:

@@ -78,6 +78,28 @@ def test_preemptive_request_is_served_during_another_evaluation(shared: KernelSe
         ]
 
 
+def test_preemptive_request_is_served_during_a_pause(shared: KernelService) -> None:
+    # The seed's recipe: a kernel pausing while preemptive links are served.
+    # If the preemptive request waited for the pause to end, A would answer
+    # the symbol setDuringPause unevaluated; the pause is well inside LIMIT.
+    with linkserver.connect(shared.name) as a, linkserver.Client(shared.name) as b:
+        a.put(wl.EvaluatePacket(wlexpr(
+            f'Print["pausing"]; Pause[{0.9 * LIMIT}]; setDuringPause'
+        )))
+        assert a.get(KERNEL_TIMEOUT) == wl.TextPacket("pausing")
+        assert b.evaluate("setDuringPause = 1 + 1", preemptive=True) == 2
+        assert not a.ready()  # B was answered while A still paused
+        assert collect(a, "ReturnPacket", KERNEL_TIMEOUT) == [wl.ReturnPacket(2)]
+
+
+def test_abort_stops_a_pause_at_once(shared: KernelService) -> None:
+    with linkserver.connect(shared.name) as a:
+        a.put(wl.EvaluatePacket(wlexpr(f'Print["pausing"]; Pause[{10 * LIMIT}]; 1')))
+        assert a.get(KERNEL_TIMEOUT) == wl.TextPacket("pausing")
+        a.abort()
+        assert collect(a, "ReturnPacket", KERNEL_TIMEOUT) == [wl.ReturnPacket(ABORTED)]
+
+
 def test_ordinary_request_waits_for_the_running_one(shared: KernelService) -> None:
     with (
         linkserver.connect(shared.name) as a,

@@ -109,6 +109,7 @@ from mathics.core.interrupt import (
 )
 from mathics.core.load_builtin import import_and_load_builtins, mathics3_builtins_modules
 from mathics.core.parser import MathicsMultiLineFeeder
+from mathics.core.parser import parse as parser_parse
 from mathics.core.parser import util as parser_util
 from mathics.core.rules import Rule
 from mathics.core.symbols import Symbol, SymbolNull
@@ -119,8 +120,10 @@ from mathics.core.systemsymbols import (
     SymbolIn,
     SymbolOut,
     SymbolOverflow,
+    SymbolPause,
     SymbolThrow,
 )
+from mathics.eval.datetime import eval_pause, valid_time_from_expression
 from mathics.session import MathicsSession
 from wolframclient.language.expression import WLFunction, WLSymbol
 
@@ -183,8 +186,15 @@ log = logging.getLogger("linkserver.kernel")
 
 #: Seconds between asking an evaluation to stop (Mathics3's cooperative flag)
 #: and interrupting it by signal. Every Mathics3 evaluation step checks the
-#: flag, so only code outside the evaluator (sympy, Pause) waits this long.
+#: flag, so only code outside the evaluator (sympy, a C call) waits this long.
 ABORT_GRACE = 0.5
+
+#: Heads of the text-input request ToExpression["text"] (see MathicsKernel._parsed).
+_TO_EXPRESSION = frozenset({"ToExpression", "System`ToExpression"})
+
+#: Longest wait of a Pause between two looks at TimeConstrained's flag (the
+#: kernel's own stops and preemptive requests wake it at once).
+_PAUSE_SLICE = 0.02
 
 # Exit codes of the process (loop.py's EXIT_OK: TERMINATE, the link closed,
 # Quit[] / Exit[]).
@@ -345,6 +355,42 @@ class _InputStringBuiltin(Builtin):  # type: ignore[misc]
         return _read(evaluation, prompt, "string")
 
 
+class _PauseBuiltin(Builtin):  # type: ignore[misc]
+    """
+    <url>:WMA link:https://reference.wolfram.com/language/ref/Pause.html</url>
+    <dl>
+      <dt>'Pause[n]'
+      <dd>pauses for at least $n$ seconds.
+    </dl>
+    """
+
+    # Mathics3's Pause sleeps in slices and looks only at TimeConstrained's
+    # flag: a preemptive request or an abort waited for the whole pause. Ours
+    # waits on the kernel's wake-up, so both are served at once (the seed's
+    # recipe is a kernel looping on Pause while preemptive links are served).
+    name = "Pause"
+    context = "System`"
+    attributes = A_PROTECTED
+    messages = {
+        "numnm": "Non-negative machine-sized number expected at position 1 in `1`.",
+    }
+    summary_text = "pause for a number of seconds"
+
+    def eval(self, n: Any, evaluation: Any) -> Any:
+        "Pause[n_]"
+        try:
+            seconds = valid_time_from_expression(n, evaluation)
+        except ValueError:
+            evaluation.message("Pause", "numnm", Expression(SymbolPause, n))
+            return None
+        pause = getattr(evaluation.output, "pause", None)
+        if pause is None:  # a session without a kernel loop
+            eval_pause(seconds, evaluation)
+        else:
+            pause(evaluation, seconds)
+        return SymbolNull
+
+
 class _CallBuiltin(Builtin):  # type: ignore[misc]
     """
     <dl>
@@ -413,6 +459,9 @@ class _LinkOutput(Output):  # type: ignore[misc]
 
     def call_installed(self, evaluation: Any, owner: int, index: int, args: Any) -> Any:
         return self.kernel._call_installed(evaluation, owner, index, args)
+
+    def pause(self, evaluation: Any, seconds: float) -> None:
+        self.kernel._pause(evaluation, seconds)
 
 
 class _KernelEvaluation(Evaluation):  # type: ignore[misc]
@@ -562,6 +611,7 @@ class MathicsKernel(KernelLoop):
         for builtin in (
             _InputBuiltin(expression=False),
             _InputStringBuiltin(expression=False),
+            _PauseBuiltin(expression=False),
             _CallBuiltin(expression=False),
             _LinkServerBuiltin(expression=False),
         ):
@@ -582,6 +632,9 @@ class MathicsKernel(KernelLoop):
         # Request state (loop.py), shared with the loop and watchdog threads.
         super().__init__()
         self._in_eval = False  # inside Mathics3 code; written by the main thread only
+        # Set (after the evaluation's stop flag) by every stop and PREEMPT: what
+        # a Pause waits on (_pause).
+        self._wake = threading.Event()
         self._input_waiter: concurrent.futures.Future[bytes] | None = None
         self._call_serial = 0  # calls of installed functions made so far
         self._watchdog: _Watchdog | None = None
@@ -660,6 +713,7 @@ class MathicsKernel(KernelLoop):
         # flag and then reads _stop_serial, so one of the two sees the stop.
         cancel: list[concurrent.futures.Future[bytes]] = []
         self._main_evaluation.stopped = True
+        self._wake.set()
         if self._input_waiter is not None:
             cancel.append(self._input_waiter)
         # While a nested preemptive request runs, the stop waits for it (and
@@ -671,6 +725,7 @@ class MathicsKernel(KernelLoop):
     def _stop_nested_preemptive(self) -> list[concurrent.futures.Future[bytes]]:
         # With _lock held, after _preempt_stop is written (as _stop_in_hand).
         self._preempt_evaluation.stopped = True
+        self._wake.set()
         tag = self._preempt_tag
         if self._can_signal and self._watchdog is not None and tag is not None:
             self._watchdog.arm(
@@ -705,6 +760,30 @@ class MathicsKernel(KernelLoop):
         # Loop thread, after _preempt_pending is set. Harmless when idle:
         # _guarded clears the flag before each request.
         self._main_evaluation.stopped = True
+        self._wake.set()
+
+    def _pause(self, ev: Any, seconds: float) -> None:
+        """Main thread: ``Pause[seconds]``, serving stops and preemptive requests at once.
+
+        The wait is on :attr:`_wake`, which every stop and PREEMPT sets after
+        the evaluation's flag; the safe point then does what the flag asks.
+        ``TimeConstrained`` sets only Mathics3's ``timeout`` flag, so the wait
+        looks at it every :data:`_PAUSE_SLICE` seconds.
+
+        Raises:
+            TimeoutInterrupt: the evaluation must stop (from the safe point).
+        """
+        deadline = time.monotonic() + seconds
+        wake = self._wake
+        while True:
+            ev.check_stopped()
+            if ev.timeout:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            wake.wait(min(remaining, _PAUSE_SLICE))
+            wake.clear()  # a wake-up after this leaves the flag set: check_stopped sees it
 
     def _preempt_now(self) -> None:
         """Main thread, at a safe point: serve every preemptive request waiting on the link."""
@@ -814,14 +893,42 @@ class MathicsKernel(KernelLoop):
             return kernel_error("unconvertible", str(exc))
 
     def _evaluate_packet(self, expr: Any) -> None:
-        try:
-            query = self._to_mathics(expr)
-        except ConversionError as exc:
-            self._put(ReturnPacket(kernel_error("bad-expression", str(exc))))
-            return
+        query = self._parsed(expr)
+        if query is None:
+            try:
+                query = self._to_mathics(expr)
+            except ConversionError as exc:
+                self._put(ReturnPacket(kernel_error("bad-expression", str(exc))))
+                return
         ev = self._evaluation
         result = self._guarded(lambda: query.evaluate(ev))
         self._put(ReturnPacket(self._export(result)))
+
+    def _parsed(self, expr: Any) -> Any:
+        """``ToExpression["text"]`` (what ``Client.evaluate("text")`` sends) parsed, or None.
+
+        Evaluating ``ToExpression`` costs about 1.5 times parsing the text
+        and evaluating the result directly (its own feeder, options and
+        message handling), so text that parses cleanly as one expression is
+        parsed here; anything else -- a syntax error, several lines, a call
+        with options -- is left to ``ToExpression`` itself, for its messages
+        and its answer.
+        """
+        if not (
+            type(expr) is WLFunction
+            and len(expr.args) == 1
+            and type(expr.args[0]) is str
+            and getattr(expr.head, "name", None) in _TO_EXPRESSION
+        ):
+            return None
+        feeder = MathicsMultiLineFeeder(expr.args[0], "")
+        try:
+            query = parser_parse(self._definitions, feeder)
+        except Exception:  # any parse failure: ToExpression itself says why
+            return None
+        if query is None or feeder.messages or not feeder.empty():
+            return None
+        return query
 
     def _enter_expression(self, expr: Any) -> None:
         try:
