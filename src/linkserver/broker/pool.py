@@ -33,7 +33,7 @@ from wolframclient.language.expression import WLSymbol
 from .. import records, wxf
 from ..aio.link import Link
 from ..errors import LinkError
-from ..kernel.process import KernelError, KernelHandle, KernelLauncher
+from ..launcher import KernelError, KernelHandle, KernelLauncher
 from ..protocol import CloseCode
 from .control import Control
 from .worker import DEFAULT_MAX_QUEUED, KernelWorker, as_request

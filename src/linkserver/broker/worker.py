@@ -67,7 +67,7 @@ from .. import records, wxf
 from ..aio.link import Link
 from ..errors import LinkError
 from ..install import check_name
-from ..kernel.process import KernelError, KernelHandle, KernelLauncher
+from ..launcher import KernelError, KernelHandle, KernelLauncher
 from ..protocol import UrgentMessage
 from ..protocol.packets import (
     CALL_ANSWER,
