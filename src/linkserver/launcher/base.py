@@ -186,7 +186,7 @@ class KernelHandle(abc.ABC):
         """
         if self.alive and self.death is None:
             self.death = reason
-        self.link.close_nowait(reason=reason[:200])
+        self.link.close_nowait(reason=reason)
         self._terminate()  # whatever is left of it must not run on unwatched
 
     def kill(self) -> None:
