@@ -17,8 +17,7 @@ from pathlib import Path
 
 from harness import cpu_placement, report
 
-from linkserver.kernel.process import KernelLauncher
-from linkserver.kernel.spec import KernelSpec
+from linkserver.launcher import KernelSpec, LocalLauncher
 
 KERNELS = 4
 
@@ -34,7 +33,7 @@ def memory_kib(pid: int) -> tuple[int, int]:
 
 
 async def measure(zygote: bool) -> tuple[float, list[float], list[tuple[int, int]]]:
-    launcher = KernelLauncher(KernelSpec(), zygote=zygote)
+    launcher = LocalLauncher(KernelSpec(), zygote=zygote)
     t = time.perf_counter()
     await launcher.start()
     template = time.perf_counter() - t

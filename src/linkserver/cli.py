@@ -25,7 +25,7 @@ from .broker.worker import DEFAULT_MAX_QUEUED
 from .demo import greet_and_echo
 from .door import jupyter_install
 from .errors import LinkError
-from .kernel.spec import BACKENDS
+from .kernel import BACKENDS
 from .link import connect
 from .names import DEFAULT_HOST, DEFAULT_PORT, LinkName, parse_name
 from .protocol import VERSION

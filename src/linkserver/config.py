@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LinkError
-from .kernel.spec import BACKENDS, KernelSpec
+from .kernel import BACKENDS
+from .launcher.spec import KernelSpec
 
 __all__ = ["ConfigError", "PoolConfig", "ServerConfig", "load_config"]
 

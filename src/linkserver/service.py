@@ -1,7 +1,7 @@
 """The kernel service: a LinkServer with pools of kernels behind it.
 
 Binds the pieces: a :class:`~linkserver.aio.LinkServer` for clients, and per
-named pool a :class:`~linkserver.kernel.process.KernelLauncher` and a broker
+named pool a :class:`~linkserver.launcher.KernelLauncher` and a broker
 -- shared (one kernel for every link) or pool (a kernel per link). A client
 chooses a pool, asks for a persistent kernel or takes one back with its first
 packet, ``LinkServerSelect[<|...|>]`` (docs/protocol.md §8.6); a client that
@@ -32,8 +32,7 @@ from .broker.shared import SharedBroker
 from .broker.worker import as_request
 from .config import MODES, PoolConfig, ServerConfig
 from .errors import LinkError
-from .kernel.process import KernelLauncher
-from .kernel.spec import KernelSpec
+from .launcher import KernelLauncher, KernelSpec, LocalLauncher
 from .names import DEFAULT_HOST, DEFAULT_PORT
 from .protocol import CloseCode, answers
 from .status import STATUS_MESSAGE, status_expr
@@ -90,7 +89,7 @@ class Pool:
         self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None
     ) -> None:
         self.config = config
-        self.launcher = KernelLauncher(config.spec(), zygote=zygote)
+        self.launcher: KernelLauncher = LocalLauncher(config.spec(), zygote=zygote)
         self.broker: SharedBroker | PoolBroker
         if config.mode == "shared":
             self.broker = SharedBroker(self.launcher, control=control, max_queued=config.max_queued)

@@ -74,7 +74,7 @@ async def eventually(condition: Callable[[], bool], timeout: float = KERNEL_TIME
 
 
 def kernel_pids(service: KernelService) -> set[int]:
-    return {handle.pid for handle in service.launcher._handles}
+    return {handle.pid for handle in service.launcher.handles()}
 
 
 @dataclass

@@ -21,7 +21,7 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 import linkserver
 from linkserver.kernel.mathics import ABORT_GRACE
-from linkserver.kernel.spec import KernelSpec
+from linkserver.launcher import KernelSpec
 from linkserver.portal import get_portal
 from linkserver.protocol.packets import PREEMPTIVE
 from linkserver.service import KernelService

@@ -433,7 +433,7 @@ def test_init_code_runs_while_the_kernel_warms_not_when_a_client_binds(
 ) -> None:
     # The launcher hands out kernels whose start-up code has already run: a warm
     # kernel answers initValue before any worker, or client, has touched it.
-    from linkserver.kernel.process import KernelLauncher
+    from linkserver.launcher import KernelLauncher
 
     launcher = pool.pools["iso"].launcher
     assert isinstance(launcher, KernelLauncher)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from .. import records
 from ..aio.link import Link
 from ..errors import LinkError
-from ..kernel.process import KernelError, KernelHandle, KernelLauncher
+from ..launcher import KernelError, KernelHandle, KernelLauncher
 from ..protocol import CloseCode, answers
 from .control import Control
 from .worker import DEFAULT_MAX_QUEUED, KernelWorker, as_request

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..aio.link import Link
-from ..kernel.process import KernelLauncher
+from ..launcher import KernelLauncher
 from .control import Control
 from .worker import DEFAULT_MAX_QUEUED, KernelWorker
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable
 from .. import records
 from ..aio.link import Link
 from ..errors import LinkError
-from ..kernel.process import KernelError, KernelHandle, KernelLauncher
+from ..launcher import KernelError, KernelHandle, KernelLauncher
 from ..protocol import UrgentMessage
 from .control import Control
 from .core import (

@@ -1,4 +1,4 @@
-"""The kernel template: load a backend once, then fork warm kernels on request.
+"""The kernel template process: load a backend once, then fork warm kernels on request.
 
 Starting a Mathics3 kernel from scratch costs about 2 s and 180 MB (shared
 NOTES). The zygote pays that once -- it imports the backend and calls its
@@ -7,7 +7,14 @@ zygote does: each child shares the template's pages copy-on-write and only
 has to connect. ``gc.freeze()`` before forking keeps the collector from
 touching (and so copying) the template's objects.
 
-Protocol on stdin/stdout, one line each way (the launcher in :mod:`.process`
+This is the template's own process, the child side; the server's end of it
+(start the template, ask it for kernels, read its answers, stop it) is
+:class:`linkserver.launcher.zygote.Zygote`. The two halves live apart because
+this one runs where kernels run -- it imports the backend and its forks *are*
+kernels -- and must load none of the server, while the other runs in the
+server and must load no backend.
+
+Protocol on stdin/stdout, one line each way (:class:`~linkserver.launcher.zygote.Zygote`
 is the only client)::
 
     zygote -> ready
@@ -31,7 +38,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from .spec import BACKENDS
+from . import BACKENDS
 
 __all__ = ["main"]
 

@@ -1,8 +1,10 @@
 """What a kernel is, as data: backend, limits, start-up code (no processes here).
 
-A :class:`KernelSpec` says how to run one kind of kernel; the launcher
-(:mod:`.process`) turns it into processes. Keeping it data makes pools from a
-configuration file and the command line the same thing.
+A :class:`KernelSpec` says how to run one kind of kernel; a launcher
+(:mod:`.local`, or any :class:`~.base.KernelLauncher`) turns it into running
+kernels. Keeping it data makes pools from a configuration file and the command
+line the same thing. Which backends exist is the child side's list
+(:data:`linkserver.kernel.BACKENDS`).
 """
 
 from __future__ import annotations
@@ -10,14 +12,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-__all__ = ["BACKENDS", "FORKABLE", "KernelSpec"]
+from ..kernel import BACKENDS
 
-#: backend name -> the module whose ``main``/``prepare``/``serve`` run a kernel.
-BACKENDS = {"mathics": "linkserver.kernel.mathics", "wolfram": "linkserver.kernel.wolfram"}
-
-#: Backends whose loaded state a zygote can share by forking. The Wolfram Engine runs
-#: in a process of its own that no fork can warm, so its kernels start fresh.
-FORKABLE = frozenset({"mathics"})
+__all__ = ["KernelSpec"]
 
 
 @dataclass(frozen=True, slots=True)

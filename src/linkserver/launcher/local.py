@@ -1,12 +1,13 @@
-"""Kernel processes: start them warm, know when they are ready, kill them.
+"""Local kernels: child processes of the server, forked warm from a template.
 
 Each kernel is its own OS process connected to the server by a link of our
 own protocol, as WSTP launches kernels with ``-linkmode connect``. The
-:class:`KernelLauncher` listens for those links on a Unix socket in a private
-directory (mode 0700), starts kernels -- forked from a :mod:`.zygote` that
-has the backend loaded (fast), or as fresh processes (slow, the fallback) --
-and matches each ``KernelReady[<|"id" -> ...|>]`` greeting to the kernel it
-asked for. What kernels are used for is the broker's business.
+:class:`LocalLauncher` listens for those links on a Unix socket in a private
+directory (mode 0700), starts kernels -- forked from a template
+(:class:`~.zygote.Zygote`) that has the backend loaded (fast), or as fresh
+processes (slow, the fallback) -- and matches each ``KernelReady[<|"id" ->
+...|>]`` greeting to the kernel it asked for. It keeps the contract of
+:mod:`.base`; what kernels are used for is the broker's business.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 import resource
 import shutil
 import signal
-import sys
 import tempfile
 import uuid
 from typing import Any
@@ -28,7 +28,14 @@ from .. import records
 from ..aio.link import Link, LinkSettings
 from ..aio.server import LinkServer
 from ..errors import LinkError
-from .spec import FORKABLE, KernelSpec
+from ..kernel import FORKABLE
+from .base import KernelError, KernelHandle, KernelLauncher
+from .spec import KernelSpec
+from .zygote import Zygote
+
+__all__ = ["LocalKernelHandle", "LocalLauncher"]
+
+log = logging.getLogger("linkserver.kernel")
 
 
 def _kill(pid: int) -> None:
@@ -39,50 +46,18 @@ def _kill(pid: int) -> None:
         except ProcessLookupError:
             pass
 
-__all__ = ["KernelError", "KernelHandle", "KernelLauncher"]
 
-log = logging.getLogger("linkserver.kernel")
+class LocalKernelHandle(KernelHandle):
+    """A kernel that is a process on this machine; killing it is SIGKILL."""
 
+    placement = "local"
 
-class KernelError(LinkError):
-    """A kernel could not be started or died."""
-
-    code = "kernel-error"
-
-
-class KernelHandle:
-    """One running kernel: its id, process id and link.
-
-    Attributes:
-        id: the id the launcher gave it.
-        pid: its process id.
-        link: the server's end of its link.
-        info: what it said in ``KernelReady`` (backend, version, ...).
-    """
-
-    def __init__(self, kernel_id: str, pid: int, link: Link, info: dict[str, Any]) -> None:
-        self.id = kernel_id
-        self.pid = pid
-        self.link = link
-        self.info = info
-        self.killed = False
-
-    @property
-    def alive(self) -> bool:
-        """True while its link is open."""
-        return not self.link.closed
-
-    def kill(self) -> None:
-        """Kill the process at once (SIGKILL); its link then breaks."""
-        self.killed = True
+    def _terminate(self) -> None:
         _kill(self.pid)
 
-    def __repr__(self) -> str:
-        return f"<KernelHandle {self.id} pid={self.pid} {'alive' if self.alive else 'dead'}>"
 
-
-class KernelLauncher:
-    """Starts kernels of one :class:`KernelSpec` and hands them over when ready.
+class LocalLauncher(KernelLauncher):
+    """Starts kernels of one :class:`KernelSpec` as processes on this machine.
 
     Args:
         spec: what kernels to run.
@@ -90,15 +65,15 @@ class KernelLauncher:
             kernel as a fresh process.
     """
 
+    placement = "local"
+
     def __init__(self, spec: KernelSpec, *, zygote: bool = True) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self._use_zygote = zygote and spec.backend in FORKABLE
         self._dir = ""
         self._server: LinkServer | None = None
         self._pending: dict[str, asyncio.Future[tuple[Link, dict[str, Any]]]] = {}
-        self._pids: dict[str, asyncio.Future[int]] = {}
-        self._zygote: asyncio.subprocess.Process | None = None
-        self._zygote_reader: asyncio.Task[None] | None = None
+        self._zygote: Zygote | None = None
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._handles: set[KernelHandle] = set()
         self._closed = False
@@ -122,45 +97,8 @@ class KernelLauncher:
         await self._server.start()
         self._server.on_link(self._greeted)
         if self._use_zygote:
-            await self._start_zygote()
-
-    async def _start_zygote(self) -> None:
-        self._zygote = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "linkserver.kernel.zygote", "--backend", self.spec.backend,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )
-        assert self._zygote.stdout is not None
-        try:
-            line = await asyncio.wait_for(self._zygote.stdout.readline(), self.spec.start_timeout)
-        except TimeoutError:
-            line = b""
-        if line.strip() != b"ready":
-            self._zygote.kill()
-            raise KernelError(
-                f"the {self.spec.backend} kernel template did not start "
-                f"(it said {line.decode(errors='replace').strip()!r}); see its messages above"
-            )
-        self._zygote_reader = asyncio.ensure_future(self._read_zygote())
-
-    async def _read_zygote(self) -> None:
-        zygote = self._zygote
-        assert zygote is not None and zygote.stdout is not None
-        while True:
-            line = await zygote.stdout.readline()
-            if not line:
-                break
-            words = line.decode(errors="replace").split()
-            if len(words) == 3 and words[0] == "spawned":
-                future = self._pids.pop(words[1], None)
-                if future is not None and not future.done():
-                    future.set_result(int(words[2]))
-            else:
-                records.event("kernel-template-output", backend=self.spec.backend,
-                              line=line[:200].decode(errors="replace").rstrip())
-        error = KernelError("the kernel template exited; no new kernels can start")
-        for future in self._pids.values():
-            if not future.done():
-                future.set_exception(error)
+            self._zygote = Zygote(self.spec.backend, start_timeout=self.spec.start_timeout)
+            await self._zygote.start()
 
     async def _greeted(self, link: Link) -> None:
         """A kernel connected: read its KernelReady and wake whoever launched it."""
@@ -183,10 +121,13 @@ class KernelLauncher:
         """Start one kernel and return it once it is ready to evaluate.
 
         Raises:
-            KernelError: it did not start within ``spec.start_timeout``.
+            KernelError: the launcher is closed, the kernel exited first, it did
+                not start within ``spec.start_timeout``, or its start-up code failed.
         """
-        if self._closed or self._server is None:
-            raise KernelError("the kernel launcher is closed")
+        if self._closed:
+            raise KernelError("the kernel launcher is closed; start a new one")
+        if self._server is None:
+            raise KernelError("the kernel launcher has not started; call start() first")
         kernel_id = uuid.uuid4().hex[:12]
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[tuple[Link, dict[str, Any]]] = loop.create_future()
@@ -200,11 +141,15 @@ class KernelLauncher:
             raise
         finally:
             self._pending.pop(kernel_id, None)
-        handle = KernelHandle(kernel_id, pid, link, info)
+        handle = LocalKernelHandle(kernel_id, pid, link, info)
         self._handles.add(handle)
-        link.on_end(lambda _link: self._ended(handle))
+        handle.on_dead(self._ended)
         if self.spec.init:
-            await self._initialise(handle)
+            try:
+                await self._initialise(handle)
+            except BaseException:
+                handle.stop()  # failed or cancelled while warming: it must not linger
+                raise
         records.event("kernel-started", kernel=kernel_id, pid=pid, backend=self.spec.backend)
         return handle
 
@@ -251,6 +196,10 @@ class KernelLauncher:
             f"{self.spec.start_timeout:g} s"
         )
 
+    def handles(self) -> list[KernelHandle]:
+        """Return every kernel handed out whose link is still open."""
+        return [handle for handle in self._handles if handle.alive]
+
     def _ended(self, handle: KernelHandle) -> None:
         self._handles.discard(handle)
         process = self._processes.pop(handle.id, None)
@@ -259,17 +208,11 @@ class KernelLauncher:
 
     async def _spawn(self, kernel_id: str) -> int:
         spec = self.spec
-        if self._zygote is not None and self._zygote.returncode is None:
-            assert self._zygote.stdin is not None
-            pid_future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._pids[kernel_id] = pid_future
-            timeout = "-" if spec.eval_timeout is None else repr(spec.eval_timeout)
-            memory = "-" if spec.memory_mb is None else str(spec.memory_mb)
-            self._zygote.stdin.write(
-                f"spawn {kernel_id} {self.address} {timeout} {memory}\n".encode()
+        if self._zygote is not None and self._zygote.running:
+            return await self._zygote.spawn(
+                kernel_id, self.address, eval_timeout=spec.eval_timeout, memory_mb=spec.memory_mb
             )
-            await self._zygote.stdin.drain()
-            return await asyncio.wait_for(pid_future, spec.start_timeout)
+        # No template (or it died): a fresh process, slow but independent of it.
         process = await asyncio.create_subprocess_exec(
             *spec.argv(self.address, kernel_id), stdin=asyncio.subprocess.DEVNULL
         )
@@ -294,15 +237,7 @@ class KernelLauncher:
         for process in self._processes.values():
             await process.wait()
         if self._zygote is not None:
-            if self._zygote.stdin is not None:
-                self._zygote.stdin.close()
-            try:
-                await asyncio.wait_for(self._zygote.wait(), 5)
-            except TimeoutError:
-                self._zygote.kill()
-                await self._zygote.wait()
-        if self._zygote_reader is not None:
-            self._zygote_reader.cancel()
+            await self._zygote.aclose()
         if self._server is not None:
             await self._server.aclose()
         shutil.rmtree(self._dir, ignore_errors=True)
