@@ -15,19 +15,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import LinkError
+from .errors import ConfigError
 from .kernel import BACKENDS
 from .launcher.spec import KernelSpec
 
 __all__ = ["ConfigError", "PoolConfig", "ServerConfig", "load_config"]
 
 MODES = ("shared", "pool")
-
-
-class ConfigError(LinkError, ValueError):
-    """A configuration file or option is not valid; the message names the setting."""
-
-    code = "bad-config"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,16 @@ The tree::
     ├── WXFError                      expression serialization
     │   ├── WXFEncodeError            a Python value has no WXF form (also ``TypeError``)
     │   └── WXFDecodeError            bytes are not valid WXF (also ``ValueError``)
-    └── TokenError                    a WSTP-style get_*/put_* call did not fit the data
+    ├── TokenError                    a WSTP-style get_*/put_* call did not fit the data
+    ├── SelectError                   a pool or persistent kernel could not be chosen (§8.6)
+    ├── KernelError                   a kernel could not be started, or died starting
+    ├── ConfigError                   a configuration file or option is not valid (also ``ValueError``)
+    ├── SecurityError                 a key, certificate or connection file is unusable (also ``ValueError``)
+    └── RecordsError                  a log file or stream log directory cannot be used (also ``ValueError``)
+
+Every ``LinkError`` subclass of the package is defined here (tests/unit/test_package.py
+walks the package to check it), so that this drawing is the whole tree; the modules
+that raise them re-export them where their users look (``linkserver.config.ConfigError``).
 
 Errors are translated at the boundary where they arise and keep their cause
 (``raise LinkBroken(...) from exc``): no raw ``OSError`` leaves the library.
@@ -33,7 +42,9 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "ConfigError",
     "ConnectFailed",
+    "KernelError",
     "LimitError",
     "LinkBroken",
     "LinkClosed",
@@ -43,7 +54,10 @@ __all__ = [
     "LocalProtocolError",
     "NotALinkServerError",
     "ProtocolError",
+    "RecordsError",
     "RemoteProtocolError",
+    "SecurityError",
+    "SelectError",
     "TokenError",
     "VersionError",
     "WXFDecodeError",
@@ -176,3 +190,37 @@ class TokenError(LinkError):
     """A WSTP-style token call (``get_integer`` and friends) did not match the data."""
 
     code = "token-mismatch"
+
+
+class SelectError(LinkError):
+    """A ``LinkServerSelect`` packet could not be honoured; ``tag`` names why (§8.6)."""
+
+    code = "select-failed"
+
+    def __init__(self, tag: str, message: str) -> None:
+        super().__init__(message)
+        self.tag = tag
+
+
+class KernelError(LinkError):
+    """A kernel could not be started, or died before it was ready."""
+
+    code = "kernel-error"
+
+
+class ConfigError(LinkError, ValueError):
+    """A configuration file or option is not valid; the message names the setting."""
+
+    code = "bad-config"
+
+
+class SecurityError(LinkError, ValueError):
+    """A key, certificate or connection file is unusable; the message says how to fix it."""
+
+    code = "security"
+
+
+class RecordsError(LinkError, ValueError):
+    """A log file or stream log directory cannot be used; the message says why."""
+
+    code = "bad-log-setting"

@@ -46,7 +46,7 @@ from typing import Any, Protocol, TextIO
 from wolframclient.language.expression import WLFunction, WLInputExpression, WLSymbol
 
 from . import wxf
-from .errors import LinkError
+from .errors import LinkError, RecordsError
 from .protocol.oob import CloseCode, UrgentMessage
 from .wxf.peek import head_name
 
@@ -137,12 +137,6 @@ TRACE_LIMIT = 200  # characters of an expression in a trace line
 STREAM_LIMIT = 2000  # ... in a stream log line
 MAX_DECODE = 1 << 20  # bigger payloads are described by their head only
 FLUSH_INTERVAL = 0.5  # seconds a stream log line may wait in the buffer
-
-
-class RecordsError(LinkError, ValueError):
-    """A log file or stream log directory cannot be used; the message says why."""
-
-    code = "bad-log-setting"
 
 
 # ------------------------------------------------------------------ events

@@ -31,7 +31,7 @@ from .broker.control import Control, is_stop_request
 from .broker.shared import SharedBroker
 from .broker.worker import as_request
 from .config import MODES, PoolConfig, ServerConfig
-from .errors import LinkError
+from .errors import LinkError, SelectError
 from .launcher import KernelLauncher, KernelSpec, LocalLauncher
 from .names import DEFAULT_HOST, DEFAULT_PORT
 from .protocol import CloseCode, answers
@@ -57,16 +57,6 @@ def _is_local(peer: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class SelectError(LinkError):
-    """A LinkServerSelect packet could not be honoured; ``tag`` names why (§8.6)."""
-
-    code = "select-failed"
-
-    def __init__(self, tag: str, message: str) -> None:
-        super().__init__(message)
-        self.tag = tag
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from ..errors import LinkError
+from ..errors import KernelError
 
 if TYPE_CHECKING:
     from ..aio.link import Link
@@ -84,12 +84,6 @@ __all__ = [
     "KernelStatistics",
     "LauncherStatistics",
 ]
-
-
-class KernelError(LinkError):
-    """A kernel could not be started or died."""
-
-    code = "kernel-error"
 
 
 @dataclass(frozen=True, slots=True)
