@@ -620,8 +620,8 @@ class MathicsKernel(KernelLoop):
         # $Line has no value until Mathics3 numbers a first line; give it its
         # value, 0, so that $Line and In/Out work before that too.
         self._definitions.set_line_no(0)
-        # (symbol, line) of the In/Out rules this kernel stored (see _remember).
-        self._history_lines: set[tuple[str, int]] = set()
+        # The In/Out rules this kernel stored, by (symbol, line) (see _remember).
+        self._history_rules: dict[tuple[str, int], Any] = {}
         self._output = _LinkOutput(self)
         # The evaluation of requests, and the one of nested preemptive
         # requests; _evaluation is the one in use (see "Safe points").
@@ -1019,16 +1019,36 @@ class MathicsKernel(KernelLoop):
             stored = ev.get_stored_result(result, defs.outputforms)
             self._remember("Out", Rule(Expression(SymbolOut, Integer(line_no)), stored), line_no)
             # Forget lines older than $HistoryLength, as Evaluation.evaluate does.
-            line = line_no - defs.get_history_length()
-            while line > 0:
-                unset_in = defs.unset("In", Expression(SymbolIn, Integer(line)))
-                unset_out = defs.unset("Out", Expression(SymbolOut, Integer(line)))
-                self._history_lines.discard(("In", line))
-                self._history_lines.discard(("Out", line))
-                if not (unset_in or unset_out):
-                    break
-                line -= 1
+            self._forget_before(line_no - defs.get_history_length() + 1)
         return result, line_no
+
+    def _forget_before(self, first_kept: int) -> None:
+        """Remove the ``In``/``Out`` rules this kernel stored for lines before ``first_kept``.
+
+        Mathics3's ``unset`` compares the pattern with every rule of the
+        symbol (``SameQ`` each): with a full history that was about 2 ms per
+        input line, for the two or four rules a line drops. The rules stored
+        by :meth:`_remember` are removed by identity instead; one that is no
+        longer there (the user redefined ``Out[n]``) takes the general path.
+        """
+        stale = [key for key in self._history_rules if key[1] < first_kept]
+        if not stale:
+            return
+        defs = self._definitions
+        for key in stale:
+            name, line = key
+            rule = self._history_rules.pop(key)
+            definition = defs.get_user_definition(defs.lookup_name(name))
+            rules = definition.downvalues
+            for i, stored in enumerate(rules):
+                if stored is rule:
+                    del rules[i]
+                    defs.mark_changed(definition)
+                    defs.clear_definitions_cache(name)
+                    break
+            else:
+                head = SymbolIn if name == "In" else SymbolOut
+                defs.unset(name, Expression(head, Integer(line)))
 
     def _remember(self, name: str, rule: Any, line_no: int) -> None:
         """Store ``In[n]``/``Out[n]`` as a rule, in O(log n) for a line never stored.
@@ -1040,10 +1060,12 @@ class MathicsKernel(KernelLoop):
         only needs its sorted place; anything else takes the general path.
         """
         defs = self._definitions
-        if (name, line_no) in self._history_lines:
-            defs.add_rule(name, rule)
+        key = (name, line_no)
+        if key in self._history_rules:
+            defs.add_rule(name, rule)  # replaces the rule of the same pattern
+            self._history_rules[key] = rule
             return
-        self._history_lines.add((name, line_no))
+        self._history_rules[key] = rule
         definition = defs.get_user_definition(defs.lookup_name(name))
         bisect.insort_left(definition.downvalues, rule, key=lambda r: r.pattern_precedence)
         defs.mark_changed(definition)
