@@ -121,13 +121,19 @@ _ENTER = frozenset({"EnterTextPacket", "EnterExpressionPacket"})
 _INPUT = frozenset({"InputPacket", "InputStringPacket"})
 
 
-def as_request(payload: bytes) -> tuple[bytes, str]:
+_UNKNOWN = object()
+
+
+def as_request(payload: bytes, name: str | None | object = _UNKNOWN) -> tuple[bytes, str]:
     """Return ``(payload, final packet head)`` for a client packet, wrapping non-packets.
+
+    ``name`` is the payload's :func:`~linkserver.wxf.peek.head_name`, when the
+    caller has looked already (each look decodes the head again).
 
     Raises:
         WXFDecodeError: a compressed payload that is not valid WXF.
     """
-    head = short_head(head_name(payload))
+    head = short_head(head_name(payload) if name is _UNKNOWN else name)  # type: ignore[arg-type]
     if head is None and payload[:3] == b"8C:":
         head = short_head(getattr(getattr(wxf.loads(payload), "head", None), "name", None))
     if head in _ENTER:
@@ -218,6 +224,8 @@ class Idle(Action):
     """Nothing runs and nothing waits (a pool may give the kernel to someone else)."""
 
 
+_IDLE = Idle()
+
 # ----------------------------------------------------------------- requests
 
 
@@ -236,6 +244,8 @@ class Request:
     tag: int = field(default=0)
     #: the core's clock when it went to the kernel (the request-done record)
     started: float = field(default=0.0)
+    #: the request packet's head, short (the request-done record)
+    head: str | None = field(default=None)
 
 
 @dataclass(eq=False)
@@ -439,12 +449,15 @@ class KernelCore:
         if name == INSTALL or name == UNINSTALL:
             return self._install_request(link, payload, name == INSTALL)
         try:
-            payload, final = as_request(payload)
+            wrapped, final = as_request(payload, name)
         except LinkError as exc:
             self._answer_failure(Request(link, payload, answers.EVALUATE_FINAL), "badpacket",
                                  str(exc))
             return None
-        return Request(link, payload, final)
+        # The head the request-done record names: the packet's, or EvaluatePacket
+        # for a plain expression the core wrapped.
+        head = short_head(name) if wrapped is payload else "EvaluatePacket"
+        return Request(link, wrapped, final, head=head)
 
     def client_message(self, link: Hashable, message: int, argument: int) -> list[Action]:
         """An urgent message from a client link."""
@@ -502,7 +515,7 @@ class KernelCore:
     def _dispatch(self) -> None:
         if self.current is not None or not self.kernel_up or not self._queue:
             if self.current is None and not self._queue and not self.closed:
-                self._out.append(Idle())
+                self._out.append(_IDLE)
             return
         _link, request = self._queue.pop()
         self._start(request)
@@ -542,7 +555,8 @@ class KernelCore:
         elif head == request.final:
             self._out.append(Record("request-done", {
                 "link": link, "worker": self.id,
-                "head": short_head(head_name(request.payload)),
+                "head": request.head if request.head is not None
+                else short_head(head_name(request.payload)),
                 "ms": (self._clock() - request.started) * 1000 if request.started else None,
             }))
             request.answered = True
