@@ -464,6 +464,26 @@ class Link(asyncio.Protocol):
             else:
                 (self._msg_waiters if messages else self._recv_waiters).append(waiter)
 
+    def register_waiter_if_empty(self, waiter: Waiter) -> bool:
+        """Give ``waiter`` the next payload to arrive, unless one is queued already.
+
+        Safe from any thread. Returns False, registering nothing and leaving
+        the queue alone, if a payload is queued: the caller takes it with
+        :meth:`take_nowait` under its own lock. So a payload is only ever
+        handed over either by the caller itself or, to a registered waiter,
+        in the loop thread before the next frame is read -- never half-way
+        between (the kernel loop numbers requests that way, loop.py). A link
+        that has ended wakes the waiter with its error (True).
+        """
+        with self._lock:
+            if self._incoming:
+                return False
+            if self._error is not None:
+                _wake(waiter, error=self._closed_error())
+            else:
+                self._recv_waiters.append(waiter)
+            return True
+
     def take_nowait(self) -> bytes | None:
         """Return the next queued payload, or None; safe from any thread."""
         try:

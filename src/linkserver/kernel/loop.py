@@ -26,10 +26,12 @@ threads of their own: a watchdog, an engine's controller).
 
 Requests are numbered (``_serial``) at the moment a payload is taken off the
 link, under ``_lock``: by the main thread if the payload is already queued,
-else in the loop thread, where the main thread's waiting future is
-registered (one ``call_soon``, about 20-35 µs, mostly spent while idle) and
-delivered to; its done-callback numbers the request before the loop reads
-the next frame. The loop thread therefore always knows whether a request is
+else in the loop thread, which delivers it to the main thread's waiting
+future; the future's done-callback numbers the request before the loop reads
+the next frame. The main thread registers that future itself, without a hop
+through the loop, and only while nothing is queued
+(``register_waiter_if_empty``): a payload is never taken half-way, outside
+the lock, where an ABORT behind it could miss it. The loop thread therefore always knows whether a request is
 in hand (``_busy``) and which one, and an ABORT is aimed precisely:
 
 - at the request in hand, if there is one;
@@ -367,19 +369,23 @@ class KernelLoop:
         """
         link = self._link
         assert link is not None
-        with self._lock:
-            if self._terminating:
-                raise KernelExit(EXIT_OK)
-            payload = link.aio.take_nowait()
-            if payload is not None:
-                self._taken(payload)
-                return payload
-            waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-            self._request_waiter = waiter
-        # Registered from the loop thread: there no payload can arrive between
-        # the queue check and the registration, so none is taken unnumbered.
-        assert self._portal is not None
-        self._portal.call_soon(self._arm_request_waiter, waiter)
+        while True:
+            with self._lock:
+                if self._terminating:
+                    raise KernelExit(EXIT_OK)
+                payload = link.aio.take_nowait()
+                if payload is not None:
+                    self._taken(payload)
+                    return payload
+                waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+                self._request_waiter = waiter
+            # Numbered by _request_delivered in the loop thread, before the loop
+            # reads the next frame; registered only while nothing is queued, so
+            # that no payload is ever taken unnumbered (a payload that arrived
+            # meanwhile is taken above, under the lock, on the next turn).
+            waiter.add_done_callback(self._request_delivered)
+            if link.aio.register_waiter_if_empty(waiter):
+                break
         try:
             return waiter.result()
         except concurrent.futures.CancelledError:
@@ -390,25 +396,11 @@ class KernelLoop:
         finally:
             self._request_waiter = None
 
-    def _arm_request_waiter(self, waiter: concurrent.futures.Future[bytes]) -> None:
-        # Loop thread.
-        link = self._link
-        if link is None:
-            return
-        with self._lock:
-            if waiter.done():  # cancelled by TERMINATE meanwhile
-                return
-            payload = link.aio.take_nowait()
-            if payload is not None:
-                self._taken(payload)
-                waiter.set_result(payload)
-                return
-        waiter.add_done_callback(self._request_delivered)
-        link.aio.register_waiter(waiter)
-
     def _request_delivered(self, waiter: concurrent.futures.Future[bytes]) -> None:
         # Loop thread, inside the link's delivery of the payload: numbered
         # before the loop reads the next frame (say, an ABORT right behind it).
+        # (Also called at once, in the main thread, for a waiter cancelled by
+        # TERMINATE or woken by the link's end: nothing to number then.)
         if waiter.cancelled() or waiter.exception() is not None:
             return
         with self._lock:
