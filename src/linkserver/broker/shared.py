@@ -95,9 +95,9 @@ class SharedBroker:
         return SharedStatistics(
             mode=self.mode,
             kernels=1 if worker is not None and worker.kernel is not None else 0,
-            busy=worker.busy if worker is not None else False,
-            queued=worker.queued if worker is not None else 0,
-            completed=worker.completed if worker is not None else 0,
+            busy=worker.core.busy if worker is not None else False,
+            queued=worker.core.queued if worker is not None else 0,
+            completed=worker.core.completed if worker is not None else 0,
         )
 
     async def aclose(self) -> None:

@@ -79,30 +79,8 @@ class KernelWorker:
             self._adopt(kernel)
         self._do(self.core.initial_actions())
 
-    # ------------------------------------------------------------- status
-
-    @property
-    def max_queued(self) -> int:
-        return self.core.max_queued
-
-    @property
-    def current(self) -> Request | None:
-        """The request running in the kernel, if any."""
-        return self.core.current
-
-    @property
-    def completed(self) -> int:
-        return self.core.completed
-
-    @property
-    def queued(self) -> int:
-        """Requests waiting (not counting the running one)."""
-        return self.core.queued
-
-    @property
-    def busy(self) -> bool:
-        """True while a request runs or waits."""
-        return self.core.busy
+    # Its state (queued, busy, completed, the request running) is the core's:
+    # ``worker.core``.
 
     # ------------------------------------------------------------ events in
 
