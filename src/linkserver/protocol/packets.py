@@ -49,6 +49,8 @@ __all__ = [
     "UNINSTALL",
     "packet_from_expr",
     "packet_type",
+    "short_head",
+    "short_name",
 ]
 
 
@@ -318,22 +320,31 @@ _BY_HEAD: dict[str, type[Packet]] = {
 }
 
 
-def _head_name(expr: Any) -> str | None:
+def short_name(name: str) -> str:
+    """A symbol's name without its context: ``"System`ReturnPacket"`` -> ``"ReturnPacket"``.
+
+    Packet heads arrive either way (``BinarySerialize`` drops ``System``` and a
+    Wolfram Language client may not), so every side compares short names.
+    """
+    return name.rpartition("`")[2]
+
+
+def short_head(expr: Any) -> str:
+    """The short name of ``expr``'s head (``"ReturnPacket"``), or "" if its head is no symbol."""
     if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
-        name: str = expr.head.name
-        return name.rpartition("`")[2]
-    return None
+        return short_name(expr.head.name)
+    return ""
 
 
 def packet_type(expr: Any) -> PacketType:
     """Return the WSTP packet number of ``expr`` (``ILLEGAL`` if it is no packet), like ``WSNextPacket``."""
-    cls = _BY_HEAD.get(_head_name(expr) or "")
+    cls = _BY_HEAD.get(short_head(expr))
     return cls.number if cls is not None else PacketType.ILLEGAL
 
 
 def packet_from_expr(expr: Any) -> Packet | None:
     """Return the packet object for ``expr``, or None if its head is no packet head or its arity is wrong."""
-    cls = _BY_HEAD.get(_head_name(expr) or "")
+    cls = _BY_HEAD.get(short_head(expr))
     if cls is None:
         return None
     args = expr.args
