@@ -413,8 +413,9 @@ class Gatherer:
             self._issue(Message(symbol, tag, ""), events)
 
     def _release_syntax(self, events: list[Event]) -> None:
-        events.extend(Issued(m) for m in self._syntax)
-        self._syntax.clear()
+        if self._syntax:
+            events.extend(Issued(m) for m in self._syntax)
+            self._syntax.clear()
 
 
 def _text(value: Any) -> str:

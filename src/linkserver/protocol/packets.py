@@ -318,6 +318,8 @@ class InputStringPacket(Packet):
 _BY_HEAD: dict[str, type[Packet]] = {
     cls.head: cls for cls in Packet.__subclasses__()
 }
+# Arguments per head, computed once: dataclasses.fields() costs a microsecond a call.
+_ARITY: dict[str, int] = {head: len(fields(cls)) for head, cls in _BY_HEAD.items()}
 
 
 def short_name(name: str) -> str:
@@ -344,10 +346,11 @@ def packet_type(expr: Any) -> PacketType:
 
 def packet_from_expr(expr: Any) -> Packet | None:
     """Return the packet object for ``expr``, or None if its head is no packet head or its arity is wrong."""
-    cls = _BY_HEAD.get(short_head(expr))
+    head = short_head(expr)
+    cls = _BY_HEAD.get(head)
     if cls is None:
         return None
     args = expr.args
-    if len(args) != len(fields(cls)):
+    if len(args) != _ARITY[head]:
         return None
     return cls(*args)
