@@ -55,26 +55,8 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 from .errors import LocalProtocolError
 from .install import python_failure
-from .protocol.packets import (
-    CallPacket,
-    DisplayEndPacket,
-    DisplayPacket,
-    EnterTextPacket,
-    InputNamePacket,
-    InputPacket,
-    InputStringPacket,
-    MessagePacket,
-    OutputNamePacket,
-    Packet,
-    ReturnExpressionPacket,
-    ReturnPacket,
-    ReturnTextPacket,
-    SyntaxPacket,
-    TextPacket,
-    packet_from_expr,
-    short_head,
-    short_name,
-)
+from .protocol import packets as pk
+from .protocol.packets import Packet, short_head, short_name
 
 __all__ = [
     "BadSyntax",
@@ -311,7 +293,7 @@ class Gatherer:
             chooses it from the request.
     """
 
-    def __init__(self, final: type[Packet] = ReturnPacket) -> None:
+    def __init__(self, final: type[Packet] = pk.ReturnPacket) -> None:
         self.final = final
         self.outcome = Outcome()
         self.done = False
@@ -323,7 +305,7 @@ class Gatherer:
     def for_request(cls, request: Any) -> Gatherer:
         """A gatherer for the answer to ``request`` (an expression or a packet object)."""
         head = request.head if isinstance(request, Packet) else short_head(request)
-        return cls(InputNamePacket if head in _ENTER_HEADS else ReturnPacket)
+        return cls(pk.InputNamePacket if head in _ENTER_HEADS else pk.ReturnPacket)
 
     def feed(self, packet: Any) -> list[Event]:
         """Take the next packet of the answer; return what it means, in order.
@@ -339,18 +321,18 @@ class Gatherer:
         if self.done:
             raise LocalProtocolError(
                 "this answer is complete: start a new Gatherer for the next request")
-        parsed = packet if isinstance(packet, Packet) else packet_from_expr(packet)
+        parsed = packet if isinstance(packet, Packet) else pk.packet_from_expr(packet)
         events: list[Event] = []
-        if isinstance(parsed, TextPacket) and self._message is not None:
+        if isinstance(parsed, pk.TextPacket) and self._message is not None:
             symbol, tag = self._message
             self._message = None
             self._issue(Message(symbol, tag, _text(parsed.text)), events)
             return events
         self._flush_message(events)
-        if isinstance(parsed, MessagePacket):
+        if isinstance(parsed, pk.MessagePacket):
             self._message = (_name(parsed.symbol), _name(parsed.tag))
             return events
-        if isinstance(parsed, SyntaxPacket):
+        if isinstance(parsed, pk.SyntaxPacket):
             self.outcome.syntax = parsed.position
             events.append(BadSyntax(parsed.position, tuple(self._syntax)))
             self._syntax.clear()
@@ -359,22 +341,23 @@ class Gatherer:
         if isinstance(parsed, self.final) or (
                 parsed is None and short_head(packet) == self.final.head):
             self._finish(parsed, events)
-        elif isinstance(parsed, TextPacket):
+        elif isinstance(parsed, pk.TextPacket):
             text = _text(parsed.text)
             self.outcome.printed.append(text)
             events.append(Printed(text))
-        elif isinstance(parsed, OutputNamePacket):
+        elif isinstance(parsed, pk.OutputNamePacket):
             self._output_name = _text(parsed.name)
-        elif isinstance(parsed, (ReturnPacket, ReturnExpressionPacket)):
+        elif isinstance(parsed, (pk.ReturnPacket, pk.ReturnExpressionPacket)):
             self._result(Result(parsed.expr, self._output_name), events)
-        elif isinstance(parsed, ReturnTextPacket):
+        elif isinstance(parsed, pk.ReturnTextPacket):
             self._result(Result(parsed.text, self._output_name, is_text=True), events)
-        elif isinstance(parsed, (InputPacket, InputStringPacket)):
-            events.append(InputRequest(_text(parsed.prompt), isinstance(parsed, InputStringPacket)))
-        elif isinstance(parsed, CallPacket):
+        elif isinstance(parsed, (pk.InputPacket, pk.InputStringPacket)):
+            string = isinstance(parsed, pk.InputStringPacket)
+            events.append(InputRequest(_text(parsed.prompt), string))
+        elif isinstance(parsed, pk.CallPacket):
             events.append(Call(parsed.index, parsed.args))
-        elif isinstance(parsed, (DisplayPacket, DisplayEndPacket)):
-            events.append(Display(parsed.data, isinstance(parsed, DisplayEndPacket)))
+        elif isinstance(parsed, (pk.DisplayPacket, pk.DisplayEndPacket)):
+            events.append(Display(parsed.data, isinstance(parsed, pk.DisplayEndPacket)))
         else:
             events.append(Other(packet))
         return events
@@ -382,12 +365,12 @@ class Gatherer:
     def _finish(self, parsed: Packet | None, events: list[Event]) -> None:
         self.done = True
         prompt = None
-        if isinstance(parsed, ReturnPacket):
+        if isinstance(parsed, pk.ReturnPacket):
             self._result(Result(parsed.expr, self._output_name), events)
-        elif self.final is ReturnPacket:  # ReturnPacket[] with no value
+        elif self.final is pk.ReturnPacket:  # ReturnPacket[] with no value
             self._result(Result(None), events)
         else:
-            prompt = _text(parsed.name) if isinstance(parsed, InputNamePacket) else ""
+            prompt = _text(parsed.name) if isinstance(parsed, pk.InputNamePacket) else ""
         self.outcome.prompt = prompt
         events.append(Done(prompt))
 
@@ -437,6 +420,26 @@ def _failed_call(call: Call) -> Any:
         f"this client has no installed function for CallPacket[{call.index!r}, ...]"))
 
 
+def _reply(
+    event: Event,
+    on_event: EventHandler | None,
+    on_input: Callable[[InputRequest], Any] | None,
+    on_call: Callable[[Call], Any] | None,
+) -> tuple[Callable[[Any], Packet], Any] | None:
+    """Report ``event``; return the packet class that answers it and its value (maybe awaitable).
+
+    ``Input[]`` is answered with ``EnterTextPacket[text]``, a call with
+    ``ReturnPacket[value]`` (docs/protocol.md §8.1, §8.10); nothing else is answered.
+    """
+    if on_event is not None:
+        on_event(event)
+    if isinstance(event, InputRequest):
+        return pk.EnterTextPacket, on_input(event) if on_input is not None else DEFAULT_INPUT
+    if isinstance(event, Call):
+        return pk.ReturnPacket, on_call(event) if on_call is not None else _failed_call(event)
+    return None
+
+
 def read_answer(
     gatherer: Gatherer,
     get: Callable[[], Any],
@@ -465,14 +468,10 @@ def read_answer(
     """
     while not gatherer.done:
         for event in gatherer.feed(get()):
-            if on_event is not None:
-                on_event(event)
-            if isinstance(event, InputRequest):
-                text = on_input(event) if on_input is not None else DEFAULT_INPUT
-                put(EnterTextPacket(text).to_expr())
-            elif isinstance(event, Call):
-                value = on_call(event) if on_call is not None else _failed_call(event)
-                put(ReturnPacket(value).to_expr())
+            reply = _reply(event, on_event, on_input, on_call)
+            if reply is not None:
+                packet, value = reply
+                put(packet(value).to_expr())
     return gatherer.outcome
 
 
@@ -494,16 +493,10 @@ async def aread_answer(
     """
     while not gatherer.done:
         for event in gatherer.feed(await get()):
-            if on_event is not None:
-                on_event(event)
-            if isinstance(event, InputRequest):
-                text = on_input(event) if on_input is not None else DEFAULT_INPUT
-                if not isinstance(text, str):
-                    text = await text
-                await put(EnterTextPacket(text).to_expr())
-            elif isinstance(event, Call):
-                value = on_call(event) if on_call is not None else _failed_call(event)
+            reply = _reply(event, on_event, on_input, on_call)
+            if reply is not None:
+                packet, value = reply
                 if inspect.isawaitable(value):
                     value = await value
-                await put(ReturnPacket(value).to_expr())
+                await put(packet(value).to_expr())
     return gatherer.outcome

@@ -30,18 +30,7 @@ from typing import Any, TextIO
 from wolframclient.language import wl
 from wolframclient.language.expression import WLFunction, WLSymbol
 
-from .gather import (
-    DEFAULT_INPUT,
-    BadSyntax,
-    Event,
-    Gatherer,
-    InputRequest,
-    Issued,
-    Outcome,
-    Printed,
-    Result,
-    read_answer,
-)
+from . import gather
 from .link import Link
 from .protocol.packets import EnterTextPacket, EvaluatePacket, short_head
 from .repl import interruptible_get
@@ -78,7 +67,8 @@ class Script:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     ask: Callable[[str], str] | None = None
-    _held: list[Printed | Result] | None = None  # stdout kept back while results wait for forms
+    # stdout kept back while a result waits for its form (--print-all)
+    _held: list[gather.Printed | gather.Result] | None = None
     _failed: bool = False
 
     def run(self, code: str, *, on_interrupt: Callable[[], None] | None = None) -> int:
@@ -90,33 +80,32 @@ class Script:
         request = EnterTextPacket(code)
         self.link.put(request.to_expr())
         get = interruptible_get(self.link, on_interrupt)
-        outcome = read_answer(Gatherer.for_request(request), get, self.link.put,
-                              on_event=self._event, on_input=self._input)
+        outcome = gather.read_answer(gather.Gatherer.for_request(request), get, self.link.put,
+                                     on_event=self._event, on_input=self._input)
         # "all": results were written in place, or held with what followed them.
         items = (self._held or []) if self.results == "all" else self._chosen(outcome)
         self._held = None
-        texts = self._texts([item for item in items if isinstance(item, Result)], get)
+        texts = self._texts([item for item in items if isinstance(item, gather.Result)], get)
         for item in items:
-            if isinstance(item, Printed):
-                self._write(item.text)
-            elif texts.get(id(item)) is not None:
-                self._write(texts[id(item)])  # type: ignore[arg-type]
+            text = item.text if isinstance(item, gather.Printed) else texts.get(id(item))
+            if text is not None:
+                self._write(text)
         return EXIT_FAILED if outcome.failed or self._failed else EXIT_OK
 
     # -- while the answer comes
 
-    def _event(self, event: Event) -> None:
-        if isinstance(event, Printed):
+    def _event(self, event: gather.Event) -> None:
+        if isinstance(event, gather.Printed):
             if self._held is not None:
                 self._held.append(event)
             else:
                 self._write(event.text)
-        elif isinstance(event, Issued):
+        elif isinstance(event, gather.Issued):
             self._error(event.message.text)
-        elif isinstance(event, BadSyntax):
+        elif isinstance(event, gather.BadSyntax):
             for message in event.messages:
                 self._error(message.text)
-        elif isinstance(event, Result) and self.results == "all":
+        elif isinstance(event, gather.Result) and self.results == "all":
             # Every result is written in its place; one that waits for the kernel
             # to format it holds back what follows, so that the order stays.
             if self._held is None and self._needs_kernel(event):
@@ -128,20 +117,20 @@ class Script:
                 if text is not None:
                     self._write(text)
 
-    def _input(self, event: InputRequest) -> str:
+    def _input(self, event: gather.InputRequest) -> str:
         self.err.write(event.prompt)
         self.err.flush()
         try:
             line = self.ask(event.prompt) if self.ask is not None else sys.stdin.readline()
         except EOFError:
-            return DEFAULT_INPUT
+            return gather.DEFAULT_INPUT
         if self.ask is None and not line:  # end of input
-            return DEFAULT_INPUT
+            return gather.DEFAULT_INPUT
         return line.rstrip("\n")
 
     # -- after it
 
-    def _chosen(self, outcome: Outcome) -> list[Printed | Result]:
+    def _chosen(self, outcome: gather.Outcome) -> list[gather.Printed | gather.Result]:
         """The results to write at the end: none, or the last statement's."""
         if self.results == "none" or outcome.syntax is not None or not outcome.results:
             return []  # nothing asked, the last statement did not parse, or nothing came
@@ -151,7 +140,7 @@ class Script:
             return []
         return [last]
 
-    def _needs_kernel(self, result: Result) -> bool:
+    def _needs_kernel(self, result: gather.Result) -> bool:
         """True if the kernel must format this result (or send its value, for JSON)."""
         if result.line is None:  # a failure answer: there is no Out[n] to ask for
             return False
@@ -160,7 +149,7 @@ class Script:
         # OutputForm is what the kernel sent; an explicit //TeXForm in the input wins.
         return self.format != "OutputForm" and not result.form and result.text != "$Aborted"
 
-    def _text_as_sent(self, result: Result) -> str | None:
+    def _text_as_sent(self, result: gather.Result) -> str | None:
         """The kernel's own text of a result the kernel need not format; None for JSON."""
         if self.format != "JSON":
             return result.text
@@ -168,7 +157,7 @@ class Script:
         self._failed = True
         return None
 
-    def _texts(self, results: list[Result], get: Callable[[], Any]) -> dict[int, str | None]:
+    def _texts(self, results: list[gather.Result], get: Callable[[], Any]) -> dict[int, str | None]:
         """Each result's text in the chosen format, by ``id``; None where there is none."""
         wanted = [r for r in results if self._needs_kernel(r)]
         asked = {id(r) for r in wanted}
@@ -202,7 +191,7 @@ class Script:
         """``Out[n]`` of each line, formatted by the kernel (or as is, for JSON)."""
         parts = [_formatted(n, self.format) for n in lines]
         self.link.put(EvaluatePacket(wl.Quiet(wl.List(*parts))).to_expr())
-        outcome = read_answer(Gatherer(), get, self.link.put, on_event=self._message)
+        outcome = gather.read_answer(gather.Gatherer(), get, self.link.put, on_event=self._message)
         answer = outcome.result
         if isinstance(answer, (tuple, list)) and len(answer) == len(lines):
             return answer
@@ -210,8 +199,8 @@ class Script:
         self._failed = True
         return []
 
-    def _message(self, event: Event) -> None:
-        if isinstance(event, Issued):
+    def _message(self, event: gather.Event) -> None:
+        if isinstance(event, gather.Issued):
             self._error(event.message.text)
 
     def _write(self, text: str) -> None:

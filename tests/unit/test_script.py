@@ -62,7 +62,8 @@ def run(answer: list[Any], *, fmt: str = "InputForm", results: str = "last",
         formats: Callable[[list[int]], list[Any]] | None = None) -> tuple[int, str, str, FakeLink]:
     link = FakeLink(answer, formats or (lambda lines: [f"<Out[{n}] in {fmt}>" for n in lines]))
     out, err = io.StringIO(), io.StringIO()
-    code = Script(link, format=fmt, results=results, out=out, err=err).run("code")  # type: ignore[arg-type]
+    script = Script(link, format=fmt, results=results, out=out, err=err)  # type: ignore[arg-type]
+    code = script.run("code")
     return code, out.getvalue(), err.getvalue(), link
 
 
@@ -144,7 +145,8 @@ def test_a_syntax_error_writes_its_messages_and_no_result() -> None:
 def test_input_prompts_on_stderr_and_reads_the_answer() -> None:
     link = FakeLink([wl.InputPacket("n? "), *result(8, "42"), *END], lambda lines: ["42"])
     out, err = io.StringIO(), io.StringIO()
-    Script(link, out=out, err=err, ask=lambda prompt: "41").run("Input[] + 1")  # type: ignore[arg-type]
+    script = Script(link, out=out, err=err, ask=lambda prompt: "41")  # type: ignore[arg-type]
+    script.run("Input[] + 1")
     assert wl.EnterTextPacket("41") in link.sent
     assert (out.getvalue(), err.getvalue()) == ("42\n", "n? ")
 
