@@ -31,7 +31,8 @@ from .names import DEFAULT_HOST, DEFAULT_PORT, LinkName, parse_name
 from .protocol import VERSION
 from .protocol.connection import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT
 from .protocol.framing import DEFAULT_MAX_FRAME_SIZE
-from .repl import TextSession, repl
+from .repl import repl
+from .script import FORMATS, Script
 from .client import Client
 from .config import MODES, ServerConfig, check_pool, load_config
 from .security import (
@@ -185,12 +186,43 @@ def _parser() -> argparse.ArgumentParser:
     _client_options(connect_cmd)
 
     eval_cmd = sub.add_parser(
-        "eval", help="evaluate one input and print the result",
-        description="Evaluate Wolfram Language input. The result goes to stdout, messages to "
-        "stderr; the exit code is 1 if a message was issued or the result is $Failed or $Aborted.",
+        "eval", help="run Wolfram Language code or a file, as wolframscript does",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run Wolfram Language code as a script, as wolframscript -code and -file\n"
+        "do. stdout gets Print output, in order, then the result alone, so that\n"
+        "x=$(linkserver eval '1+1') sets x to 2; messages go to stderr. The code is\n"
+        "split into statements as in a notebook: a statement ends at the end of a\n"
+        "line where it is complete.",
+        epilog="exit codes: 0 done; 1 a message was issued, the input did not parse, or a\n"
+        "result is $Failed or $Aborted (or has no JSON form); 2 a bad command line\n"
+        "or an unreadable file; 3 no server, or it refused the connection.\n\n"
+        "examples:\n"
+        "  linkserver eval '1+1'                           prints 2\n"
+        "  linkserver eval 'Expand[(x+1)^2]' --format TeXForm\n"
+        "  echo 'Range[3]' | linkserver eval - --format JSON\n"
+        "  linkserver eval -f script.wl                    only what the script Prints\n"
+        "  linkserver eval -f script.wl --print            ...and its last result",
     )
-    eval_cmd.add_argument("expr", help="Wolfram Language input, e.g. '1+1'")
+    eval_cmd.add_argument("expr", nargs="?", default=None, metavar="CODE",
+                          help="Wolfram Language code, e.g. '1+1'; - reads it from stdin")
+    eval_cmd.add_argument("-f", "--file", default=None, metavar="FILE",
+                          help="run the statements of FILE (- for stdin) instead; as with "
+                          "wolframscript -file, only Print output is written unless --print "
+                          "is given; a first line starting with #! is skipped")
+    eval_cmd.add_argument("--format", choices=FORMATS, default=FORMATS[0], metavar="FORM",
+                          help="how results are written: InputForm (a string result as its "
+                          "characters, as wolframscript writes it), OutputForm (as "
+                          "'linkserver connect' shows it), FullForm, TeXForm, or JSON (lists, "
+                          "associations, strings, numbers, True, False and Null; anything "
+                          "else is an error) (default: %(default)s)")
+    eval_cmd.add_argument("--print", dest="print_results", action="store_const", const="last",
+                          default=None, help="write the last statement's result (unless it "
+                          "is Null): what CODE does by default, and -f FILE does not")
+    eval_cmd.add_argument("--print-all", dest="print_results", action="store_const",
+                          const="all", help="write every statement's result, in order with "
+                          "the Print output")
     eval_cmd.add_argument("--name", default=None, help=_NAME_HELP)
+    eval_cmd.set_defaults(command_parser=eval_cmd)  # for its own usage line on errors
     _client_options(eval_cmd)
     eval_cmd.add_argument("--timeout", type=float, default=30.0,
                           help="seconds to connect (default: %(default)s)")
@@ -417,12 +449,29 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig((pool,), "default")
 
 
-def _eval(args: argparse.Namespace) -> int:
+def _script_code(args: argparse.Namespace) -> str:
+    """The code ``eval`` runs: its argument, a file, or stdin (a bad command line exits 2)."""
+    if (args.expr is None) == (args.file is None):
+        args.command_parser.error("give CODE or -f FILE, one of them")
+    source = args.expr if args.file is None else args.file
+    if args.file is None and args.expr != "-":
+        return str(args.expr)
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"linkserver: cannot read {source}: {getattr(exc, 'strerror', None) or exc}",
+              file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    if args.file is not None and text.startswith("#!"):
+        text = text.partition("\n")[2]  # a script's interpreter line, as wolframscript skips it
+    return text
+
+
+def _eval(args: argparse.Namespace, code: str) -> int:
     name, credentials = _client_args(args)
+    results = args.print_results or ("none" if args.file is not None else "last")
     with Client(name, timeout=args.timeout, **credentials) as client:  # type: ignore[arg-type]
-        session = TextSession(client.link)
-        session.run(args.expr)
-        return EXIT_FAILED if session.failed else 0
+        return Script(client.link, format=args.format, results=results).run(code)
 
 
 def _connect(args: argparse.Namespace) -> int:
@@ -467,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return asyncio.run(_serve(args))
         if args.command == "eval":
-            return _eval(args)
+            return _eval(args, _script_code(args))
         if args.command == "connect":
             return _connect(args)
         if args.command == "services":

@@ -1,10 +1,11 @@
-"""The terminal side of ``linkserver connect`` and ``linkserver eval``.
+"""The terminal side of ``linkserver connect``.
 
-Both speak ``EnterTextPacket`` so the kernel numbers inputs and formats
+It speaks ``EnterTextPacket`` so the kernel numbers inputs and formats
 outputs as a notebook does (``In[1]:=``, ``Out[1]=``). :class:`TextSession`
-turns the packets of one input into lines for a terminal; :func:`repl` adds
-the prompt loop with history, multi-line input and Ctrl-C to abort; the CLI
-uses both.
+writes the gathered answer of one input (:mod:`linkserver.gather`) as lines
+for a terminal; :func:`repl` adds the prompt loop with history, multi-line
+input and Ctrl-C to abort. ``linkserver eval`` writes results the way scripts
+want them instead (:mod:`linkserver.script`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,25 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from wolframclient.language import wl
-from wolframclient.language.expression import WLFunction, WLSymbol
+from wolframclient.language.expression import WLSymbol
 
 from .errors import LinkTimeout
+from .gather import (
+    DEFAULT_INPUT,
+    BadSyntax,
+    Event,
+    Gatherer,
+    InputRequest,
+    Issued,
+    Outcome,
+    Printed,
+    Result,
+    read_answer,
+)
 from .link import Link
+from .protocol.packets import EnterTextPacket
 
-__all__ = ["TextSession", "balanced", "repl"]
+__all__ = ["TextSession", "balanced", "interruptible_get", "repl"]
 
 CONTINUATION = "        "  # as wide as "In[1]:= ", so continued lines line up
 
@@ -60,18 +74,26 @@ def balanced(text: str) -> bool:
     return depth <= 0 and not in_string and not in_comment
 
 
-def packet_head(expr: Any) -> str:
-    """The short name of a packet's head (``"ReturnPacket"``), or "" for anything else."""
-    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
-        name: str = expr.head.name
-        return name.rpartition("`")[2]
-    return ""
+def interruptible_get(link: Link, on_interrupt: Callable[[], None] | None = None
+                      ) -> Callable[[], Any]:
+    """``link.get`` for a terminal: Ctrl-C while waiting aborts the evaluation instead.
 
+    The kernel then answers ``$Aborted``, and the wait goes on for it.
+    """
 
-def first_arg(expr: Any) -> str:
-    """A packet's first argument as text ("" without one)."""
-    args = getattr(expr, "args", ())
-    return str(args[0]) if args else ""
+    def get() -> Any:
+        while True:
+            try:
+                # A short wait, so that Ctrl-C is seen at once.
+                return link.get(timeout=0.25)
+            except LinkTimeout:
+                continue
+            except KeyboardInterrupt:
+                link.abort()
+                if on_interrupt is not None:
+                    on_interrupt()
+
+    return get
 
 
 @dataclass
@@ -91,51 +113,41 @@ class TextSession:
     ask: Callable[[str], str] = input
     prompt: str = "In[1]:= "
     failed: bool = False
-    _in_message: bool = False
 
-    def run(self, text: str, *, on_interrupt: Callable[[], None] | None = None) -> None:
+    def run(self, text: str, *, on_interrupt: Callable[[], None] | None = None) -> Outcome:
         """Evaluate one input and write its outputs; sets :attr:`prompt` for the next.
 
         Ctrl-C while waiting sends an abort (the kernel answers ``$Aborted``)
         instead of leaving the session.
+
+        Returns:
+            The gathered answer.
         """
-        self.link.put(wl.EnterTextPacket(text))
-        out_name = ""
-        while True:
-            try:
-                packet = self.link.get(timeout=0.25)
-            except LinkTimeout:
-                continue
-            except KeyboardInterrupt:
-                self.link.abort()
-                if on_interrupt is not None:
-                    on_interrupt()
-                continue
-            head = packet_head(packet)
-            if head == "InputNamePacket":
-                self.prompt = first_arg(packet)
-                return
-            if head == "OutputNamePacket":
-                out_name = first_arg(packet)
-            elif head in ("ReturnTextPacket", "ReturnPacket", "ReturnExpressionPacket"):
-                text_out = first_arg(packet)
-                if text_out in ("$Failed", "$Aborted"):
-                    self.failed = True
-                print(f"{out_name}{text_out}", file=self.out, flush=True)
-                out_name = ""
-            elif head == "MessagePacket":
-                self._in_message = True
-                self.failed = True
-            elif head == "TextPacket":
-                stream = self.err if self._in_message else self.out
-                self._in_message = False
-                print(first_arg(packet), file=stream, flush=True)
-            elif head in ("InputPacket", "InputStringPacket"):
-                try:
-                    answer = self.ask(first_arg(packet))
-                except EOFError:
-                    answer = "$Canceled"
-                self.link.put(wl.EnterTextPacket(answer))
+        request = EnterTextPacket(text)
+        self.link.put(request.to_expr())
+        outcome = read_answer(Gatherer.for_request(request), interruptible_get(
+            self.link, on_interrupt), self.link.put, on_event=self._write, on_input=self._ask)
+        if outcome.prompt:
+            self.prompt = outcome.prompt
+        self.failed = self.failed or outcome.failed
+        return outcome
+
+    def _write(self, event: Event) -> None:
+        if isinstance(event, Result):
+            print(f"{event.name}{event.text}", file=self.out, flush=True)
+        elif isinstance(event, Printed):
+            print(event.text, file=self.out, flush=True)
+        elif isinstance(event, Issued):
+            print(event.message.text, file=self.err, flush=True)
+        elif isinstance(event, BadSyntax):
+            for message in event.messages:
+                print(message.text, file=self.err, flush=True)
+
+    def _ask(self, event: InputRequest) -> str:
+        try:
+            return self.ask(event.prompt)
+        except EOFError:
+            return DEFAULT_INPUT
 
 
 def _history_file() -> str:
@@ -188,9 +200,5 @@ def repl(link: Link, *, out: TextIO | None = None) -> int:
 def _first_prompt(link: Link) -> str:
     """Ask the kernel for its line number, so the first prompt is right."""
     link.put(wl.EvaluatePacket(WLSymbol("$Line")))
-    while True:
-        packet = link.get(timeout=30)
-        if packet_head(packet) == "ReturnPacket":
-            line = packet.args[0] if packet.args else 0
-            number = line + 1 if isinstance(line, int) else 1
-            return f"In[{number}]:= "
+    line = read_answer(Gatherer(), lambda: link.get(timeout=30), link.put).result
+    return f"In[{line + 1 if isinstance(line, int) else 1}]:= "

@@ -16,6 +16,7 @@ waiting for it to end.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +25,10 @@ from wolframclient.language import wl, wlexpr
 from wolframclient.language.expression import WLFunction, WLSymbol
 
 from ..errors import LinkError
+from ..gather import DEFAULT_INPUT, Gatherer, Outcome, aread_answer, is_failure
 from ..install import check_name
 from ..names import DEFAULT_HOST, DEFAULT_PORT, parse_name
-from ..protocol.packets import INSTALL, PREEMPTIVE, UNINSTALL
+from ..protocol.packets import INSTALL, PREEMPTIVE, UNINSTALL, short_head
 from ..security import default_address
 from .calls import CallServer
 from .link import Link
@@ -55,6 +57,12 @@ class EvaluationResult:
     messages_name: list[str] = field(default_factory=list)
     printed: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_outcome(cls, outcome: Outcome) -> EvaluationResult:
+        """The result of an ``EvaluatePacket``'s gathered answer."""
+        return cls(outcome.result, [m.text for m in outcome.messages],
+                   [m.name for m in outcome.messages], outcome.printed)
+
     @property
     def success(self) -> bool:
         """True if no message was issued and the result is a value, not a failure.
@@ -62,10 +70,7 @@ class EvaluationResult:
         Failures: ``$Failed``, ``$Aborted``, and ``linkserver`KernelError[...]``
         (what a kernel answers when it could not evaluate, e.g. out of memory).
         """
-        result = self.result
-        failed = isinstance(result, WLSymbol) and result.name in ("$Failed", "$Aborted")
-        kernel_error = isinstance(result, WLFunction) and _head(result) == "KernelError"
-        return not self.messages and not failed and not kernel_error
+        return not self.messages and not is_failure(self.result)
 
     @property
     def output(self) -> list[str]:
@@ -77,20 +82,13 @@ class EvaluationResult:
         """Why the evaluation failed: the first message, or the kernel's error; else None."""
         if self.messages:
             return self.messages[0]
-        if isinstance(self.result, WLFunction) and _head(self.result) == "KernelError":
+        if isinstance(self.result, WLFunction) and short_head(self.result) == "KernelError":
             return " ".join(str(arg) for arg in self.result.args)
         return None
 
 
-def _head(expr: Any) -> str:
-    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
-        name: str = expr.head.name
-        return name.rpartition("`")[2]
-    return ""
-
-
 async def _default_input(prompt: str) -> str:
-    return "$Canceled"  # what a notebook's Input[] gives when the user cancels
+    return DEFAULT_INPUT
 
 
 class Client:
@@ -170,20 +168,15 @@ class Client:
         if self.kernel_id:
             options["kernel"] = self.kernel_id
         await link.put(wl.LinkServerSelect(options))
-        text = ""
-        while True:
-            packet = await link.get(self.timeout)
-            head = _head(packet)
-            if head == "TextPacket" and packet.args:
-                text = str(packet.args[0])
-            elif head == "ReturnPacket":
-                answer = packet.args[0] if packet.args else None
-                if isinstance(answer, dict):
-                    self.kernel_id = str(answer.get("kernel", "")) or None
-                    self.pool = str(answer.get("pool", "")) or self.pool
-                    return
-                raise LinkError(text or f"the server refused the selection: {answer!r}",
-                                code="select-failed")
+        outcome = await aread_answer(Gatherer(), lambda: link.get(self.timeout), link.put)
+        answer = outcome.result
+        if isinstance(answer, dict):
+            self.kernel_id = str(answer.get("kernel", "")) or None
+            self.pool = str(answer.get("pool", "")) or self.pool
+            return
+        why = outcome.messages[-1].text if outcome.messages else ""
+        raise LinkError(why or f"the server refused the selection: {answer!r}",
+                        code="select-failed")
 
     @property
     def link(self) -> Link:
@@ -228,35 +221,14 @@ class Client:
                 level = self._calls.base  # functions were installed meanwhile
             link = self.link
             await link.put(request)
-            out = EvaluationResult()
-            message_name: str | None = None
-            while True:
-                if level is None:
-                    packet = await link.get(timeout)
-                else:
-                    packet = await self._calls.get(level, timeout)  # type: ignore[union-attr]
-                head = _head(packet)
-                if head == "ReturnPacket":
-                    out.result = packet.args[0] if packet.args else None
-                    return out
-                if head == "MessagePacket" and len(packet.args) == 2:
-                    symbol, tag = packet.args
-                    symbol_name = getattr(symbol, "name", str(symbol)).rpartition("`")[2]
-                    message_name = f"{symbol_name}::{getattr(tag, 'name', tag)}"
-                elif head == "TextPacket":
-                    text = str(packet.args[0]) if packet.args else ""
-                    if message_name is not None:
-                        out.messages.append(text)
-                        out.messages_name.append(message_name)
-                        message_name = None
-                    else:
-                        out.printed.append(text)
-                elif head in ("InputPacket", "InputStringPacket"):
-                    prompt = str(packet.args[0]) if packet.args else ""
-                    answer = self.on_input(prompt)
-                    if not isinstance(answer, str):
-                        answer = await answer
-                    await link.put(wl.EnterTextPacket(answer))
+            if level is None:
+                get = functools.partial(link.get, timeout)
+            else:  # the call server hands each level its packets
+                assert self._calls is not None
+                get = functools.partial(self._calls.get, level, timeout)
+            outcome = await aread_answer(Gatherer(), get, link.put,
+                                         on_input=lambda event: self.on_input(event.prompt))
+            return EvaluationResult.from_outcome(outcome)
 
     async def evaluate(
         self, expr: Any, *, timeout: float | None = None, preemptive: bool = False

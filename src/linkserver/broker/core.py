@@ -91,7 +91,7 @@ from ..protocol.packets import (
     PREEMPTIVE,
     PREEMPTIVE_ANSWER,
     UNINSTALL,
-    short_head,
+    short_name,
 )
 from ..wxf.peek import head_name
 from .control import is_stop_request
@@ -133,9 +133,9 @@ def as_request(payload: bytes, name: str | None | object = _UNKNOWN) -> tuple[by
     Raises:
         WXFDecodeError: a compressed payload that is not valid WXF.
     """
-    head = short_head(head_name(payload) if name is _UNKNOWN else name)  # type: ignore[arg-type]
+    head = short_name(head_name(payload) if name is _UNKNOWN else name)  # type: ignore[call-overload]
     if head is None and payload[:3] == b"8C:":
-        head = short_head(getattr(getattr(wxf.loads(payload), "head", None), "name", None))
+        head = short_name(getattr(getattr(wxf.loads(payload), "head", None), "name", None))
     if head in _ENTER:
         return payload, answers.ENTER_FINAL
     if head == "EvaluatePacket":
@@ -154,7 +154,7 @@ def _preemptive_packet(expr: object) -> WLFunction | None:
     if (
         isinstance(inner, WLFunction)
         and isinstance(inner.head, WLSymbol)
-        and short_head(inner.head.name) == "EvaluatePacket"
+        and short_name(inner.head.name) == "EvaluatePacket"
         and len(inner.args) == 1
     ):
         return inner
@@ -456,7 +456,7 @@ class KernelCore:
             return None
         # The head the request-done record names: the packet's, or EvaluatePacket
         # for a plain expression the core wrapped.
-        head = short_head(name) if wrapped is payload else "EvaluatePacket"
+        head = short_name(name) if wrapped is payload else "EvaluatePacket"
         return Request(link, wrapped, final, head=head)
 
     def client_message(self, link: Hashable, message: int, argument: int) -> list[Action]:
@@ -536,7 +536,7 @@ class KernelCore:
         elif name == KERNEL_CALL:
             self._kernel_call(payload)
         else:
-            self._from_kernel(payload, short_head(name))
+            self._from_kernel(payload, short_name(name))
         self._resubmit_held()
         return self._take()
 
@@ -556,7 +556,7 @@ class KernelCore:
             self._out.append(Record("request-done", {
                 "link": link, "worker": self.id,
                 "head": request.head if request.head is not None
-                else short_head(head_name(request.payload)),
+                else short_name(head_name(request.payload)),
                 "ms": (self._clock() - request.started) * 1000 if request.started else None,
             }))
             request.answered = True
@@ -579,7 +579,7 @@ class KernelCore:
         if request is None:
             return  # its link went away and it was aborted: nobody waits
         self._send(request.link, wxf.dumps(packet))
-        if short_head(getattr(getattr(packet, "head", None), "name", None)) == request.final:
+        if short_name(getattr(getattr(packet, "head", None), "name", None)) == request.final:
             request.answered = True
             del self._preempting[tag]
             self.completed += 1
@@ -707,7 +707,7 @@ class KernelCore:
                     call.held.append(payload)  # after the request served in the call
                 return True
         stale = self._stale.get(link, 0)
-        if stale and short_head(head_name(payload)) == "ReturnPacket":
+        if stale and short_name(head_name(payload)) == "ReturnPacket":
             # The answer to a call the kernel gave up on (it was aborted).
             if stale > 1:
                 self._stale[link] = stale - 1
@@ -720,7 +720,7 @@ class KernelCore:
         """A packet from the owner of the innermost call, which waits for its answer."""
         assert call.owner is not None
         name = head_name(payload)
-        if short_head(name) == "ReturnPacket":
+        if short_name(name) == "ReturnPacket":
             self._calls.pop()
             self._answer_call(call, payload)
             return
@@ -774,7 +774,7 @@ class KernelCore:
         answered = False
         resubmit = []
         for payload in call.held:
-            if not answered and short_head(head_name(payload)) == "ReturnPacket":
+            if not answered and short_name(head_name(payload)) == "ReturnPacket":
                 answered = True
             else:
                 resubmit.append((owner, payload))

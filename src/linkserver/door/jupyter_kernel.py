@@ -55,13 +55,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipykernel.kernelbase import Kernel
-from wolframclient.language import wl, wlexpr
+from wolframclient.language import wlexpr
 
-from .. import __version__
+from .. import __version__, gather
 from ..aio.client import Client as AsyncClient
 from ..errors import LinkError
 from ..names import DEFAULT_HOST, DEFAULT_PORT
-from ..repl import balanced, first_arg, packet_head
+from ..protocol.packets import EnterTextPacket
+from ..repl import balanced
 from ..security import default_address
 
 __all__ = ["LinkserverKernel", "main"]
@@ -74,8 +75,6 @@ QUERY_TIMEOUT = 10.0
 RICH_LEAF_LIMIT = 2000
 
 _INTEGER = re.compile(r"-?\d+")
-_OUT_NAME = re.compile(r"Out\[(\d+)\](//\S+)?=")
-_IN_NAME = re.compile(r"In\[(\d+)\]")
 # A Wolfram Language symbol name, with contexts: the part before the cursor...
 _NAME_BEFORE = re.compile(r"[$A-Za-z][$A-Za-z0-9`]*$")
 # ...and after it.
@@ -257,62 +256,44 @@ class Door:
     async def _run_cell(self, client: AsyncClient, code: str,
                         deliver: Callable[[Event], None]) -> None:
         link = client.link
-        await link.put(wl.EnterTextPacket(code))
+        request = EnterTextPacket(code)
+        await link.put(request.to_expr())
         self._running = True
         if self._abort_wanted:  # the interrupt overtook the request
             await link.abort()
         held: list[Event] = []  # once a result waits for its forms, keep the order
-        message = ""  # the name of the message whose text comes next
-        syntax: Stream | None = None  # a Syntax message: the cell's syntax error?
-        line: int | None = None
-        out_line: int | None = None
-        out_form = ""
-        while True:
-            packet = await link.get(None)
-            head = packet_head(packet)
-            event: Event | None = None
-            if syntax is not None:
-                if head == "SyntaxPacket":  # the cell itself did not parse
-                    event, syntax = BadSyntax(message, syntax.text.rstrip("\n")), None
-                else:  # a message from ToExpression or the like: just a message
-                    event, syntax = syntax, None
-                self._forward(event, held, deliver)
-                event, message = None, ""
-            if head == "InputNamePacket":
-                match = _IN_NAME.search(first_arg(packet))
-                line = int(match.group(1)) - 1 if match else None
-                break
-            if head == "OutputNamePacket":
-                match = _OUT_NAME.search(first_arg(packet))
-                out_line = int(match.group(1)) if match else None
-                out_form = (match.group(2) or "") if match else ""
-            elif head in ("ReturnTextPacket", "ReturnPacket", "ReturnExpressionPacket"):
-                event = Result(out_line, first_arg(packet), out_form)
-                out_line, out_form = None, ""
-            elif head == "MessagePacket" and len(packet.args) == 2:
-                symbol, tag = packet.args
-                symbol_name = getattr(symbol, "name", str(symbol)).rpartition("`")[2]
-                message = f"{symbol_name}::{getattr(tag, 'name', tag)}"
-            elif head == "TextPacket":
-                text = first_arg(packet) + "\n"
-                if message.startswith("Syntax::"):
-                    syntax = Stream("stderr", text)
-                else:
-                    event = Stream("stderr" if message else "stdout", text)
-                    message = ""
-            elif head in ("InputPacket", "InputStringPacket"):
-                # Asked at once, even when results are held: the user must see the prompt.
-                answer: concurrent.futures.Future[str] = concurrent.futures.Future()
-                deliver(InputRequest(first_arg(packet), answer))
-                await link.put(wl.EnterTextPacket(await asyncio.wrap_future(answer)))
-            if event is not None:
-                self._forward(event, held, deliver)
+
+        def translate(event: gather.Event) -> None:
+            cell_event: Event | None = None
+            if isinstance(event, gather.Printed):
+                cell_event = Stream("stdout", event.text + "\n")
+            elif isinstance(event, gather.Issued):
+                cell_event = Stream("stderr", event.message.text + "\n")
+            elif isinstance(event, gather.Result):
+                cell_event = Result(event.line, event.text, f"//{event.form}" if event.form else "")
+            elif isinstance(event, gather.BadSyntax):  # the cell itself did not parse
+                name = event.messages[-1].name if event.messages else "Syntax::sntxf"
+                text = "\n".join(m.text for m in event.messages) or (
+                    f"syntax error at character {event.position}")
+                cell_event = BadSyntax(name, text)
+            if cell_event is not None:
+                self._forward(cell_event, held, deliver)
+
+        async def ask(event: gather.InputRequest) -> str:
+            # Asked at once, even when results are held: the user must see the prompt.
+            answer: concurrent.futures.Future[str] = concurrent.futures.Future()
+            deliver(InputRequest(event.prompt, answer))
+            return await asyncio.wrap_future(answer)
+
+        outcome = await gather.aread_answer(
+            gather.Gatherer.for_request(request), lambda: link.get(None), link.put,
+            on_event=translate, on_input=ask)
         self._running = False
         if held:
             await self._add_forms(client, held)
             for event in held:
                 deliver(event)
-        deliver(CellEnd(line))
+        deliver(CellEnd(outcome.line))
 
     @staticmethod
     def _forward(event: Event, held: list[Event], deliver: Callable[[Event], None]) -> None:
