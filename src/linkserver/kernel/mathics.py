@@ -170,7 +170,7 @@ from .loop import (
     serve_kernel,
     short_repr,
 )
-from .mathics_exprs import ConversionError, from_mathics, to_mathics
+from .mathics_exprs import ConversionError, from_mathics, mend_boxes, to_mathics
 
 __all__ = [
     "ABORT_GRACE",
@@ -606,6 +606,7 @@ class MathicsKernel(KernelLoop):
     def __init__(self) -> None:
         if not mathics3_builtins_modules:  # it warns when called twice
             import_and_load_builtins()
+        mend_boxes()  # before any evaluation: Mathics3's formatting needs it too
         session = MathicsSession(catch_interrupt=False)
         self._definitions: Any = session.definitions
         for builtin in (
