@@ -56,7 +56,8 @@ class FromLetterNumber(Builtin):  # type: ignore[misc]
 
 
 def _letter(letters: str, n: int) -> Any:
-    # Position 0 and positions past either end have no letter.
+    # Position 0 and positions past either end have no letter: Missing["NotApplicable"]
+    # here (what a Wolfram kernel answers there has not been checked).
     if n == 0 or abs(n) > len(letters):
         return Expression(SymbolMissing, String("NotApplicable"))
     return String(letters[n - 1] if n > 0 else letters[n])
