@@ -320,6 +320,44 @@ def test_abort_when_idle_is_ignored(kernel: Kernel) -> None:
     assert kernel.request(wl.EvaluatePacket(wl.Plus(1, 1))) == [p("ReturnPacket", 2)]
 
 
+def test_check_abort_absorbs_the_clients_abort(kernel: Kernel) -> None:
+    # As in the Wolfram Language: the abort goes to the nearest CheckAbort, its
+    # second argument is evaluated, and the request goes on to its own result.
+    caught = wl.CheckAbort(
+        wl.CompoundExpression(wl.Print("looping"), wl.While(True, 1)),
+        wl.CompoundExpression(wl.Print("caught"), "handled"),
+    )
+    kernel.link.put(wl.EvaluatePacket(wl.List(caught, "after")))
+    assert kernel.collect("TextPacket") == [p("TextPacket", "looping")]
+    kernel.link.abort()
+    assert kernel.collect("ReturnPacket") == [
+        p("TextPacket", "caught"), p("ReturnPacket", ("handled", "after"))]
+    assert kernel.request(wl.EvaluatePacket(wl.Plus(1, 1))) == [p("ReturnPacket", 2)]
+
+
+def test_check_abort_does_not_absorb_the_time_limit(kernel: Kernel) -> None:
+    packets = kernel.request(wl.EvaluatePacket(wl.CheckAbort(wl.While(True, 1), "handled")))
+    assert packets[-1] == p("ReturnPacket", ABORTED)
+    assert p("MessagePacket", wl.General, "timeout") in packets
+
+
+def test_abort_protect_finishes_before_the_abort(kernel: Kernel) -> None:
+    # The protected part runs for a second after the abort (past the kernel's
+    # ABORT_GRACE, so its signal is held too); the abort then takes effect.
+    protected = wl.AbortProtect(wl.CompoundExpression(
+        wl.Set(wl.Global.protectDone, False),
+        wl.Print("protected"),
+        wl.Set(wl.Global.t0, wl.AbsoluteTime()),
+        wl.While(wl.Less(wl.Subtract(wl.AbsoluteTime(), wl.Global.t0), 1), wl.Null),
+        wl.Set(wl.Global.protectDone, True),
+    ))
+    kernel.link.put(wl.EvaluatePacket(wl.CompoundExpression(protected, wl.Print("not reached"))))
+    assert kernel.collect("TextPacket") == [p("TextPacket", "protected")]
+    kernel.link.abort()
+    assert kernel.collect("ReturnPacket") == [p("ReturnPacket", ABORTED)]
+    assert kernel.request(wl.EvaluatePacket(wl.Global.protectDone)) == [p("ReturnPacket", True)]
+
+
 def test_eval_timeout_aborts_by_itself(kernel: Kernel) -> None:
     start = time.monotonic()
     packets = kernel.request(wl.EvaluatePacket(wl.While(True, 1)))

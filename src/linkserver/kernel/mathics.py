@@ -84,6 +84,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import concurrent.futures
+import functools
 import logging
 import signal
 import sys
@@ -170,7 +171,9 @@ from .loop import (
     serve_kernel,
     short_repr,
 )
+from . import wl_builtins
 from .mathics_exprs import ConversionError, from_mathics, mend_boxes, to_mathics
+from .wl_builtins import Absorb
 
 __all__ = [
     "ABORT_GRACE",
@@ -475,6 +478,10 @@ class _KernelEvaluation(Evaluation):  # type: ignore[misc]
     def __init__(self, kernel: MathicsKernel, definitions: Any, output: Output) -> None:
         super().__init__(definitions=definitions, output=output, catch_interrupt=False)
         self._safe_point = kernel._safe_point
+        # What AbortProtect and CheckAbort ask (wl_builtins.aborts): while
+        # abort_protect > 0 a stop waits; absorb_abort() takes back an ABORT.
+        self.abort_protect = 0
+        self.absorb_abort = functools.partial(kernel._absorb_abort, self)
 
     def check_stopped(self) -> None:
         if self.stopped:
@@ -615,6 +622,7 @@ class MathicsKernel(KernelLoop):
             _PauseBuiltin(expression=False),
             _CallBuiltin(expression=False),
             _LinkServerBuiltin(expression=False),
+            *wl_builtins.builtins(self._definitions),  # SocketConnect, BinarySerialize, ...
         ):
             builtin.contribute(self._definitions)
         self._definitions.clear_cache()
@@ -747,6 +755,8 @@ class MathicsKernel(KernelLoop):
             TimeoutInterrupt: the evaluation must stop (``ev.stopped`` stays set).
         """
         if self._must_stop():
+            if ev.abort_protect and self._stop_waits():
+                return  # AbortProtect: the flag stays set, the stop comes after it
             raise TimeoutInterrupt
         # Cleared before the state is read again: a stop or PREEMPT written
         # after this sets the flag again (they write their state first).
@@ -756,6 +766,35 @@ class MathicsKernel(KernelLoop):
         if self._must_stop():
             ev.stopped = True
             raise TimeoutInterrupt
+
+    def _stop_waits(self) -> bool:
+        """True if the stop of the evaluation running now may wait for AbortProtect."""
+        reason = self._preempt_stop if self._preempt_nested else self._stop_reason
+        return reason is not _Stop.TERMINATE
+
+    def _absorb_abort(self, ev: Any) -> Absorb:
+        """Main thread, from CheckAbort in ``ev``: take back the client's ABORT, if it is pending.
+
+        In the Wolfram Language CheckAbort absorbs the abort it catches: the
+        request then goes on and answers its own result. Only an ABORT of the
+        request in hand is taken back; a time limit, TERMINATE and the stop of a
+        nested preemptive request are :attr:`Absorb.PENDING` and go on up.
+        """
+        with self._lock:
+            if self._preempt_nested:
+                return Absorb.NONE if self._preempt_stop is None else Absorb.PENDING
+            if self._stop_serial != self._serial or self._stop_reason is None:
+                return Absorb.NONE
+            if self._stop_reason is not _Stop.ABORT:
+                return Absorb.PENDING
+            self._stop_serial, self._stop_reason = -1, None
+            ev.stopped = False
+            watchdog = self._watchdog
+            if watchdog is not None:  # the stop put its escalation in the time limit's place
+                watchdog.disarm()
+                if self._deadline is not None:
+                    watchdog.arm(_Alarm(self._serial, self._deadline, "timeout"))
+        return Absorb.ABSORBED
 
     def _preempt_hint(self) -> None:
         # Loop thread, after _preempt_pending is set. Harmless when idle:
@@ -866,7 +905,9 @@ class MathicsKernel(KernelLoop):
         # Main thread, between two bytecodes of whatever it was running --
         # as Mathics3's own Ctrl-C handler raises AbortInterrupt. _in_eval is
         # written by this thread only, so the check cannot race.
-        if self._in_eval and self._must_stop():
+        if self._in_eval and self._must_stop() and not (
+            self._evaluation.abort_protect and self._stop_waits()
+        ):
             raise _HardStop
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
