@@ -57,11 +57,12 @@ class PoolConfig:
     init: str | None = None
     max_queued: int = 1000
 
-    def spec(self) -> KernelSpec:
-        """The kernel spec of this pool's kernels."""
+    def spec(self, *, quit_allowed: str = "nobody") -> KernelSpec:
+        """The kernel spec of this pool's kernels (``quit_allowed``: ``[access] quit``)."""
         return KernelSpec(
             self.backend, eval_timeout=self.eval_timeout, memory_mb=self.memory_mb,
-            init=self.init, kernel_path=self.kernel_path,
+            init=self.init, kernel_path=self.kernel_path, mode=self.mode,
+            quit_allowed=quit_allowed,
         )
 
 
@@ -75,6 +76,8 @@ class ServerConfig:
     stop_allowed: str = "admin"
     #: who may see its status: "admin" or "anyone"
     status_allowed: str = "admin"
+    #: who may end a shared kernel with Quit[]: "nobody" or "anyone"
+    quit_allowed: str = "nobody"
 
     def pool(self, name: str | None) -> PoolConfig:
         """The pool called ``name`` (the default pool for None or "").
@@ -165,7 +168,12 @@ def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:
     return ServerConfig(tuple(pools), default, **access)
 
 
-_ACCESS = {"stop": ("admin", "anyone", "nobody"), "status": ("admin", "anyone")}
+_ACCESS = {
+    "stop": ("admin", "anyone", "nobody"), "status": ("admin", "anyone"),
+    # Not "admin": Quit[] may be buried anywhere in an evaluation, and only the
+    # kernel sees it, which cannot tell who asked; an admin stops the server.
+    "quit": ("nobody", "anyone"),
+}
 
 
 def _check_access(values: Any) -> dict[str, str]:
@@ -175,7 +183,9 @@ def _check_access(values: Any) -> dict[str, str]:
     out = {}
     for key, value in values.items():
         if key not in _ACCESS:
-            raise ConfigError(f"access.{key} is not an access setting; the settings are: stop, status")
+            raise ConfigError(
+                f"access.{key} is not an access setting; the settings are: {', '.join(_ACCESS)}"
+            )
         if value not in _ACCESS[key]:
             allowed = ", ".join(repr(v) for v in _ACCESS[key])
             raise ConfigError(f"access.{key} must be one of {allowed}, not {value!r}")

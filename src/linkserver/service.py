@@ -76,10 +76,13 @@ class Pool:
     """One named pool: its configuration, its kernel launcher and its broker."""
 
     def __init__(
-        self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None
+        self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None,
+        quit_allowed: str = "nobody",
     ) -> None:
         self.config = config
-        self.launcher: KernelLauncher = LocalLauncher(config.spec(), zygote=zygote)
+        self.launcher: KernelLauncher = LocalLauncher(
+            config.spec(quit_allowed=quit_allowed), zygote=zygote
+        )
         self.broker: SharedBroker | PoolBroker
         if config.mode == "shared":
             self.broker = SharedBroker(self.launcher, control=control, max_queued=config.max_queued)
@@ -131,6 +134,8 @@ class KernelService:
             or ``"anyone"``. An *admin* is a client that proved a key of role
             ``"admin"`` (``settings.keys``); on a server without keys, a client
             on this machine (docs/protocol.md §8.8).
+        quit_allowed: who may end a shared kernel with ``Quit[]``: ``"nobody"``
+            (refused in the kernel) or ``"anyone"``; None takes ``config``'s.
     """
 
     def __init__(
@@ -152,6 +157,7 @@ class KernelService:
         max_links: int | None = DEFAULT_MAX_LINKS,
         stop_allowed: str = "admin",
         status_allowed: str = "admin",
+        quit_allowed: str | None = None,
     ) -> None:
         if stop_allowed not in ACCESS or status_allowed not in ACCESS:
             raise ValueError(f"who may stop or ask for status is one of {', '.join(ACCESS)}")
@@ -166,7 +172,11 @@ class KernelService:
                 spec.eval_timeout, spec.memory_mb, spec.init,
             ),))
         self.config = config
-        self.pools = {p.name: Pool(p, zygote=zygote, control=self._control) for p in config.pools}
+        quit_allowed = quit_allowed or config.quit_allowed
+        self.pools = {
+            p.name: Pool(p, zygote=zygote, control=self._control, quit_allowed=quit_allowed)
+            for p in config.pools
+        }
         self.default = self.pools[config.default]
         self.server = LinkServer(
             port, interface, settings=settings, log_streams=log_streams, tls=tls,

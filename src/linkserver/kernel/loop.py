@@ -110,6 +110,7 @@ __all__ = [
     "KERNEL_ERROR",
     "KernelExit",
     "KernelLoop",
+    "KernelPolicy",
     "Stop",
     "bad_request",
     "configure_logging",
@@ -168,6 +169,61 @@ class KernelExit(BaseException):
     def __init__(self, code: int = EXIT_OK) -> None:
         super().__init__(code)
         self.code = code
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KernelPolicy:
+    """How a kernel may be used, as its command line says (``KernelSpec.policy_options``).
+
+    Attributes:
+        mode: ``"shared"`` (every client of a pool shares this kernel) or ``"pool"``.
+        quit_allowed: who may end a shared kernel with ``Quit[]``: ``"nobody"`` or
+            ``"anyone"``. The kernel cannot tell who asked, so an admin stops a
+            shared kernel by stopping the server (``$KeepRunning = False``).
+    """
+
+    mode: str = "pool"
+    quit_allowed: str = "nobody"
+
+    @property
+    def refuses_quit(self) -> bool:
+        """True if ``Quit[]`` must be refused rather than end the kernel."""
+        return self.mode == "shared" and self.quit_allowed != "anyone"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> KernelPolicy:
+        """The policy of a parsed :func:`kernel_parser` (or :func:`policy_parser`) command line."""
+        return cls(mode=args.mode, quit_allowed=args.quit_allowed)
+
+
+#: What a kernel says when a shared kernel refuses ``Quit[]`` (``LinkServer::noquit``).
+QUIT_REFUSED = (
+    "Quit[] and Exit[] would end the kernel every client of this server shares, so they are "
+    "refused; an admin stops it by stopping the server ($KeepRunning = False, or SIGTERM)"
+)
+#: What a client's own kernel says as ``Quit[]`` ends it (``LinkServer::quit``).
+QUIT_ENDS = (
+    "Quit[] ended this client's kernel: every definition made in it is gone, and the next "
+    "request starts a fresh kernel"
+)
+
+
+def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode", default="pool", choices=["shared", "pool"],
+        help="shared: every client of the pool shares this kernel (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quit-allowed", default="nobody", choices=["nobody", "anyone"],
+        help="who may end a shared kernel with Quit[] (default: %(default)s)",
+    )
+
+
+def policy_parser() -> argparse.ArgumentParser:
+    """The policy options alone: what a kernel template passes on to a kernel it forks."""
+    parser = argparse.ArgumentParser(prog="kernel policy", add_help=False)
+    _add_policy_arguments(parser)
+    return parser
 
 
 def kernel_error(code: str, message: str) -> Any:
@@ -234,6 +290,8 @@ class KernelLoop:
         self._portal: Portal | None = None  # started by serve_link, never before a fork
         self._eval_timeout: float | None = None
         self._debug = False
+        #: how this kernel may be used; set before serve_link (serve_kernel does)
+        self.policy = KernelPolicy()
 
     # ------------------------------------------------------------ serving
 
@@ -658,13 +716,18 @@ def serve_kernel(
     *,
     eval_timeout: float | None,
     connect_timeout: float,
+    policy: KernelPolicy | None = None,
 ) -> int:
     """Connect ``kernel`` to ``link_name``, serve, and close the link.
+
+    ``policy`` (the default: a pool kernel's) is set on the kernel first.
 
     Returns:
         The exit code of :meth:`KernelLoop.serve_link`, or
         :data:`EXIT_STARTUP_FAILED` if the server could not be reached.
     """
+    if policy is not None:
+        kernel.policy = policy
     try:
         link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT)
     except LinkError as exc:
@@ -699,6 +762,7 @@ def kernel_parser(
     )
     if extra is not None:
         extra(parser)
+    _add_policy_arguments(parser)
     timeout = os.environ.get("LINKSERVER_EVAL_TIMEOUT")  # as cli.py: LINKSERVER_<OPTION>
     parser.add_argument(
         "--eval-timeout", type=float, default=float(timeout) if timeout else None,

@@ -162,6 +162,9 @@ from .loop import (
     KERNEL_ERROR,
     KernelExit,
     KernelLoop,
+    KernelPolicy,
+    QUIT_ENDS,
+    QUIT_REFUSED,
     Stop,
     bad_request,
     configure_logging,
@@ -268,6 +271,7 @@ def serve(
     *,
     eval_timeout: float | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
+    policy: KernelPolicy | None = None,
 ) -> int:
     """Connect to ``link_name`` and serve requests until told to stop.
 
@@ -279,6 +283,7 @@ def serve(
         eval_timeout: seconds an evaluation may run before it answers
             ``$Aborted`` by itself; None for no limit.
         connect_timeout: seconds to connect and finish the handshake.
+        policy: how the kernel may be used (a shared kernel refuses ``Quit[]``).
 
     Returns:
         The exit code for the process: 0 after TERMINATE, a closed link or
@@ -286,7 +291,8 @@ def serve(
     """
     kernel = prepare()
     return serve_kernel(
-        kernel, link_name, kernel_id, eval_timeout=eval_timeout, connect_timeout=connect_timeout
+        kernel, link_name, kernel_id, eval_timeout=eval_timeout,
+        connect_timeout=connect_timeout, policy=policy,
     )
 
 
@@ -432,6 +438,8 @@ class _LinkServerBuiltin(Builtin):  # type: ignore[misc]
         "nocallee": "`1`",
         "nocall": "`1`",
         "callfailed": "`1`",
+        "noquit": "`1`",
+        "quit": "`1`",
     }
 
 
@@ -598,7 +606,9 @@ class MathicsKernel(KernelLoop):
     interrupt menu); the ``--eval-timeout`` limit does the same after a
     ``General::timeout`` message; a syntax error in ``Input``'s answer asks
     again. Top-level ``Return[x]`` answers x, an uncaught ``Throw[x]``
-    ``Hold[Throw[x]]`` (with ``Throw::nocatch``), ``Quit[]`` ends the process.
+    ``Hold[Throw[x]]`` (with ``Throw::nocatch``), ``Quit[]`` ends the process
+    after ``LinkServer::quit`` -- except in a shared kernel (``--mode shared``),
+    where it is refused with ``LinkServer::noquit`` and answers ``$Failed``.
 
     Create it with :func:`prepare`; run it with :func:`serve` or
     :meth:`serve_link` (:class:`.loop.KernelLoop`'s, which returns the exit
@@ -1157,7 +1167,14 @@ class MathicsKernel(KernelLoop):
             return self._top_level_interrupt("Continue", "nofdw", "System`Continue")
         except WLThrowInterrupt as thrown:
             return self._uncaught_throw(thrown)
-        except SystemExit as exc:  # Quit[] and Exit[]: the kernel ends
+        except SystemExit as exc:  # Quit[] and Exit[], however reached
+            if self.policy.refuses_quit:
+                # A shared kernel: ending it would end every client's session.
+                # The evaluation is abandoned where Quit[] ran, as an abort is.
+                self._message("LinkServer", "noquit", String(QUIT_REFUSED))
+                return SymbolFailed
+            if self.policy.mode == "pool":  # the kernel is the asker's alone: say so
+                self._message("LinkServer", "quit", String(QUIT_ENDS))
             raise _LinkGone(exc.code if isinstance(exc.code, int) else EXIT_OK) from None
         except RecursionError:
             log.warning("! kernel: Python's recursion limit hit in an evaluation")
@@ -1521,6 +1538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kernel_id,
         eval_timeout=args.eval_timeout,
         connect_timeout=args.connect_timeout,
+        policy=KernelPolicy.from_args(args),
     )
 
 

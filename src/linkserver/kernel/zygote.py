@@ -18,8 +18,12 @@ Protocol on stdin/stdout, one line each way (:class:`~linkserver.launcher.zygote
 is the only client)::
 
     zygote -> ready
-    server -> spawn ID CONNECT EVAL_TIMEOUT MEMORY_MB     ("-" for no limit)
+    server -> spawn ID CONNECT EVAL_TIMEOUT MEMORY_MB [OPTION...]  ("-" for no limit)
     zygote -> spawned ID PID
+
+The OPTIONs are the kernel's policy options, one word each, as a kernel's
+own command line has them (``--mode=shared``; ``KernelSpec.policy_options``):
+a forked kernel learns its mode the way a fresh one does.
 
 Children write nothing to the zygote's stdout (it is the launcher's pipe);
 they exit when their link closes. The zygote reaps them and exits when its
@@ -39,6 +43,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import BACKENDS
+from .loop import KernelPolicy, policy_parser
 
 __all__ = ["main"]
 
@@ -53,7 +58,10 @@ def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
             return
 
 
-def _child(backend: object, kernel_id: str, connect: str, timeout: str, memory: str) -> int:
+def _child(
+    backend: object, kernel_id: str, connect: str, timeout: str, memory: str,
+    options: list[str],
+) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # The launcher reads our parent's stdout: keep this child's output off it.
     os.dup2(2, 1)
@@ -64,7 +72,10 @@ def _child(backend: object, kernel_id: str, connect: str, timeout: str, memory: 
         limit = int(memory) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     eval_timeout = None if timeout == "-" else float(timeout)
-    code: int = backend.serve(connect, kernel_id, eval_timeout=eval_timeout)  # type: ignore[attr-defined]
+    policy = KernelPolicy.from_args(policy_parser().parse_args(options))
+    code: int = backend.serve(  # type: ignore[attr-defined]
+        connect, kernel_id, eval_timeout=eval_timeout, policy=policy
+    )
     return code
 
 
@@ -81,15 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("ready", flush=True)
     for line in sys.stdin:
         words = line.split()
-        if len(words) != 5 or words[0] != "spawn":
+        if len(words) < 5 or words[0] != "spawn":
             print(f"error bad command {line.strip()[:80]!r}", flush=True)
             continue
-        _, kernel_id, connect, timeout, memory = words
+        _, kernel_id, connect, timeout, memory, *options = words
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
             try:
-                code = _child(backend, kernel_id, connect, timeout, memory)
+                code = _child(backend, kernel_id, connect, timeout, memory, options)
             except BaseException:  # the child must never return into the zygote's loop
                 import traceback
 

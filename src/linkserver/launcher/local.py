@@ -210,7 +210,8 @@ class LocalLauncher(KernelLauncher):
         spec = self.spec
         if self._zygote is not None and self._zygote.running:
             return await self._zygote.spawn(
-                kernel_id, self.address, eval_timeout=spec.eval_timeout, memory_mb=spec.memory_mb
+                kernel_id, self.address, eval_timeout=spec.eval_timeout, memory_mb=spec.memory_mb,
+                options=spec.policy_options(),
             )
         # No template (or it died): a fresh process, slow but independent of it.
         process = await asyncio.create_subprocess_exec(
