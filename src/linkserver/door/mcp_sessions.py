@@ -38,7 +38,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from wolframclient.language import wlexpr
+from wolframclient.language import wl
 from wolframclient.language.expression import WLSymbol
 
 from ..aio.client import Client as AsyncClient
@@ -67,7 +67,7 @@ class Limits:
         default_timeout: seconds an evaluation may run when the agent names no timeout.
         max_timeout: the most an agent may ask for (larger requests are cut to it).
         grace: seconds an aborted evaluation has to stop before its kernel is ended.
-        max_result_chars: characters of a result's InputForm text kept (cut in the kernel).
+        max_result_chars: characters of a result's InputForm text kept.
         max_print_chars: characters of printed text and of message text kept, each.
         max_image_pixels: the most pixels (width x height) of an image sent.
         connect_timeout: seconds to reach the server.
@@ -141,27 +141,24 @@ def cut(text: str, limit: int, what: str = "characters") -> tuple[str, str | Non
     return text[:limit], f"{len(text) - limit:,} of {len(text):,} {what} were cut"
 
 
-def _wl_string(text: str) -> str:
-    """``text`` as a Wolfram Language string literal."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+_RESULT = WLSymbol("LinkServerMCP`r")  # its own context: the session's Global` stays the agent's
 
 
-def request_for(code: str, max_chars: int) -> Any:
-    """The expression evaluated for ``code``: its InputForm text (cut in the kernel, so
-    a huge result never travels) and, for a ``Graphics`` result, its SVG.
+def request_for(code: str) -> Any:
+    """The expression evaluated for ``code``: its InputForm text and, for a ``Graphics``
+    result, its SVG -- ``{text, svg-or-Null}``, or ``$Aborted``.
 
-    The kernel answers ``{length, text, svg-or-Null}``, or ``$Aborted``.
-    The helper symbols live in their own context so the session's ``Global``` stays
-    the agent's.
+    Built as expressions, not text, so the kernel parses only the agent's code. The
+    text is cut here, not in the kernel: in Mathics3 the test and ``StringTake``
+    cost about a millisecond a call, and a result too large to travel takes the
+    kernel longer to print than any time limit allows.
     """
-    r, s = "LinkServerMCP`r", "LinkServerMCP`s"
-    return wlexpr(
-        f"With[{{{r} = ToExpression[{_wl_string(code)}]}}, "
-        f"With[{{{s} = ToString[{r}, InputForm]}}, "
-        f"{{StringLength[{s}], If[StringLength[{s}] > {max_chars}, "
-        f"StringTake[{s}, {max_chars}], {s}], "
-        f'If[MatchQ[{r}, _Graphics], Quiet[ExportString[{r}, "SVG"]], Null]}}]]'
-    )
+    r = _RESULT
+    return wl.With(
+        wl.List(wl.Set(r, wl.ToExpression(code))),
+        wl.List(wl.ToString(r, wl.InputForm),
+                wl.If(wl.SameQ(wl.Head(r), wl.Graphics), wl.Quiet(wl.ExportString(r, "SVG")),
+                      wl.Null)))
 
 
 @dataclass
@@ -335,7 +332,7 @@ class Sessions:
         state.running = True
         state.evaluations += 1
         task = asyncio.ensure_future(
-            client.evaluate_wrap(request_for(code, self.limits.max_result_chars)))
+            client.evaluate_wrap(request_for(code)))
         timed_out = False
         try:
             if not await _finished(task, deadline - loop.time()):
@@ -406,13 +403,13 @@ class Sessions:
             answer.notes.append("the kernel died during the evaluation; the server started "
                                 "a fresh one for this session and its definitions are lost")
             return
-        if isinstance(value, (tuple, list)) and len(value) == 3:
-            length, text, svg = value
-            answer.result = str(text)
-            answer.result_chars = int(length) if isinstance(length, int) else len(answer.result)
-            if answer.result_chars > len(answer.result):
-                answer.notes.append(f"{answer.result_chars - len(answer.result):,} of "
-                                    f"{answer.result_chars:,} characters of the result were cut")
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            text, svg = str(value[0]), value[1]
+            answer.result_chars = len(text)
+            answer.result, note = cut(text, limits.max_result_chars,
+                                      "characters of the result")
+            if note:
+                answer.notes.append(note)
             if isinstance(svg, str) and "<svg" in svg:
                 answer.svg = svg
             answer.status = "messages" if answer.messages else "ok"
