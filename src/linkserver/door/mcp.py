@@ -210,7 +210,7 @@ async def _call(sessions: Sessions, name: str, args: dict[str, Any]) -> types.Ca
         said = await sessions.abort(session)
         return _text(said, {"session": session or "default", "said": said})
     if name == "sessions":
-        listed = sessions.list()
+        listed = sessions.listing()
         text = json.dumps(listed, indent=1) if listed else "no sessions yet"
         return _text(text, {"sessions": listed})
     if name == "end_session":

@@ -48,6 +48,8 @@ from ..errors import LinkError
 __all__ = ["Answer", "Limits", "Message", "SessionError", "Sessions", "cut"]
 
 DEFAULT_SESSION = "default"
+#: characters of a graphics result's InputForm kept (its image and SVG travel beside it)
+GRAPHICS_TEXT_CHARS = 500
 #: session names an agent may choose: short, printable, no spaces
 _SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _T = TypeVar("_T")
@@ -234,7 +236,9 @@ class Sessions:
         if session.client is not None:
             return session.client
         client: AsyncClient | None = None
-        if session.kernel is not None and session.persistent:
+        if session.mode == "shared":
+            pass  # the shared kernel outlives every link: nothing to take back or lose
+        elif session.kernel is not None and session.persistent:
             try:
                 client = await self._client(kernel=session.kernel, persistent=True).start()
             except LinkError as exc:
@@ -300,21 +304,23 @@ class Sessions:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + limit
-        state = self._sessions.get(name)
-        if state is None:
-            state = self._sessions[name] = Session(name)
         answer = Answer(name, "failed")
+        while True:  # a session ended or restarted while this call waited is a new one
+            state = self._sessions.get(name)
+            if state is None:
+                state = self._sessions[name] = Session(name)
+            try:
+                await asyncio.wait_for(state.lock.acquire(), max(deadline - loop.time(), 0.001))
+            except TimeoutError:
+                answer.status = "busy"
+                answer.notes.append(f"session {name!r} was still running an earlier "
+                                    f"evaluation after {limit:g} s; call abort on it, or use "
+                                    "another session")
+                return self._finish(answer, state, started)
+            if not state.ended:
+                break
+            state.lock.release()
         try:
-            await asyncio.wait_for(state.lock.acquire(), limit)
-        except TimeoutError:
-            answer.status = "busy"
-            answer.notes.append(f"session {name!r} was still running an earlier evaluation "
-                                f"after {limit:g} s; call abort on it, or use another session")
-            return self._finish(answer, state, started)
-        try:
-            if state.ended:  # ended while this call waited for it
-                state = self._sessions.setdefault(name, Session(name))
-            state.ended = False
             await self._run(code, state, answer, deadline)
         finally:
             state.running = False
@@ -405,13 +411,16 @@ class Sessions:
             return
         if isinstance(value, (tuple, list)) and len(value) == 2:
             text, svg = str(value[0]), value[1]
+            graphics = isinstance(svg, str) and "<svg" in svg
             answer.result_chars = len(text)
-            answer.result, note = cut(text, limits.max_result_chars,
-                                      "characters of the result")
+            # A plot's InputForm is its sampled points: the image says more.
+            room = min(limits.max_result_chars, GRAPHICS_TEXT_CHARS) if graphics else \
+                limits.max_result_chars
+            answer.result, note = cut(text, room, "characters of the result")
             if note:
                 answer.notes.append(note)
-            if isinstance(svg, str) and "<svg" in svg:
-                answer.svg = svg
+            if graphics:
+                answer.svg = str(svg)
             answer.status = "messages" if answer.messages else "ok"
             return
         answer.result = _text_of(value)
@@ -436,7 +445,7 @@ class Sessions:
 
     # --------------------------------------------------------- session tools
 
-    def list(self) -> list[dict[str, Any]]:
+    def listing(self) -> list[dict[str, Any]]:
         """Every session the door knows, in the order they were first used."""
         return [s.describe() for s in self._sessions.values()]
 
