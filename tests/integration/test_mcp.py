@@ -31,8 +31,8 @@ from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
-from tests.procs import free_port  # noqa: E402
-from tests.timeouts import TIMEOUT  # noqa: E402
+from tests.procs import alive, free_port  # noqa: E402
+from tests.timeouts import TIMEOUT, wait_until  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 SERVER_START = TIMEOUT * 6  # the server loads Mathics3 before it listens
@@ -235,12 +235,15 @@ def test_a_timeout_aborts_and_the_session_keeps_its_definitions(pool: Served) ->
 def test_an_evaluation_that_ignores_its_abort_restarts_the_session(pool: Served) -> None:
     async def scenario(client: Client) -> None:
         before = await _evaluate(client, "z = 3", session="stuck")
+        pid = int((await _evaluate(client, "$ProcessID", session="stuck"))["result"])
         # One long integer power inside GMP/CPython: no abort is looked at until it ends.
         answer = await _evaluate(client, "Mod[3^(4*10^8), 7]", session="stuck", timeout=1)
         assert answer["status"] == "restarted", answer
         assert "definitions are lost" in answer["_text"]
         after = await _evaluate(client, "z", session="stuck")
         assert after["result"] == "z" and after["kernel"] != before["kernel"]
+        # The stuck kernel was ended, not left burning a CPU in the pool.
+        assert await asyncio.to_thread(wait_until, lambda: not alive(pid), TIMEOUT)
 
     _run(pool, scenario)
 
@@ -285,6 +288,20 @@ def test_the_abort_tool_stops_an_evaluation_and_keeps_definitions(pool: Served) 
         answer = await running
         assert answer["status"] == "aborted" and answer["result"] == "$Aborted"
         assert (await _evaluate(client, "v", session="ab"))["result"] == "11"
+
+    _run(pool, scenario)
+
+
+def test_a_second_call_on_a_running_session_is_busy_and_aborts_nothing(pool: Served) -> None:
+    async def scenario(client: Client) -> None:
+        first = asyncio.ensure_future(
+            _evaluate(client, "Pause[3]; u = 9", session="busy", timeout=CALL_BOUND))
+        await _until_running(client, "busy")
+        second = await _evaluate(client, "1+1", session="busy", timeout=0.5)
+        assert second["status"] == "busy" and "abort" in second["_text"]
+        answer = await first
+        assert answer["status"] == "ok" and answer["result"] == "9"
+        assert (await _evaluate(client, "u", session="busy"))["result"] == "9"
 
     _run(pool, scenario)
 

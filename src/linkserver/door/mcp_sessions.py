@@ -220,6 +220,7 @@ class Sessions:
         self._key = key
         self._sessions: dict[str, Session] = {}
         self._persist = True  # False once the server said its pool keeps no kernels
+        self._releasing: set[asyncio.Task[None]] = set()  # stuck kernels being discarded
 
     # ------------------------------------------------------------ connecting
 
@@ -276,14 +277,23 @@ class Sessions:
 
     async def _let_go(self, session: Session) -> None:
         """Close the session's link and discard its kernel (never the shared one)."""
+        await self._release(*self._detach(session))
+
+    @staticmethod
+    def _detach(session: Session) -> tuple[AsyncClient | None, str | None]:
+        """Take the link and the kernel to discard from ``session`` (which keeps neither)."""
         client, session.client = session.client, None
+        parked = session.kernel if session.persistent and session.mode != "shared" else None
+        return client, parked
+
+    async def _release(self, client: AsyncClient | None, parked: str | None) -> None:
         if client is not None:
             await _quietly(client.aclose())
-        if session.persistent and session.kernel is not None and session.mode != "shared":
+        if parked is not None:
             # The kernel is parked for the keep-alive time: take it back without
             # "persistent", and the server discards it when this link closes (§8.6).
             try:
-                taker = await self._client(kernel=session.kernel).start()
+                taker = await self._client(kernel=parked).start()
             except LinkError:
                 return  # already gone (expired, or died)
             await _quietly(taker.aclose())
@@ -364,7 +374,10 @@ class Sessions:
             answer.notes.append(f"{late}; the shared kernel cannot be ended by one session, so "
                                 "it may still be busy; this session's link was closed")
             return
-        await self._let_go(state)
+        # Answer now; the kernel is discarded meanwhile (taking it back costs a connection).
+        task = asyncio.ensure_future(self._release(*self._detach(state)))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
         state.kernel = None
         state.persistent = False
         answer.status = "restarted"
@@ -515,6 +528,8 @@ class Sessions:
         for state in sessions:
             state.ended = True
             await self._let_go(state)
+        if self._releasing:
+            await asyncio.wait(set(self._releasing))
 
 
 def _text_of(value: Any) -> str:
