@@ -1,5 +1,5 @@
 """The ``linkserver`` command: ``serve``, ``connect``, ``eval``, ``status``, ``services``,
-``jupyter install``.
+``jupyter install``, ``mcp``.
 
 The library never configures logging; this module does. Errors print one
 sentence on stderr (a traceback only with ``--debug``) and exit non-zero.
@@ -23,7 +23,7 @@ from .aio.link import LinkSettings
 from .aio.server import DEFAULT_MAX_LINKS
 from .broker.worker import DEFAULT_MAX_QUEUED
 from .demo import greet_and_echo
-from .door import jupyter_install
+from .door import jupyter_install, mcp_command
 from .errors import LinkError
 from .kernel import BACKENDS
 from .link import connect
@@ -241,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     services.add_argument("--timeout", type=float, default=discovery.DEFAULT_BROWSE_TIMEOUT,
                           help="seconds to listen for answers (default: %(default)s)")
     jupyter_install.add_command(sub)  # linkserver jupyter install (docs/jupyter.md)
+    mcp_command.add_command(sub)  # linkserver mcp [install] (docs/agents.md)
     return parser
 
 
@@ -523,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _services(args)
         if args.command == "jupyter":
             return jupyter_install.run_command(args)
+        if args.command == "mcp":
+            return mcp_command.run_command(args)
         return _status(args)
     except (LinkError, ValueError) as exc:
         if args.debug:

@@ -134,6 +134,8 @@ class Client:
         self.persistent = persistent
         #: the id of this client's kernel, once the server told it (see ``persistent``)
         self.kernel_id: str | None = kernel
+        #: ``"shared"`` or ``"pool"``, once a selection was answered (see ``persistent``)
+        self.mode: str | None = None
         self._link: Link | None = None
         self._lock: asyncio.Lock | None = None
         self._calls: CallServer | None = None  # once a function is installed
@@ -173,6 +175,7 @@ class Client:
         if isinstance(answer, dict):
             self.kernel_id = str(answer.get("kernel", "")) or None
             self.pool = str(answer.get("pool", "")) or self.pool
+            self.mode = str(answer.get("mode", "")) or None
             return
         why = outcome.messages[-1].text if outcome.messages else ""
         raise LinkError(why or f"the server refused the selection: {answer!r}",
