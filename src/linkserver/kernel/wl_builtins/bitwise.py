@@ -38,70 +38,36 @@ def _fold(op: Callable[[int, int], int], start: int, args: Any) -> Any:
     return Integer(functools.reduce(op, (v.value for v in values), start))
 
 
-class BitAnd(Builtin):  # type: ignore[misc]
+def _folding(name: str, op: Callable[[int, int], int], start: int, word: str, answer: int) -> Any:
+    """A built-in ``name[n1, n2, ...]`` that folds ``op`` over integers (BitAnd, BitOr, BitXor).
+
+    The three differ only in the operator, its identity and their documentation, so
+    one class is made for each here; Mathics3 reads the rule from ``eval``'s docstring.
     """
-    <url>:WMA link:https://reference.wolfram.com/language/ref/BitAnd.html</url>
+
+    def eval(self: Any, args: Any, evaluation: Any) -> Any:
+        return _fold(op, start, args)
+
+    eval.__doc__ = f"{name}[args___]"
+    doc = f"""
+    <url>:WMA link:https://reference.wolfram.com/language/ref/{name}.html</url>
     <dl>
-      <dt>'BitAnd'[$n_1$, $n_2$, ...]
-      <dd>gives the bitwise AND of the integers $n_i$.
+      <dt>'{name}'[$n_1$, $n_2$, ...]
+      <dd>gives the bitwise {word} of the integers $n_i$.
     </dl>
 
-    >> BitAnd[12, 10]
-     = 8
+    >> {name}[12, 10]
+     = {answer}
     """
-
-    name = "BitAnd"
-    context = "System`"
-    attributes = _ASSOCIATIVE
-    summary_text = "bitwise AND of integers"
-
-    def eval(self, args: Any, evaluation: Any) -> Any:
-        "BitAnd[args___]"
-        return _fold(operator.and_, -1, args)
+    return type(name, (Builtin,), {
+        "__doc__": doc, "__module__": __name__, "name": name, "context": "System`",
+        "attributes": _ASSOCIATIVE, "summary_text": f"bitwise {word} of integers", "eval": eval,
+    })
 
 
-class BitOr(Builtin):  # type: ignore[misc]
-    """
-    <url>:WMA link:https://reference.wolfram.com/language/ref/BitOr.html</url>
-    <dl>
-      <dt>'BitOr'[$n_1$, $n_2$, ...]
-      <dd>gives the bitwise OR of the integers $n_i$.
-    </dl>
-
-    >> BitOr[12, 10]
-     = 14
-    """
-
-    name = "BitOr"
-    context = "System`"
-    attributes = _ASSOCIATIVE
-    summary_text = "bitwise OR of integers"
-
-    def eval(self, args: Any, evaluation: Any) -> Any:
-        "BitOr[args___]"
-        return _fold(operator.or_, 0, args)
-
-
-class BitXor(Builtin):  # type: ignore[misc]
-    """
-    <url>:WMA link:https://reference.wolfram.com/language/ref/BitXor.html</url>
-    <dl>
-      <dt>'BitXor'[$n_1$, $n_2$, ...]
-      <dd>gives the bitwise XOR of the integers $n_i$.
-    </dl>
-
-    >> BitXor[12, 10]
-     = 6
-    """
-
-    name = "BitXor"
-    context = "System`"
-    attributes = _ASSOCIATIVE
-    summary_text = "bitwise XOR of integers"
-
-    def eval(self, args: Any, evaluation: Any) -> Any:
-        "BitXor[args___]"
-        return _fold(operator.xor, 0, args)
+BitAnd = _folding("BitAnd", operator.and_, -1, "AND", 12 & 10)
+BitOr = _folding("BitOr", operator.or_, 0, "OR", 12 | 10)
+BitXor = _folding("BitXor", operator.xor, 0, "XOR", 12 ^ 10)
 
 
 class BitNot(Builtin):  # type: ignore[misc]
