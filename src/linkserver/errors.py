@@ -27,7 +27,8 @@ The tree::
     ├── KernelError                   a kernel could not be started, or died starting
     ├── ConfigError                   a configuration file or option is not valid (also ``ValueError``)
     ├── SecurityError                 a key, certificate or connection file is unusable (also ``ValueError``)
-    └── RecordsError                  a log file or stream log directory cannot be used (also ``ValueError``)
+    ├── RecordsError                  a log file or stream log directory cannot be used (also ``ValueError``)
+    └── SessionError                  an MCP tool was called with a session or argument it cannot use (also ``ValueError``)
 
 Every ``LinkError`` subclass of the package is defined here (tests/unit/test_package.py
 walks the package to check it), so that this drawing is the whole tree; the modules
@@ -58,6 +59,7 @@ __all__ = [
     "RemoteProtocolError",
     "SecurityError",
     "SelectError",
+    "SessionError",
     "TokenError",
     "VersionError",
     "WXFDecodeError",
@@ -224,3 +226,9 @@ class RecordsError(LinkError, ValueError):
     """A log file or stream log directory cannot be used; the message says why."""
 
     code = "bad-log-setting"
+
+
+class SessionError(LinkError, ValueError):
+    """An MCP tool was called with a session name or argument the door cannot use."""
+
+    code = "bad-session"

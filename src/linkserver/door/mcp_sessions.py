@@ -43,7 +43,7 @@ from wolframclient.language.expression import WLSymbol
 
 from ..aio.client import Client as AsyncClient
 from ..aio.client import EvaluationResult
-from ..errors import LinkError
+from ..errors import LinkError, SessionError
 
 __all__ = ["Answer", "Limits", "Message", "SessionError", "Sessions", "cut"]
 
@@ -53,12 +53,6 @@ GRAPHICS_TEXT_CHARS = 500
 #: session names an agent may choose: short, printable, no spaces
 _SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _T = TypeVar("_T")
-
-
-class SessionError(LinkError, ValueError):
-    """A tool was called with a session name or argument the door cannot use."""
-
-    code = "bad-session"
 
 
 @dataclass(frozen=True, slots=True)
