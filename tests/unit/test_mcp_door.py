@@ -85,11 +85,22 @@ def test_images_are_scaled_to_the_pixel_cap() -> None:
     door = pytest.importorskip("linkserver.door.mcp")
     image, note = door.image_of(SVG, 12_000)
     assert note is not None and "400x300" in note and "126x95" in note
-    data = base64.b64decode(image.data)
-    if image.mime_type == "image/svg+xml":
-        assert b'width="126px"' in data and b'height="95px"' in data
+    assert image.mime_type == "image/png"
+    assert _png_size(base64.b64decode(image.data)) == (126, 95)
     image, note = door.image_of(SVG, 10**6)
-    assert note is None
+    assert note is None and _png_size(base64.b64decode(image.data)) == (400, 300)
+
+
+def test_an_svg_resvg_cannot_draw_travels_as_itself_with_a_note() -> None:
+    door = pytest.importorskip("linkserver.door.mcp")
+    image, note = door.image_of('<svg width="10" height="10" <<broken', 10**6)
+    assert image.mime_type == "image/svg+xml" and note is not None and "no PNG" in note
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """The width and height in a PNG's IHDR chunk."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
 def test_render_puts_everything_in_content_and_structured_content() -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import re
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -34,6 +33,7 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 
 from .. import __version__
+from .. import render as render_svg
 from .mcp_sessions import Answer, Limits, SessionError, Sessions
 
 __all__ = ["TOOLS", "bearer_guard", "build_server", "render", "run_http", "run_stdio"]
@@ -99,46 +99,22 @@ TOOLS: list[types.Tool] = [
     ),
 ]
 
-_SVG_SIZE = re.compile(r'\b(width|height)="([\d.]+)(px)?"')
-
-
-def _svg_size(svg: str) -> tuple[float, float]:
-    """The width and height the root ``<svg>`` element declares (400 x 400 if none)."""
-    root = svg[svg.find("<svg"):svg.find(">", svg.find("<svg")) + 1]
-    size = {key: float(value) for key, value, _ in _SVG_SIZE.findall(root)}
-    return size.get("width", 400.0) or 400.0, size.get("height", 400.0) or 400.0
-
-
-def _resize_svg(svg: str, width: float, height: float) -> str:
-    """The SVG with its root's declared width and height replaced (its viewBox scales it)."""
-    start = svg.find("<svg")
-    end = svg.find(">", start) + 1
-    root = _SVG_SIZE.sub(
-        lambda m: f'{m.group(1)}="{width if m.group(1) == "width" else height:.0f}px"',
-        svg[start:end])
-    return svg[:start] + root + svg[end:]
-
-
 def image_of(svg: str, max_pixels: int) -> tuple[types.ImageContent, str | None]:
-    """An image of ``svg``: PNG when a rasteriser (cairosvg) is installed, else the SVG
-    itself as ``image/svg+xml``; scaled down to ``max_pixels``. Also a note if scaled."""
-    width, height = _svg_size(svg)
-    note = None
-    scale = min(1.0, (max_pixels / (width * height)) ** 0.5)
-    if scale < 1.0:
-        note = (f"the image was scaled from {width:.0f}x{height:.0f} to "
-                f"{width * scale:.0f}x{height * scale:.0f} pixels (at most {max_pixels:,})")
-    width, height = max(1.0, width * scale), max(1.0, height * scale)
+    """A PNG image of ``svg``, scaled down to ``max_pixels``, and a note if it was scaled.
+
+    Should resvg fail to draw it, the SVG itself (resized) is the image, and the note
+    says why.
+    """
+    size = render_svg.fit(*render_svg.svg_size(svg), max_pixels)
     try:
-        import cairosvg  # type: ignore[import-not-found, import-untyped, unused-ignore]
-    except (ImportError, OSError):  # not installed, or its Cairo library is missing
-        data = _resize_svg(svg, width, height).encode("utf-8")
+        png = render_svg.svg_to_png(svg, max_pixels=max_pixels)
+    except ValueError as exc:
+        data = render_svg.resize_svg(svg, size.width, size.height).encode("utf-8")
+        note = f"no PNG could be drawn ({exc}); the image is the SVG itself"
         return types.ImageContent(data=base64.b64encode(data).decode("ascii"),
                                   mime_type="image/svg+xml"), note
-    png = cairosvg.svg2png(bytestring=svg.encode("utf-8"), output_width=int(width),
-                           output_height=int(height))
     return types.ImageContent(data=base64.b64encode(png).decode("ascii"),
-                              mime_type="image/png"), note
+                              mime_type="image/png"), size.note
 
 
 def render(answer: Answer, limits: Limits) -> types.CallToolResult:
