@@ -24,6 +24,8 @@ The tree::
     │   └── WXFDecodeError            bytes are not valid WXF (also ``ValueError``)
     ├── TokenError                    a WSTP-style get_*/put_* call did not fit the data
     ├── SelectError                   a pool or persistent kernel could not be chosen (§8.6)
+    ├── MapError                      a map could not run at all (too many kernels, setup failed)
+    ├── MapItemError                  one item of a map failed: a result, never raised by map
     ├── KernelError                   a kernel could not be started, or died starting
     ├── ConfigError                   a configuration file or option is not valid (also ``ValueError``)
     ├── SecurityError                 a key, certificate or connection file is unusable (also ``ValueError``)
@@ -53,6 +55,8 @@ __all__ = [
     "LinkNameError",
     "LinkTimeout",
     "LocalProtocolError",
+    "MapError",
+    "MapItemError",
     "NotALinkServerError",
     "ProtocolError",
     "RecordsError",
@@ -202,6 +206,48 @@ class SelectError(LinkError):
     def __init__(self, tag: str, message: str) -> None:
         super().__init__(message)
         self.tag = tag
+
+
+class MapError(LinkError):
+    """``Client.map`` could not run at all: more kernels asked than the pool has, or the
+    setup code failed; the message says which and what to ask instead."""
+
+    code = "map-failed"
+
+
+class MapItemError(LinkError):
+    """One item of ``Client.map`` that has no value: map puts it in that item's place.
+
+    It is a result, not raised: the other items' values are in the list beside it.
+
+    Attributes:
+        index: the item's position in the list.
+        item: the item itself.
+        answer: what the kernel answered (an ``EvaluationResult``: its ``$Failed``,
+            ``$Aborted`` or ``KernelError[...]`` and its messages); None if no answer
+            came (the link broke, the expression could not be built, the map was
+            aborted before the item's turn).
+    """
+
+    code = "map-item-failed"
+
+    def __init__(self, index: int, item: object, message: str, *, answer: object = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.item = item
+        self.answer = answer
+
+    @property
+    def value(self) -> object:
+        """The failure value the kernel answered, or ``$Failed`` if none came."""
+        from wolframclient.language.expression import WLSymbol
+
+        if self.answer is None:
+            return WLSymbol("$Failed")
+        return getattr(self.answer, "result", None)
+
+    def __repr__(self) -> str:
+        return f"MapItemError({self.index}, {self.message!r})"
 
 
 class KernelError(LinkError):

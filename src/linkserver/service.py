@@ -277,6 +277,8 @@ class KernelService:
                 "pool": pool.config.name, "mode": pool.config.mode, "kernel": kernel,
                 "persistent": persistent or pool.config.mode == "shared",
                 "keepalive": pool.config.keepalive,
+                # how many kernels the pool can give at once (client.map sizes itself by it)
+                "max": 1 if pool.config.mode == "shared" else pool.config.max,
             }
             if not link.closed:
                 link.put_payload_nowait(wxf.dumps(wl.ReturnPacket(answer)))
