@@ -182,6 +182,7 @@ class Client:
         timeout: float | None = None,
         on_progress: Callable[[int, int], object] | None = None,
         wrap: bool = False,
+        ahead: int = 1,
     ) -> list[Any]:
         """Evaluate ``function`` on each item over several kernels of a pool; results in order.
 
@@ -218,7 +219,8 @@ class Client:
             try:
                 fanout = self._aio.fanout(
                     requests, items=items, pool=pool, kernels=kernels, setup=setup,
-                    timeout=timeout, on_progress=progress if on_progress else None, wrap=wrap)
+                    timeout=timeout, on_progress=progress if on_progress else None, wrap=wrap,
+                    ahead=ahead)
                 return await fanout.run()
             finally:
                 ended.set()

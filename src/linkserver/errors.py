@@ -231,17 +231,22 @@ class MapItemError(LinkError):
 
     code = "map-item-failed"
 
-    def __init__(self, index: int, item: object, message: str, *, answer: object = None) -> None:
+    def __init__(self, index: int, item: object, message: str, *, answer: object = None,
+                 value: object = None) -> None:
         super().__init__(message)
         self.index = index
         self.item = item
         self.answer = answer
+        self._value = value
 
     @property
     def value(self) -> object:
-        """The failure value the kernel answered, or ``$Failed`` if none came."""
+        """The failure value: the kernel's answer, ``$Aborted`` for an item aborted while
+        it ran, else ``$Failed``."""
         from wolframclient.language.expression import WLSymbol
 
+        if self._value is not None:
+            return self._value
         if self.answer is None:
             return WLSymbol("$Failed")
         return getattr(self.answer, "result", None)

@@ -332,6 +332,7 @@ class Client:
         timeout: float | None = None,
         on_progress: Progress | None = None,
         wrap: bool = False,
+        ahead: int = 1,
     ) -> list[Any]:
         """Evaluate ``function`` on each item, spread over several kernels of a pool.
 
@@ -358,6 +359,10 @@ class Client:
                 each time an item's result is in.
             wrap: give each answered item's whole :class:`EvaluationResult` (value,
                 messages, printed text) instead of its value.
+            ahead: items sent to a kernel beyond the one it runs, so it starts the
+                next without waiting a round trip; a slow item then holds back the
+                one waiting behind it (never the rest). 0: each item is sent only
+                when its kernel is free.
 
         Returns:
             One result per item, in the items' order: its value, or a
@@ -377,7 +382,8 @@ class Client:
         """
         requests = requests_for(function, items)
         return await self.fanout(requests, pool=pool, kernels=kernels, setup=setup,
-                                 timeout=timeout, on_progress=on_progress, wrap=wrap).run()
+                                 timeout=timeout, on_progress=on_progress, wrap=wrap,
+                                 ahead=ahead).run()
 
     def fanout(
         self,
@@ -390,6 +396,7 @@ class Client:
         timeout: float | None = None,
         on_progress: Progress | None = None,
         wrap: bool = False,
+        ahead: int = 1,
     ) -> Fanout:
         """The :class:`~linkserver.aio.fanout.Fanout` that :meth:`map` runs, not yet run.
 
@@ -406,7 +413,7 @@ class Client:
 
         fanout = Fanout(connect, requests if items is None else items, requests,
                         kernels=kernels, setup=setup, timeout=timeout,
-                        on_progress=on_progress, wrap=wrap)
+                        on_progress=on_progress, wrap=wrap, ahead=ahead)
         self._fanouts.add(fanout)
         fanout.on_end(self._fanouts.discard)
         return fanout

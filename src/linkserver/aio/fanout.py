@@ -38,15 +38,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wolframclient.language import wlexpr
-from wolframclient.language.expression import WLExpressionMeta, WLFunction
+from wolframclient.language import wl, wlexpr
+from wolframclient.language.expression import WLExpressionMeta, WLFunction, WLSymbol
 
 from ..errors import LinkError, MapError, MapItemError
-from ..gather import is_failure
+from ..gather import Gatherer, InputRequest, aread_answer, is_failure
 from ..records import input_form
 
 if TYPE_CHECKING:
@@ -144,6 +146,10 @@ class Fanout:
         on_progress: called as ``on_progress(done, total)`` each time a result is in.
         wrap: each answered item's result is its whole ``EvaluationResult``
             (value, messages, printed text), failures included.
+        ahead: items sent to a kernel beyond the one it runs, so that it starts
+            the next the moment it answers; 0 sends each item only when its
+            kernel is free (a slow item then holds back no other item, where
+            with 1 it holds back the one waiting behind it).
     """
 
     def __init__(
@@ -157,7 +163,10 @@ class Fanout:
         timeout: float | None = None,
         on_progress: Progress | None = None,
         wrap: bool = False,
+        ahead: int = 1,
     ) -> None:
+        if ahead < 0:
+            raise ValueError(f"ahead must be 0 or more, not {ahead}")
         if kernels is not None and kernels < 1:
             raise ValueError(f"kernels must be 1 or more, not {kernels}")
         self._connect = connect
@@ -168,6 +177,7 @@ class Fanout:
         self._timeout = timeout
         self._on_progress = on_progress
         self._wrap = wrap
+        self._ahead = ahead
         self._results: list[Any] = [r if isinstance(r, MapItemError) else None for r in requests]
         self._done = sum(r is not None for r in self._results)
         self._next = 0
@@ -195,23 +205,27 @@ class Fanout:
     def abort(self) -> None:
         """Hand out no more items and abort the running ones (call it on the event loop).
 
-        :meth:`run` then returns: the finished items' results, ``$Aborted`` for those
-        that were running (as :class:`MapItemError`), and "not evaluated" for the rest.
+        :meth:`run` then returns: the finished items' results, a :class:`MapItemError`
+        whose value is ``$Aborted`` for each item that was running or waiting at its
+        kernel, and "not evaluated" for the rest.
         """
         if self._stopping:
             return
         self._stopping = True
-        for client in list(self._running.values()):
-            task = asyncio.ensure_future(self._send_abort(client))
+        # Closing a link is how its items are aborted: the server aborts the running
+        # request of a link that is gone and drops the one waiting behind it
+        # (docs/protocol.md §8.3), where an ABORT message would reach only the first.
+        for client in set(self._running.values()):
+            task = asyncio.ensure_future(self._close(client))
             self._aborts.add(task)
             task.add_done_callback(self._aborts.discard)
         if not self._running:
             self._finished.set()
 
     @staticmethod
-    async def _send_abort(client: Client) -> None:
+    async def _close(client: Client) -> None:
         with contextlib.suppress(LinkError):
-            await client.abort()
+            await client.aclose()
 
     async def run(self) -> list[Any]:
         """Evaluate every item; return the results in the items' order.
@@ -253,9 +267,12 @@ class Fanout:
         # kernel give up; the others end by themselves (after their item's answer).
         for task in self._opening:
             task.cancel()
-        await asyncio.gather(*tasks, *self._aborts, return_exceptions=True)
+        ended = await asyncio.gather(*tasks, *self._aborts, return_exceptions=True)
         if self._fatal is not None:
             raise self._fatal
+        for outcome in ended:  # a bug in a worker is not an item's failure: it surfaces
+            if isinstance(outcome, Exception):
+                raise outcome
         why = _NOT_EVALUATED if self._stopping else (
             "not evaluated: no kernel was left to evaluate it"
             + (f" (the last link failed: {self._last_error})" if self._last_error else ""))
@@ -284,7 +301,7 @@ class Fanout:
     # -- workers
 
     async def _work(self, client: Client | None) -> None:
-        """One link: take the next item while there is one; close the link at the end."""
+        """One link: keep its kernel fed while items remain; close the link at the end."""
         holding = False
         try:
             if client is None:
@@ -303,35 +320,82 @@ class Fanout:
             self._holding += 1
             if self._setup is not None:
                 await self._run_setup(client)
-            while not self._stopping:
-                index = self._take()
-                if index is None:
-                    return
-                self._running[index] = client
-                try:
-                    answer = await client.evaluate_wrap(self._requests[index], timeout=self._timeout)
-                except LinkError as exc:
-                    self._last_error = exc
-                    self._store(index, MapItemError(
-                        index, self._items[index], f"its link failed: {exc}"))
-                    return  # never evaluated again elsewhere: it may have run
-                finally:
-                    self._running.pop(index, None)
-                self._store(index, self._result(index, answer))
-                if _KERNEL_DIED in answer.messages_name and self._setup is not None:
-                    await self._run_setup(client)  # the pool's fresh kernel lacks it
+            await self._feed(client)
         except MapError as exc:
             self._fatal = exc
             self.abort()
         finally:
             if client is not None:
-                with contextlib.suppress(LinkError):
-                    await client.aclose()
+                await self._close(client)
             if holding:
                 self._holding -= 1
             self._live -= 1
             if self._live <= 0 or (self._stopping and not self._running):
                 self._finished.set()
+
+    async def _feed(self, client: Client) -> None:
+        """Send items to ``client``'s kernel, ``ahead`` of its answers, and store the answers.
+
+        A pool kernel serves its link's requests in order, so the answers come in
+        the order the items were sent; with one item waiting behind the running
+        one, the kernel starts it the moment it answers, instead of idling for a
+        round trip.
+
+        Raises:
+            MapError: the setup failed on the kernel the pool put in place of a
+                dead one.
+        """
+        from .client import EvaluationResult  # at run time: the client module imports this one
+
+        link = client.link
+        sent: deque[int] = deque()  # indices sent, oldest first
+        get = functools.partial(link.get, self._timeout)
+
+        def ask(event: InputRequest) -> Any:
+            return client.on_input(event.prompt)
+
+        async def answer() -> EvaluationResult:
+            outcome = await aread_answer(Gatherer(), get, link.put, on_input=ask)
+            index = sent.popleft()
+            self._running.pop(index, None)
+            return EvaluationResult.from_outcome(outcome)
+
+        while True:
+            try:
+                while not self._stopping and len(sent) <= self._ahead:
+                    index = self._take()
+                    if index is None:
+                        break
+                    self._running[index] = client
+                    sent.append(index)
+                    await link.put(wl.EvaluatePacket(self._requests[index]))
+                if not sent:
+                    return
+                index = sent[0]
+                result = await answer()
+                self._store(index, self._result(index, result))
+                if _KERNEL_DIED in result.messages_name and self._setup is not None:
+                    # The pool's fresh kernel lacks the setup, and the items already
+                    # sent run on it before the setup can: their answers are not
+                    # what the caller asked for.
+                    while sent:
+                        index = sent[0]
+                        self._store(index, MapItemError(
+                            index, self._items[index], "its kernel died just before it, and "
+                            "the fresh kernel ran it without the setup", answer=await answer()))
+                    await self._run_setup(client)
+            except LinkError as exc:
+                # Never sent elsewhere: each of them may have run.
+                if self._stopping:
+                    why, value = "aborted: the map was aborted while it ran", WLSymbol("$Aborted")
+                else:
+                    self._last_error = exc
+                    why, value = f"its link failed: {exc}", WLSymbol("$Failed")
+                while sent:
+                    index = sent.popleft()
+                    self._running.pop(index, None)
+                    self._store(index, MapItemError(index, self._items[index], why, value=value))
+                return
 
     async def _run_setup(self, client: Client) -> None:
         try:
@@ -355,7 +419,9 @@ class Fanout:
         if self._wrap:
             return answer
         if is_failure(answer.result):
-            why = answer.failure or f"it answered {input_form(answer.result)}"
+            aborted = isinstance(answer.result, WLSymbol) and answer.result.name.endswith("$Aborted")
+            why = answer.failure or ("aborted: it answered $Aborted" if aborted
+                                     else f"it answered {input_form(answer.result)}")
             return MapItemError(index, self._items[index], why, answer=answer)
         return answer.result
 
