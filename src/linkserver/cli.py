@@ -1,5 +1,5 @@
-"""The ``linkserver`` command: ``serve``, ``connect``, ``eval``, ``status``, ``services``,
-``jupyter install``, ``mcp``.
+"""The ``linkserver`` command: ``serve``, ``connect``, ``eval``, ``map``, ``status``,
+``services``, ``jupyter install``, ``mcp``.
 
 The library never configures logging; this module does. Errors print one
 sentence on stderr (a traceback only with ``--debug``) and exit non-zero.
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, aio, discovery, records, wxf
+from . import __version__, aio, discovery, map_command, records, wxf
 from .aio.link import LinkSettings
 from .aio.server import DEFAULT_MAX_LINKS
 from .broker.worker import DEFAULT_MAX_QUEUED
@@ -226,6 +226,50 @@ def _parser() -> argparse.ArgumentParser:
     _client_options(eval_cmd)
     eval_cmd.add_argument("--timeout", type=float, default=30.0,
                           help="seconds to connect (default: %(default)s)")
+
+    map_cmd = sub.add_parser(
+        "map", help="evaluate a function on many items, spread over kernels of a pool",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate CODE[item] for every item, each kernel of the pool taking the\n"
+        "next item when it is free. stdout gets one line per item, in the items' order:\n"
+        "its result in InputForm (strings quoted), and nothing else; messages and\n"
+        "failures go to stderr with the item's number, and a progress bar too when\n"
+        "stderr is a terminal. Ctrl-C aborts the running items and stops.",
+        epilog="exit codes: 0 done; 1 an item failed ($Failed, $Aborted) or issued a\n"
+        "message, or the setup failed; 2 a bad command line or an unreadable file, or\n"
+        "more kernels than the pool gives; 3 no server, or it refused the connection.\n\n"
+        "examples:\n"
+        "  linkserver map '#^2 &' 1 2 3                    prints 1, 4 and 9\n"
+        "  linkserver map 'PrimeQ' --range 1,100 --kernels 4\n"
+        "  seq 10 | linkserver map 'f[#] &' - --setup 'f[x_] := x!'\n"
+        "  linkserver map 'Factor' -f polynomials.txt --name 31415@host/big",
+    )
+    map_cmd.add_argument("code", metavar="CODE",
+                         help="a Wolfram Language function applied to each item, e.g. '#^2 &'")
+    map_cmd.add_argument("items", nargs="*", metavar="ITEM",
+                         help="Wolfram Language input, one item each; - reads items from "
+                         "stdin, one per line (empty lines are skipped)")
+    map_cmd.add_argument("-f", "--file", default=None, metavar="FILE",
+                         help="read the items from FILE, one per line (- for stdin)")
+    map_cmd.add_argument("--range", default=None, metavar="SPEC",
+                         help="the items are whole numbers: N for 1..N, MIN,MAX or "
+                         "MIN,MAX,STEP, as Range[...] counts")
+    map_cmd.add_argument("--kernels", type=int, default=None, metavar="N",
+                         help="kernels to use; more than the pool gives at once is an error "
+                         "(default: as many as it gives)")
+    map_cmd.add_argument("--pool", default=None,
+                         help="the pool whose kernels to use (default: the server's default, "
+                         "or the /POOL of --name)")
+    map_cmd.add_argument("--setup", default=None, metavar="CODE",
+                         help="evaluated on each kernel before its first item (definitions "
+                         "CODE uses); it must succeed")
+    map_cmd.add_argument("--no-progress", action="store_true",
+                         help="no progress bar, even when stderr is a terminal")
+    map_cmd.add_argument("--name", default=None, help=_NAME_HELP)
+    map_cmd.set_defaults(command_parser=map_cmd)
+    _client_options(map_cmd)
+    map_cmd.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds to connect (default: %(default)s)")
 
     status = sub.add_parser("status", help="show a server's links, kernels and queue")
     status.add_argument("name", nargs="?", default=None, help=_NAME_HELP)
@@ -475,6 +519,39 @@ def _eval(args: argparse.Namespace, code: str) -> int:
         return Script(client.link, format=args.format, results=results).run(code)
 
 
+def _map_items(args: argparse.Namespace) -> list[object]:
+    """The items of ``map``: its arguments, stdin, a file or a range (a bad one exits 2)."""
+    given = [bool(args.items), args.file is not None, args.range is not None]
+    if sum(given) != 1:
+        args.command_parser.error("give the items one way: ITEM..., - (stdin), -f FILE or --range")
+    if args.range is not None:
+        try:
+            return list(map_command.parse_range(args.range))
+        except ValueError as exc:
+            args.command_parser.error(str(exc))
+    source = args.file if args.file is not None else ("-" if args.items == ["-"] else None)
+    if source is None:
+        return list(args.items)
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"linkserver: cannot read {source}: {getattr(exc, 'strerror', None) or exc}",
+              file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _map(args: argparse.Namespace) -> int:
+    if args.kernels is not None and args.kernels < 1:
+        args.command_parser.error(f"--kernels must be 1 or more, not {args.kernels}")
+    items = _map_items(args)
+    name, credentials = _client_args(args)
+    with Client(name, timeout=args.timeout, **credentials) as client:  # type: ignore[arg-type]
+        return map_command.run(client, args.code, items, pool=args.pool, kernels=args.kernels,
+                               setup=args.setup,
+                               progress=sys.stderr.isatty() and not args.no_progress)
+
+
 def _connect(args: argparse.Namespace) -> int:
     name, credentials = _client_args(args)
     with Client(name, timeout=30, **credentials) as client:  # type: ignore[arg-type]
@@ -520,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args, _script_code(args))
         if args.command == "connect":
             return _connect(args)
+        if args.command == "map":
+            return _map(args)
         if args.command == "services":
             return _services(args)
         if args.command == "jupyter":
