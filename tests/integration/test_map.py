@@ -236,3 +236,19 @@ def test_map_command_exit_codes(service: KernelService) -> None:
         capture_output=True, text=True, timeout=KERNEL_TIMEOUT, stdin=subprocess.DEVNULL,
     )
     assert nobody.returncode == 3 and "connection refused" in nobody.stderr
+
+
+def test_a_kernel_that_dies_gets_the_setup_again(client: linkserver.Client) -> None:
+    # Quit[] ends a pool kernel: its item answers kerneldied, the pool puts a fresh
+    # kernel behind the same link, and the map sends the setup again. The item that
+    # was already waiting at the kernel ran on the fresh one before the setup could.
+    results = client.map("If[# == 3, Quit[], {g[#], $ProcessID}] &", range(8), kernels=1,
+                         setup="g[x_] := x + 100")
+    died, early = results[3], results[4]
+    assert isinstance(died, linkserver.MapItemError)
+    assert "LinkServer::kerneldied" in died.answer.messages_name  # type: ignore[attr-defined]
+    assert isinstance(early, linkserver.MapItemError) and "without the setup" in str(early)
+    before = {pid for _, pid in results[:3]}
+    after = {pid for _, pid in results[5:]}
+    assert [value for value, _ in results[:3] + results[5:]] == [100, 101, 102, 105, 106, 107]
+    assert len(before) == len(after) == 1 and before != after
