@@ -206,6 +206,7 @@ class Client:
                 failed.
             LinkError: no kernel could be had at all.
             TypeError: ``function`` is not a function, a callable or None.
+            ValueError: ``kernels`` below 1 or ``ahead`` below 0.
         """
         items = list(items)
         requests = requests_for(function, items)  # here: a Python function may block

@@ -377,6 +377,7 @@ class Client:
                 failed.
             LinkError: no kernel could be had at all (no server, the pool refused).
             TypeError: ``function`` is not a function, a callable or None.
+            ValueError: ``kernels`` below 1 or ``ahead`` below 0.
             asyncio.CancelledError: the task was cancelled; running items were
                 aborted and the map's links closed first.
         """
