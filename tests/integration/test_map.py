@@ -18,6 +18,7 @@ from linkserver import aio
 from linkserver.config import PoolConfig, ServerConfig
 from linkserver.portal import get_portal
 from linkserver.service import KernelService
+from tests.integration.test_service import Terminal
 from tests.timeouts import TIMEOUT, wait_until
 
 KERNEL_TIMEOUT = TIMEOUT * 6  # a kernel template takes seconds to load Mathics3
@@ -252,3 +253,19 @@ def test_a_kernel_that_dies_gets_the_setup_again(client: linkserver.Client) -> N
     after = {pid for _, pid in results[5:]}
     assert [value for value, _ in results[:3] + results[5:]] == [100, 101, 102, 105, 106, 107]
     assert len(before) == len(after) == 1 and before != after
+
+
+def test_ctrl_c_at_a_terminal_aborts_the_map(service: KernelService) -> None:
+    # On a terminal the command draws its progress bar; Ctrl-C there is a
+    # KeyboardInterrupt in the blocking map, which closes the map's links (the
+    # kernels' running items are aborted) before the command exits with 130.
+    term = Terminal("map", "--name", service.name, f"If[# < 2, #, {FOREVER}; #] &",
+                    "--range", "0,9")
+    try:
+        term.expect("/10")  # the bar is drawn: items are running
+        term.type("\x03")
+        term.expect("\x1b[K")  # the bar is wiped
+        code = term.close()
+    finally:
+        term.proc.kill()
+    assert code == 130, term.seen
