@@ -319,7 +319,13 @@ class Fanout:
             holding = True
             self._holding += 1
             if self._setup is not None:
-                await self._run_setup(client)
+                try:
+                    await self._run_setup(client)
+                except MapError:
+                    raise
+                except LinkError as exc:  # this link broke: the other kernels do the work
+                    self._last_error = exc
+                    return
             await self._feed(client)
         except MapError as exc:
             self._fatal = exc
@@ -344,6 +350,8 @@ class Fanout:
         Raises:
             MapError: the setup failed on the kernel the pool put in place of a
                 dead one.
+
+        A broken link ends the feeding: the items sent on it get their failures.
         """
         from .client import EvaluationResult  # at run time: the client module imports this one
 
@@ -384,6 +392,8 @@ class Fanout:
                             index, self._items[index], "its kernel died just before it, and "
                             "the fresh kernel ran it without the setup", answer=await answer()))
                     await self._run_setup(client)
+            except MapError:
+                raise
             except LinkError as exc:
                 # Never sent elsewhere: each of them may have run.
                 if self._stopping:
@@ -398,10 +408,13 @@ class Fanout:
                 return
 
     async def _run_setup(self, client: Client) -> None:
-        try:
-            answer = await client.evaluate_wrap(self._setup, timeout=self._timeout)
-        except LinkError as exc:
-            raise MapError(f"the setup code could not be sent: {exc}", code="map-setup-failed") from exc
+        """Evaluate the setup on ``client``'s kernel.
+
+        Raises:
+            MapError: it issued a message or failed: every kernel would, so the map stops.
+            LinkError: the link broke (this kernel's loss only).
+        """
+        answer = await client.evaluate_wrap(self._setup, timeout=self._timeout)
         if not answer.success:
             why = answer.failure or f"it answered {input_form(answer.result)}"
             raise MapError(f"the setup code failed on a kernel: {why}; fix it and map again",
