@@ -554,9 +554,11 @@ def _map(args: argparse.Namespace) -> int:
 
 def _connect(args: argparse.Namespace) -> int:
     name, credentials = _client_args(args)
-    with Client(name, timeout=30, **credentials) as client:  # type: ignore[arg-type]
+    # Selecting even the default pool tells the status line the pool, kernel and mode.
+    with Client(name, timeout=30, select=True, **credentials) as client:  # type: ignore[arg-type]
         print(f"linkserver {__version__}: connected to {name} (Ctrl-D to leave)", flush=True)
-        return repl(client.link)
+        return repl(client.link, server=name, pool=client.pool, kernel=client.kernel_id,
+                    mode=client.mode)
 
 
 def _status(args: argparse.Namespace) -> int:

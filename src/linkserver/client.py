@@ -42,6 +42,8 @@ class Client:
         key, tls, fingerprint: the server's key and TLS settings, as for
             :func:`linkserver.connect`; by default from ``$LINKSERVER_KEY`` and
             the server's connection file.
+        select: choose the pool on connecting even when it is the default one,
+            so that :attr:`pool`, :attr:`kernel_id` and :attr:`mode` are known.
 
     Raises:
         ConnectFailed: no server at ``name``.
@@ -60,6 +62,7 @@ class Client:
         key: str | bytes | None = None,
         tls: bool | None = None,
         fingerprint: str | None = None,
+        select: bool = False,
     ) -> None:
         self._portal = get_portal()
         ask = None
@@ -72,7 +75,7 @@ class Client:
 
         self._aio = AsyncClient(
             name, timeout=timeout, on_input=ask, pool=pool, persistent=persistent,
-            kernel=kernel, key=key, tls=tls, fingerprint=fingerprint,
+            kernel=kernel, key=key, tls=tls, fingerprint=fingerprint, select=select,
         )
         self._portal.call(self._aio.start())
 
@@ -85,6 +88,11 @@ class Client:
     def pool(self) -> str | None:
         """The pool this client uses (None: the server's default)."""
         return self._aio.pool
+
+    @property
+    def mode(self) -> str | None:
+        """The pool's mode, ``"shared"`` or ``"pool"``, as the server said (None if it did not)."""
+        return self._aio.mode
 
     @property
     def name(self) -> str:

@@ -11,7 +11,10 @@ want them instead (:mod:`linkserver.script`).
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -32,6 +35,7 @@ from .gather import (
     Result,
     read_answer,
 )
+from .history import HistoryStore
 from .link import Link
 from .protocol.packets import EnterTextPacket
 
@@ -154,30 +158,59 @@ def _history_file() -> str:
     return os.path.join(os.path.expanduser("~"), ".linkserver_history")
 
 
-def repl(link: Link, *, out: TextIO | None = None) -> int:
+def _line_number(prompt: str) -> int:
+    """n of a prompt ``In[n]:= `` (0 if it is not one)."""
+    found = re.match(r"In\[(\d+)\]", prompt)
+    return int(found.group(1)) if found else 0
+
+
+def _full_terminal() -> bool:
+    """Whether stdin and stdout are a terminal that can show the line editor.
+
+    ``TERM=dumb`` (Emacs shells, some CI terminals) or ``LINKSERVER_PLAIN_TERMINAL=1``
+    keeps the plain prompt.
+    """
+    return (sys.stdin.isatty() and sys.stdout.isatty()
+            and os.environ.get("TERM", "dumb") not in ("", "dumb")
+            and os.environ.get("LINKSERVER_PLAIN_TERMINAL", "") in ("", "0"))
+
+
+def repl(link: Link, *, out: TextIO | None = None, server: str = "",
+         pool: str | None = None, kernel: str | None = None, mode: str | None = None) -> int:
     """Run the notebook-style prompt loop on ``link`` until end of input; return 0.
 
     ``Quit`` or Ctrl-D leaves; Ctrl-C at the prompt clears the line, during
     an evaluation aborts it. Unfinished brackets or strings continue on the
-    next line. History is kept in ``~/.linkserver_history``.
+    next line. Every input is kept in the shared history store
+    (:mod:`linkserver.history`). On a real terminal the line editor of
+    :mod:`linkserver.terminal` reads the input (highlighting, Tab completion from
+    the server's names, Ctrl-R, a status line with ``server``, ``pool`` and
+    ``kernel``); elsewhere a plain prompt with readline does, and its history is
+    also kept in ``~/.linkserver_history``.
     """
-    try:
-        import readline
-    except ImportError:  # pragma: no cover - not on every platform
-        readline = None  # type: ignore[assignment]
-    if readline is not None:
-        try:
-            readline.read_history_file(_history_file())
-        except OSError:
-            pass
     session = TextSession(link, out=out or sys.stdout)
     session.prompt = _first_prompt(link)
     try:
+        store: HistoryStore | None = HistoryStore()
+    except (OSError, sqlite3.Error) as exc:
+        print(f"linkserver: the history cannot be kept ({exc}); going on without it",
+              file=sys.stderr)
+        store = None
+    number = store.new_session(server or link.name) if store is not None else 0
+    read: Callable[[str], str]
+    status = None
+    if _full_terminal() and store is not None:
+        from .terminal import StatusLine, prompt_session
+
+        status = StatusLine(server or link.name, pool=pool, kernel=kernel, mode=mode)
+        editor = prompt_session(link, store, status, balanced, CONTINUATION)
+        read = editor.prompt
+    else:
+        read = _plain_reader()
+    try:
         while True:
             try:
-                text = input(session.prompt)
-                while not balanced(text):
-                    text += "\n" + input(CONTINUATION)
+                text = read(session.prompt)
             except KeyboardInterrupt:
                 print(file=session.out)
                 continue
@@ -186,15 +219,50 @@ def repl(link: Link, *, out: TextIO | None = None) -> int:
                 return 0
             if not text.strip():
                 continue
+            if store is not None:
+                store.append(number, _line_number(session.prompt), text)
             if text.strip() in ("Quit", "Exit", "Quit[]", "Exit[]"):
                 return 0
-            session.run(text)
+            started = time.monotonic()
+            outcome = session.run(text)
+            if status is not None:
+                aborted = any(r.text == "$Aborted" for r in outcome.results)
+                how = "aborted" if aborted else "messages" if outcome.failed else "done"
+                status.last = f"{how} in {time.monotonic() - started:.2f} s"
     finally:
-        if readline is not None:
-            try:
-                readline.write_history_file(_history_file())
-            except OSError:
-                pass
+        if store is not None:
+            store.close()
+        _save_readline()
+
+
+def _plain_reader() -> Callable[[str], str]:
+    """``input`` with readline's history, continuing while brackets are open."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - not on every platform
+        pass
+    else:
+        try:
+            readline.read_history_file(_history_file())
+        except OSError:
+            pass
+
+    def read(prompt: str) -> str:
+        text = input(prompt)
+        while not balanced(text):
+            text += "\n" + input(CONTINUATION)
+        return text
+
+    return read
+
+
+def _save_readline() -> None:
+    readline = sys.modules.get("readline")
+    if readline is not None:
+        try:
+            readline.write_history_file(_history_file())
+        except OSError:
+            pass
 
 
 def _first_prompt(link: Link) -> str:
