@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = ["HistoryStore", "default_path"]
@@ -152,6 +152,17 @@ class HistoryStore:
             f"{where} ORDER BY l.session DESC, l.line DESC", args, n, unique,
             keep=lambda source: fnmatch.fnmatchcase(source, pattern))
         return rows[::-1]
+
+    def outputs(self, entries: Iterable[Entry]) -> dict[tuple[int, int], str | None]:
+        """The recorded output of each (session, line) of ``entries`` (None where none was)."""
+        wanted = {(s, line) for s, line, _ in entries}
+        found: dict[tuple[int, int], str | None] = {}
+        with self._lock:
+            for s, line in wanted:
+                row = self._db.execute("SELECT output FROM lines WHERE session = ? AND line = ?",
+                                       (s, line)).fetchone()
+                found[(s, line)] = None if row is None else row[0]
+        return found
 
     def close(self) -> None:
         """Close the file; the store cannot be used after."""

@@ -86,3 +86,11 @@ def test_where_it_lives(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     monkeypatch.setenv("LINKSERVER_HISTORY", ":memory:")
     with HistoryStore() as store:
         assert store.path == ":memory:" and store.tail(5) == []
+
+
+def test_outputs_are_kept_beside_their_inputs(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "h.sqlite") as store:
+        s = store.new_session("here")
+        store.append(s, 1, "6*7", output="42")
+        store.append(s, 2, "Print[1]")
+        assert store.outputs(store.tail(2)) == {(s, 1): "42", (s, 2): None}
