@@ -13,7 +13,7 @@ BENCHES := $(filter-out bench/harness.py bench/peers.py bench/soak.py,$(wildcard
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := wxf protocol
 
-.PHONY: serve test check typecheck bench fuzz clean nmap-if-possible
+.PHONY: serve test check typecheck bench fuzz clean system-programs-if-possible
 
 # A stamp per flavour, so a second `make` does not reinstall.
 $(VENV)/.stamp-run: pyproject.toml
@@ -31,17 +31,22 @@ $(VENV)/.stamp-test: pyproject.toml
 serve: $(VENV)/.stamp-run
 	$(VENV)/bin/linkserver serve --port $(PORT)
 
-test: $(VENV)/.stamp-test typecheck nmap-if-possible
+test: $(VENV)/.stamp-test typecheck system-programs-if-possible
 	$(PY) -m pytest -q
 
-# nmap, for the port-scan test (tests/integration/test_hostile_scan.py): installed where
-# this machine allows it (root with apt-get); elsewhere that one test says it was skipped.
-nmap-if-possible:
-	@command -v nmap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nmap >/dev/null 2>&1 || \
+# Programs some tests drive, installed where this machine allows it (root with apt-get):
+# nmap for the port-scan test (tests/integration/test_hostile_scan.py), Chromium for the
+# notebook in a browser (tests/integration/test_jupyter_browser.py). Elsewhere those tests
+# say they were skipped and why.
+SYSTEM_PROGRAMS := nmap:nmap chromium:chromium
+
+system-programs-if-possible:
+	@for pair in $(SYSTEM_PROGRAMS); do prog=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$prog >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
 	    { apt-get update -qq >/dev/null 2>&1 && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nmap >/dev/null 2>&1; }; }; } || \
-	  echo "nmap is not installed here: the port-scan test will be skipped"
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null 2>&1; }; }; } || \
+	  echo "$$prog is not installed here: the tests that need it will be skipped"; done
 
 # Longer fuzzing: new inputs go to fuzz/work/<target>, crashes to fuzz/work/ (see fuzz/README.md).
 fuzz: $(VENV)/.stamp-test

@@ -292,6 +292,7 @@ class Terminal:
         )
         os.close(slave)
         self.fd = master
+        self.term = term
         self.raw = b""
         self.seen = ""
         self.pos = 0  # expect() looks only at what appeared after its last match
@@ -323,9 +324,11 @@ class Terminal:
                 for _ in range(chunk.count(b"\x1b[6n")):
                     # A cursor position request: answered as a terminal would (top left).
                     os.write(self.fd, b"\x1b[1;1R")
-                # What a person would read: escape sequences (colours, cursor moves) out.
-                self.seen = _ESCAPES.sub("", self.raw.decode(errors="replace")).replace(
-                    "\r\n", "\n")
+                shown = self.raw.decode(errors="replace")
+                if self.term != "dumb":
+                    # What a person would read: escape sequences (colours, cursor moves) out.
+                    shown = _ESCAPES.sub("", shown)
+                self.seen = shown.replace("\r\n", "\n")
         found = self.seen.find(text, self.pos)
         assert found >= 0, self.seen
         self.pos = found + len(text)
