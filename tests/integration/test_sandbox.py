@@ -57,6 +57,9 @@ def python(name, call):
 O_WRONLY, O_CREAT = 0o1, 0o100
 raw("raw-open-outside", libc.open((out + "/raw").encode(), O_WRONLY | O_CREAT, 0o644))
 raw("raw-open-victim", libc.open(victim.encode(), O_WRONLY, 0))
+raw("raw-read-victim", libc.open(victim.encode(), 0, 0))
+python("python-listdir-outside", lambda: os.listdir(out))
+python("python-read-scratch-parent", lambda: os.listdir(".."))
 raw("raw-mkdir", libc.mkdir((out + "/dir").encode(), 0o755))
 raw("raw-unlink", libc.unlink(victim.encode()))
 raw("raw-rename", libc.rename(victim.encode(), b"moved"))
@@ -178,6 +181,10 @@ WRITES = [
     ('Save["{out}/s.m", f]', False),
     ('DumpSave["{out}/d.mx", f]', False),
     ('Splice["{victim}", "{out}/sp"]', False),
+    # Reading too: the server's key and connection files must stay out of reach.
+    ('Import["{victim}", "Text"]', True),
+    ('ReadList["{victim}", String]', True),
+    ('FileNames["*", "{out}"]', False),
 ]
 
 PROGRAMS = [
@@ -215,6 +222,9 @@ def test_writing_outside_the_scratch_directory_fails(
     result, said = attempt(service, code)
     nothing_escaped(outside, listener)
     assert not os.path.exists(f"{outside}2")
+    assert "keep me" not in str(result)  # nothing read from outside either
+    if code.startswith("FileNames"):
+        assert "victim" not in str(result), result
     if told:
         assert "LinkServer::sandbox" in said and "sandbox of this server forbids" in said, said
 

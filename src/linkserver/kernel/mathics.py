@@ -696,12 +696,13 @@ class MathicsKernel(KernelLoop):
         if directories is not None and hasattr(directories, "DIRECTORY_STACK"):
             directories.DIRECTORY_STACK[:] = [scratch]
         watched = sandbox.AUDITED
+        reads = sandbox.allowed_reads()
         main = threading.get_ident()
 
         def audit(event: str, args: tuple[Any, ...]) -> None:
             if event not in watched or threading.get_ident() != main or not self._in_eval:
                 return
-            what = sandbox.refusal(event, args, scratch)
+            what = sandbox.refusal(event, args, scratch, reads)
             if what is None:
                 return
             try:
@@ -1235,7 +1236,7 @@ class MathicsKernel(KernelLoop):
             # The audit hook has said what (LinkServer::sandbox); if the OS
             # refused it first, say so here. The answer is a plain $Failed.
             if not str(exc.strerror).startswith("the sandbox"):
-                what = exc.filename if exc.filename is not None else exc.strerror
+                what = f"access to {exc.filename}" if exc.filename is not None else exc.strerror
                 self._message("LinkServer", "sandbox", String(str(what)))
             return SymbolFailed
         except Exception as exc:  # the documented boundary: answer, don't die

@@ -53,8 +53,8 @@ __all__ = [
 #: What a kernel says when the sandbox refused an operation (``LinkServer::sandbox``).
 SANDBOX_MESSAGE = (
     "the sandbox of this server forbids `1`: a kernel may write files only in its "
-    "scratch directory ($TemporaryDirectory), and may not run programs or open network "
-    "connections"
+    "scratch directory ($TemporaryDirectory), read them only there and in the system's "
+    "and Python's directories, and may not run programs or open network connections"
 )
 
 # ---------------------------------------------------------------- constants
@@ -69,6 +69,8 @@ _RULE_PATH_BENEATH = 1
 _RULE_NET_PORT = 2
 _FS_EXECUTE = 1 << 0
 _FS_WRITE_FILE = 1 << 1
+_FS_READ_FILE = 1 << 2
+_FS_READ_DIR = 1 << 3
 _FS_REMOVE_DIR = 1 << 4
 _FS_REMOVE_FILE = 1 << 5
 _FS_MAKE_CHAR = 1 << 6
@@ -267,8 +269,47 @@ def _thread_count() -> int:
         return 0
 
 
-def confine_files(scratch: str, tcp_port: int | None = None) -> int:
+#: Directories a kernel may read besides its scratch directory and the ones Python
+#: loads code from (:func:`readable`): the system's libraries, data and devices.
+SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/lib32", "/etc", "/proc", "/sys", "/dev", "/opt")
+
+
+def readable() -> list[str]:
+    """What a sandboxed kernel may read: Python's own directories and :data:`SYSTEM_READABLE`.
+
+    Not the server user's home, the server's key and connection files, other
+    kernels' scratch directories or /tmp: a client's code must not read the
+    admin key and come back as an admin. The directory the server was started
+    in is left out too, though ``python -m`` put it on ``sys.path``.
+    """
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *SYSTEM_READABLE]
+    seen: list[str] = [os.path.realpath(os.getcwd())]
+    for path in paths:
+        real = os.path.realpath(path) if path else ""
+        if real and os.path.exists(real) and real not in seen:
+            seen.append(real)
+    return seen[1:]
+
+
+def _add_path_rule(arch: _Arch, ruleset: int, path: str, access: int) -> None:
+    flags = os.O_PATH | os.O_CLOEXEC
+    fd = os.open(path, flags)
+    try:
+        if not os.path.isdir(path):
+            access &= _FS_READ_FILE | _FS_WRITE_FILE | _FS_EXECUTE | _FS_TRUNCATE
+        rule = ctypes.create_string_buffer(struct.pack("=Qi", access, fd), 12)
+        _syscall(arch.landlock[1], ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
+                 rule, ctypes.c_uint32(0))
+    finally:
+        os.close(fd)
+
+
+def confine_files(
+    scratch: str, tcp_port: int | None = None, reads: Sequence[str] | None = None
+) -> int:
     """Allow writes only beneath ``scratch``, no execution, no TCP but ``tcp_port``.
+
+    Reads are allowed beneath ``scratch`` and ``reads`` (:func:`readable` by default).
 
     Must run while the process has one thread: Landlock confines the calling
     thread (and those it starts later), and ABI 7 cannot reach the others.
@@ -293,18 +334,15 @@ def confine_files(scratch: str, tcp_port: int | None = None) -> int:
         write |= _FS_TRUNCATE
     net = _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 else 0
     scoped = _SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL if abi >= 6 else 0
-    attr = struct.pack("=QQQ", write | _FS_EXECUTE, net, scoped)
+    read = _FS_READ_FILE | _FS_READ_DIR
+    attr = struct.pack("=QQQ", write | read | _FS_EXECUTE, net, scoped)
     size = 8 if abi < 4 else 16 if abi < 6 else 24
     buffer = ctypes.create_string_buffer(attr[:size], size)
     ruleset = _syscall(arch.landlock[0], buffer, ctypes.c_size_t(size), ctypes.c_uint32(0))
     try:
-        fd = os.open(scratch, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            rule = ctypes.create_string_buffer(struct.pack("=Qi", write, fd), 12)
-            _syscall(arch.landlock[1], ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
-                     rule, ctypes.c_uint32(0))
-        finally:
-            os.close(fd)
+        _add_path_rule(arch, ruleset, scratch, write | read)
+        for path in readable() if reads is None else reads:
+            _add_path_rule(arch, ruleset, path, read)
         if net and tcp_port is not None:
             port = ctypes.create_string_buffer(struct.pack("=QQ", _NET_CONNECT_TCP, tcp_port), 16)
             _syscall(arch.landlock[1], ctypes.c_int(ruleset), ctypes.c_int(_RULE_NET_PORT),
@@ -318,6 +356,12 @@ def confine_files(scratch: str, tcp_port: int | None = None) -> int:
 
 #: The scratch directory this process is confined to, once it is (see :func:`enter`).
 _entered: str | None = None
+_reads: tuple[str, ...] = ()
+
+
+def allowed_reads() -> tuple[str, ...]:
+    """The directories beside the scratch one this process may read (once :func:`enter` ran)."""
+    return _reads
 
 
 def enter(scratch: str, tcp_port: int | None = None) -> None:
@@ -327,13 +371,14 @@ def enter(scratch: str, tcp_port: int | None = None) -> None:
     loaded the backend and its threads) only checks it is the same directory.
     :func:`confine_syscalls` must follow once connected.
     """
-    global _entered
+    global _entered, _reads
     if _entered is not None:
         if _entered != scratch:
             raise OSError(errno.EINVAL, f"this process is already confined to {_entered}")
         return
-    confine_files(scratch, tcp_port)
-    _entered = scratch
+    reads = tuple(readable())
+    confine_files(scratch, tcp_port, reads)
+    _entered, _reads = scratch, reads
     os.chdir(scratch)
     os.environ["TMPDIR"] = scratch
     import tempfile
@@ -367,21 +412,27 @@ _PATH_EVENTS = {
 AUDITED = frozenset({"open", *_ALWAYS_REFUSED, *_PATH_EVENTS})
 
 
-def _outside(path: object, scratch: str) -> bool:
+def _outside(path: object, scratch: str, *more: str) -> bool:
     if isinstance(path, int):  # a descriptor: already open, the OS judged it then
         return False
     try:
         real = os.path.realpath(os.fsdecode(path))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
-    return real != scratch and not real.startswith(scratch + os.sep)
+    return not any(
+        real == base or real.startswith(base.rstrip(os.sep) + os.sep) for base in (scratch, *more)
+    )
 
 
-def refusal(event: str, args: tuple[object, ...], scratch: str) -> str | None:
+def refusal(
+    event: str, args: tuple[object, ...], scratch: str, reads: Sequence[str] = ()
+) -> str | None:
     """What the sandbox refuses in the audit event ``event`` (``sys.addaudithook``), or None.
 
     The operating system refuses it anyway; this only lets a kernel say so
     in words (``LinkServer::sandbox``) instead of a bare "permission denied".
+    ``reads``: the directories it may read besides ``scratch``; empty to judge
+    writes only.
     """
     if event in _ALWAYS_REFUSED:
         return _ALWAYS_REFUSED[event]
@@ -392,6 +443,8 @@ def refusal(event: str, args: tuple[object, ...], scratch: str) -> str | None:
         )
         if writing and _outside(path, scratch):
             return f"writing {os.fsdecode(path)}"  # type: ignore[arg-type]
+        if not writing and reads and _outside(path, scratch, *reads):
+            return f"reading {os.fsdecode(path)}"  # type: ignore[arg-type]
         return None
     positions = _PATH_EVENTS.get(event)
     if positions is not None:
@@ -430,11 +483,13 @@ def _probe_main(scratch: str) -> int:
     except OSError as exc:
         print(exc.strerror or str(exc))
         return 1
-    outside = os.path.join(os.path.dirname(os.path.abspath(scratch)), "linkserver-probe-outside")
+    parent = os.path.dirname(os.path.abspath(scratch))
+    outside = os.path.join(parent, "linkserver-probe-outside")
     import socket
 
     checks: dict[str, Callable[[], object]] = {
         "a write outside the scratch directory": lambda: open(outside, "w").close(),
+        "a read outside the readable directories": lambda: os.listdir(parent),
         "a new socket": lambda: socket.socket().close(),
         "running a program": lambda: subprocess.run(["/bin/true"], check=False),
     }
