@@ -143,4 +143,4 @@ def test_serve_refuses_to_start_where_the_sandbox_cannot_hold(
     with pytest.raises(SandboxError) as caught:
         asyncio.run(launcher.start())
     message = str(caught.value)
-    assert "no Landlock" in message and "--sandbox" in message and message.count(". ") == 0
+    assert "no Landlock" in message and "--sandbox" in message and "sandbox = true" in message and message.count(". ") == 0

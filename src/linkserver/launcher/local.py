@@ -112,6 +112,12 @@ class LocalLauncher(KernelLauncher):
         Raises:
             SandboxError: this operating system cannot apply it.
         """
+        if any(c.isspace() for c in self._dir):  # the template's protocol splits on spaces
+            await self.aclose()
+            raise SandboxError(
+                f"--sandbox needs a kernel directory without spaces, not {self._dir!r}; "
+                "set TMPDIR to a directory whose path has none"
+            )
         scratch = self._scratch("probe")
         os.makedirs(scratch, mode=0o700)
         try:
@@ -121,8 +127,9 @@ class LocalLauncher(KernelLauncher):
         if why is not None:
             await self.aclose()
             raise SandboxError(
-                f"--sandbox cannot confine kernels on this machine ({why}); it needs Linux "
-                "with Landlock and seccomp, so serve without --sandbox or on such a machine"
+                f"the sandbox (--sandbox, sandbox = true) cannot confine kernels on this "
+                f"machine ({why}); it needs Linux with Landlock and seccomp, so serve without "
+                "it or on such a machine"
             )
 
     async def _greeted(self, link: Link) -> None:
