@@ -8,7 +8,8 @@ those things to the process itself, irrevocably, before it evaluates anything:
 
 - **Landlock** (:func:`landlock_abi` >= 1): no file may be created, written,
   truncated, renamed, linked or removed outside the kernel's scratch
-  directory, no file may be executed, and (ABI >= 4) no TCP port may be bound
+  directory, none read outside it and the system's and Python's directories
+  (:func:`readable`: not the server's key files), no file may be executed, and (ABI >= 4) no TCP port may be bound
   or connected to (except the server's own, for a kernel linked by TCP);
   from ABI 6 the kernel can also not signal processes outside its sandbox
   (the server) nor reach abstract Unix sockets. Landlock confines the calling
