@@ -9,6 +9,7 @@ Every ``serve`` option can also be set as ``LINKSERVER_<OPTION>``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import ipaddress
 import os
@@ -117,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: no limit)")
     serve.add_argument("--kernel-memory", type=int, default=None,
                        help="address-space limit per kernel, in MB (default: no limit)")
+    serve.add_argument("--sandbox", action="store_true",
+                       default=_env("SANDBOX", "") not in ("", "0"),
+                       help="confine every kernel by the operating system (Linux Landlock and "
+                       "seccomp): it writes files only in a scratch directory of its own, runs "
+                       "no programs, opens no network connections (default: off)")
     serve.add_argument("--handshake-timeout", type=float,
                        default=float(_env("HANDSHAKE_TIMEOUT", str(DEFAULT_HANDSHAKE_TIMEOUT))),
                        help="seconds a new connection has to finish its handshake (default: %(default)s)")
@@ -462,6 +468,7 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
             what = (f"pool: a kernel per client, at most {pool.max}, {pool.min} kept warm"
                     + (f", persistent kernels kept {pool.keepalive:g} s" if pool.keepalive else ""))
         limit = f", evaluations limited to {pool.eval_timeout:g} s" if pool.eval_timeout else ""
+        limit += ", sandboxed (Landlock, seccomp)" if pool.sandbox else ""
         default = " (default)" if pool.name == config.default else ""
         print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}"
               f" -> {service.name}{suffix}", flush=True)
@@ -481,12 +488,17 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
 def _server_config(args: argparse.Namespace) -> ServerConfig:
     """The pools to serve: from --config, or one default pool from the options."""
     if args.config:
-        return load_config(args.config)
+        config = load_config(args.config)
+        if args.sandbox:  # --sandbox confines every pool of the file too
+            pools = tuple(dataclasses.replace(pool, sandbox=True) for pool in config.pools)
+            config = dataclasses.replace(config, pools=pools)
+        return config
     values = {
         "mode": args.mode, "backend": args.kernel, "min": args.pool_min, "max": args.pool_size,
         "wait": args.pool_wait, "keepalive": args.keepalive,
         "eval_timeout": args.eval_timeout, "memory_mb": args.kernel_memory,
         "kernel_path": args.kernel_path, "max_queued": args.max_queued,
+        "sandbox": args.sandbox or None,
     }
     if args.mode == "shared":
         values.pop("keepalive")
