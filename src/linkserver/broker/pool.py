@@ -118,6 +118,8 @@ class PoolBroker:
         self._parked: dict[str, tuple[KernelWorker, asyncio.TimerHandle]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: why the last kernel launch failed, until one succeeds (the side port's /healthz)
+        self.launch_failure: str | None = None
 
     @property
     def _total(self) -> int:
@@ -277,10 +279,12 @@ class PoolBroker:
             kernel = await self._launcher.launch()
         except KernelError as exc:
             records.event("pool-launch-failed", reason=exc)
+            self.launch_failure = str(exc)
             self._launching -= 1
             await asyncio.sleep(1.0)  # do not spin on a kernel that cannot start
             self._balance()
             return
+        self.launch_failure = None
         self._launching -= 1
         if self._closed:
             kernel.link.close_nowait()
@@ -288,6 +292,20 @@ class PoolBroker:
             return
         self._add_warm(kernel)
         self._balance()
+
+    def worker_ids(self) -> list[str]:
+        """The ids of this pool's kernel workers (metrics name requests by pool through them)."""
+        return [w.id for w in self._workers.values()] + list(self._parked)
+
+    def health(self) -> str | None:
+        """None if a kernel is ready or may start within the limits; else why not, briefly."""
+        if self._warm:
+            return None
+        if self.launch_failure is not None:
+            return "no kernel can start"
+        if self._launching or self._total < self.max_kernels:
+            return None
+        return f"all {self.max_kernels} kernels are in use"
 
     def statistics(self) -> PoolStatistics:
         """Return a snapshot of the pool."""

@@ -70,6 +70,8 @@ class KernelWorker:
         self._starting: asyncio.Task[None] | None = None
         #: what clients call this kernel: stable across restarts of its process
         self.id = uuid.uuid4().hex[:12]
+        #: why the last kernel start failed, until one succeeds (the side port's /healthz)
+        self.start_failure: str | None = None
         self.core = KernelCore(
             self.id, clock=time.perf_counter, max_queued=max_queued,
             kernel_up=kernel is not None, kernel_id=kernel.id if kernel is not None else "",
@@ -124,10 +126,12 @@ class KernelWorker:
                 kernel = await self._launcher.launch()
             except KernelError as exc:
                 records.event("kernel-start-failed", worker=self.id, reason=exc, retry_s=delay)
+                self.start_failure = str(exc)
                 self._do(self.core.kernel_start_failed(str(exc)))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
+            self.start_failure = None
             self._starting = None
             if self.core.closed:
                 kernel.link.close_nowait()
