@@ -49,6 +49,7 @@ from .security import (
     write_connection_file,
 )
 from .service import KernelService
+from .sideport import SidePort
 from .status import STATUS_MESSAGE, format_status
 
 __all__ = ["main"]
@@ -173,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
                        "packet on every link (default: %(default)s)")
     serve.add_argument("--log-file", default=_env("LOG_FILE", "") or None, metavar="PATH",
                        help="append the log to this file instead of stderr")
+    serve.add_argument("--http", type=int, default=_env("HTTP", "") or None, metavar="PORT",
+                       help="also serve /healthz, /metrics and /status over HTTP on PORT, "
+                       "same interface (docs/configuration.md)")
     serve.add_argument("--log-streams", default=_env("LOG_STREAMS", "") or None, metavar="DIR",
                        help="write every packet of each client link, both ways, to a file "
                        "of its own in DIR (see docs/logging.md)")
@@ -465,6 +469,15 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
         default = " (default)" if pool.name == config.default else ""
         print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}"
               f" -> {service.name}{suffix}", flush=True)
+    side = None
+    if args.http is not None:
+        try:
+            side = await SidePort(service, args.http, args.interface).start()
+        except LinkError:
+            await service.aclose()
+            raise
+        print(f"  http: {side.url}/healthz, /metrics and /status (the last two want the "
+              "admin key as a bearer token)", flush=True)
     print(f"  connect: linkserver connect {service.name}", flush=True)
     asked = asyncio.ensure_future(service.wait_stop_requested())
     asked.add_done_callback(lambda _task: stop.set())
@@ -473,6 +486,8 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
     print("  stop with Ctrl-C, SIGTERM, or $KeepRunning = False from an admin client", flush=True)
     await stop.wait()
     print("linkserver stopping: answering queued requests...", flush=True)
+    if side is not None:
+        await side.aclose()
     await service.aclose()
     print("linkserver stopped", flush=True)
     return 0
