@@ -174,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
                        "packet on every link (default: %(default)s)")
     serve.add_argument("--log-file", default=_env("LOG_FILE", "") or None, metavar="PATH",
                        help="append the log to this file instead of stderr")
+    serve.add_argument("--cull-idle", type=float, default=float(_env("CULL_IDLE", "0")),
+                       metavar="S", help="pool mode: end a kernel whose client sent nothing for "
+                       "S seconds and tell the client (default: 0, never)")
     serve.add_argument("--http", type=int, default=_env("HTTP", "") or None, metavar="PORT",
                        help="also serve /healthz, /metrics and /status over HTTP on PORT, "
                        "same interface (docs/configuration.md)")
@@ -502,9 +505,12 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         "wait": args.pool_wait, "keepalive": args.keepalive,
         "eval_timeout": args.eval_timeout, "memory_mb": args.kernel_memory,
         "kernel_path": args.kernel_path, "max_queued": args.max_queued,
+        "cull_idle": args.cull_idle,
     }
     if args.mode == "shared":
         values.pop("keepalive")
+        if not args.cull_idle:
+            values.pop("cull_idle")  # else check_pool says it is for pool mode
     pool = check_pool("default", {k: v for k, v in values.items() if v is not None}, "options")
     return ServerConfig((pool,), "default")
 

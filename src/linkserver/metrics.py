@@ -166,6 +166,6 @@ class Metrics:
         elif name == "kernel-died":
             self.deaths.labels(self._pool(fields.get("worker"))).inc()
         elif name == "kernel-culled":
-            self.culls.labels(str(fields.get("pool") or "unknown")).inc()
+            self.culls.labels(self._pool(fields.get("worker"))).inc()
         elif name == "pool-refused":
             self.pool_refused.inc()

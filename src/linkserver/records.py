@@ -119,6 +119,7 @@ EVENTS: dict[str, tuple[str, int]] = {
     "pool-parked": (_BROKER, _INFO),
     "pool-reattached": (_BROKER, _INFO),
     "pool-expired": (_BROKER, _INFO),
+    "kernel-culled": (_BROKER, _INFO),
     "pool-launch-failed": (_BROKER, _WARNING),
     "packet-sent": (_LINK, TRACE),
     "packet-received": (_LINK, TRACE),

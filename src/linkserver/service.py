@@ -91,6 +91,7 @@ class Pool:
                 self.launcher, min_kernels=config.min, max_kernels=config.max,
                 wait_timeout=config.wait, keepalive=config.keepalive, control=control,
                 max_queued=config.max_queued,
+                cull_idle=config.cull_idle, cull_close=config.cull == "close",
             )
 
     async def start(self) -> None:
