@@ -454,6 +454,8 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
                             max_links=args.max_links, stop_allowed=config.stop_allowed, status_allowed=config.status_allowed)
     print(f"linkserver {__version__}: starting kernels for pool(s) "
           f"{', '.join(p.name for p in config.pools)}...", flush=True)
+    # Made first so its counters see the first kernels start.
+    side = SidePort(service, args.http, args.interface) if args.http is not None else None
     await service.start()
     security.publish(_client_address(service.name), [p.name for p in config.pools])
     print(f"linkserver {__version__} listening on {service.name}", flush=True)
@@ -472,10 +474,9 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
         default = " (default)" if pool.name == config.default else ""
         print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}"
               f" -> {service.name}{suffix}", flush=True)
-    side = None
-    if args.http is not None:
+    if side is not None:
         try:
-            side = await SidePort(service, args.http, args.interface).start()
+            await side.start()
         except LinkError:
             await service.aclose()
             raise

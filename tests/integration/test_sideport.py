@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -137,3 +142,34 @@ def test_bad_clients_get_an_answer_and_the_port_keeps_serving(
     assert raw(b"GET /nothing HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404 ")
     assert raw(b"GET /healthz HTTP/1.1\r\n").startswith(b"HTTP/1.1 400 ")  # ended early
     assert get(side, "/healthz")[0] in (200, 503)
+
+
+def test_serve_http_starts_the_side_port_and_counts_from_the_start(tmp_path: Path) -> None:
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(KEY + "\n", encoding="utf-8")
+    with subprocess.Popen(
+        [sys.executable, "-m", "linkserver", "serve", "--port", "0", "--http", "0",
+         "--key-file", str(key_file), "--mode", "pool", "--pool-min", "1", "--pool-size", "2",
+         "--cull-idle", "600", "--log-level", "error"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None
+            url = ""
+            while not url:
+                line = server.stdout.readline()
+                assert line, "the server exited before serving HTTP"
+                match = re.search(r"http: http://127\.0\.0\.1:(\d+)/healthz", line)
+                url = match.group(1) if match else ""
+            port = int(url)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b"ok\n"
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+            conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {KEY}"})
+            found = samples(conn.getresponse().read().decode())
+            assert found[("linkserver_kernel_starts_total", (("backend", "mathics"),))] >= 1
+            assert found[("linkserver_kernels", (("pool", "default"), ("state", "warm")))] == 1
+        finally:
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(KERNEL_TIMEOUT) == 0
