@@ -144,6 +144,19 @@ def test_bad_clients_get_an_answer_and_the_port_keeps_serving(
     assert get(side, "/healthz")[0] in (200, 503)
 
 
+def test_a_silent_client_does_not_hold_up_the_others(
+    served: tuple[KernelService, SidePort]
+) -> None:
+    _service, side = served
+    with socket.create_connection(("127.0.0.1", side.port), timeout=TIMEOUT) as silent:
+        silent.sendall(b"GET /metr")  # and nothing more
+        assert get(side, "/healthz")[0] in (200, 503)  # answered: the broken pool fails
+        status, _body = get(side, "/metrics", KEY)
+        assert status == 200
+        # The silent one is answered 408 and closed once its time is up.
+        assert silent.recv(4096).startswith(b"HTTP/1.1 408 ")
+
+
 def test_serve_http_starts_the_side_port_and_counts_from_the_start(tmp_path: Path) -> None:
     key_file = tmp_path / "admin.key"
     key_file.write_text(KEY + "\n", encoding="utf-8")
