@@ -61,7 +61,8 @@ class _State:
                                        "Bytes client links sent to the server.")
         received.add_metric([], bytes_in)
         yield received
-        sent = CounterMetricFamily("linkserver_sent_bytes", "Bytes the server sent to client links.")
+        sent = CounterMetricFamily("linkserver_sent_bytes",
+                                   "Bytes the server sent to client links.")
         sent.add_metric([], bytes_out)
         yield sent
         queue = GaugeMetricFamily(

@@ -831,10 +831,12 @@ class KernelCore:
 
     @property
     def waiting_on_client(self) -> bool:
-        """True while the running request waits for the client's input (idle culling counts it idle)."""
+        """True while the running request waits for the client's input (culling: idle)."""
         return self._awaiting_input is not None
 
-    def close(self, reason: str = "the server is shutting down", tag: str = "shutdown") -> list[Action]:
+    def close(
+        self, reason: str = "the server is shutting down", tag: str = "shutdown"
+    ) -> list[Action]:
         """Refuse queued requests, answer the running ones (failure ``tag``), stop the kernel."""
         if self.closed:
             return []

@@ -145,7 +145,9 @@ class KernelWorker:
             self._do(self.core.kernel_started(kernel.id, kernel.pid))
             return
 
-    async def aclose(self, reason: str = "the server is shutting down", tag: str = "shutdown") -> None:
+    async def aclose(
+        self, reason: str = "the server is shutting down", tag: str = "shutdown"
+    ) -> None:
         """Refuse queued requests, answer the running one (failure ``tag``), stop the kernel."""
         self._do(self.core.close(reason, tag))
 
