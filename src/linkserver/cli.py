@@ -50,6 +50,7 @@ from .security import (
     write_connection_file,
 )
 from .service import KernelService
+from .sideport import SidePort
 from .status import STATUS_MESSAGE, format_status
 
 __all__ = ["main"]
@@ -179,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
                        "packet on every link (default: %(default)s)")
     serve.add_argument("--log-file", default=_env("LOG_FILE", "") or None, metavar="PATH",
                        help="append the log to this file instead of stderr")
+    serve.add_argument("--cull-idle", type=float, default=float(_env("CULL_IDLE", "0")),
+                       metavar="S", help="pool mode: end a kernel whose client sent nothing for "
+                       "S seconds and tell the client (default: 0, never)")
+    serve.add_argument("--http", type=int, default=_env("HTTP", "") or None, metavar="PORT",
+                       help="also serve /healthz, /metrics and /status over HTTP on PORT, "
+                       "same interface (docs/configuration.md)")
     serve.add_argument("--log-streams", default=_env("LOG_STREAMS", "") or None, metavar="DIR",
                        help="write every packet of each client link, both ways, to a file "
                        "of its own in DIR (see docs/logging.md)")
@@ -453,6 +460,8 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
                             max_links=args.max_links, stop_allowed=config.stop_allowed, status_allowed=config.status_allowed)
     print(f"linkserver {__version__}: starting kernels for pool(s) "
           f"{', '.join(p.name for p in config.pools)}...", flush=True)
+    # Made first so its counters see the first kernels start.
+    side = SidePort(service, args.http, args.interface) if args.http is not None else None
     await service.start()
     security.publish(_client_address(service.name), [p.name for p in config.pools])
     print(f"linkserver {__version__} listening on {service.name}", flush=True)
@@ -472,6 +481,14 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
         default = " (default)" if pool.name == config.default else ""
         print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}"
               f" -> {service.name}{suffix}", flush=True)
+    if side is not None:
+        try:
+            await side.start()
+        except LinkError:
+            await service.aclose()
+            raise
+        print(f"  http: {side.url}/healthz, /metrics and /status (the last two want the "
+              "admin key as a bearer token)", flush=True)
     print(f"  connect: linkserver connect {service.name}", flush=True)
     asked = asyncio.ensure_future(service.wait_stop_requested())
     asked.add_done_callback(lambda _task: stop.set())
@@ -480,6 +497,8 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
     print("  stop with Ctrl-C, SIGTERM, or $KeepRunning = False from an admin client", flush=True)
     await stop.wait()
     print("linkserver stopping: answering queued requests...", flush=True)
+    if side is not None:
+        await side.aclose()
     await service.aclose()
     print("linkserver stopped", flush=True)
     return 0
@@ -499,9 +518,12 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         "eval_timeout": args.eval_timeout, "memory_mb": args.kernel_memory,
         "kernel_path": args.kernel_path, "max_queued": args.max_queued,
         "sandbox": args.sandbox or None,
+        "cull_idle": args.cull_idle,
     }
     if args.mode == "shared":
         values.pop("keepalive")
+        if not args.cull_idle:
+            values.pop("cull_idle")  # else check_pool says it is for pool mode
     pool = check_pool("default", {k: v for k, v in values.items() if v is not None}, "options")
     return ServerConfig((pool,), "default")
 

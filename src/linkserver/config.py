@@ -43,6 +43,10 @@ class PoolConfig:
         init: Wolfram Language code evaluated in every new kernel before use.
         max_queued: requests one link may have waiting; more are refused at once.
         sandbox: confine kernels by the operating system (``serve --sandbox``).
+        cull_idle: seconds a client may send nothing before its kernel is ended
+            (pool mode; 0 never). Persistent kernels follow their keep-alive instead.
+        cull: what a culled client gets: ``"fresh"`` (its next request is told,
+            then a fresh kernel serves it) or ``"close"`` (its link closes, reason culled).
     """
 
     name: str = "default"
@@ -58,6 +62,8 @@ class PoolConfig:
     init: str | None = None
     max_queued: int = 1000
     sandbox: bool = False
+    cull_idle: float = 0.0
+    cull: str = "fresh"
 
     def spec(self, *, quit_allowed: str = "nobody") -> KernelSpec:
         """The kernel spec of this pool's kernels (``quit_allowed``: ``[access] quit``)."""
@@ -98,6 +104,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "mode": (str,), "backend": (str,), "kernel_path": (str,), "min": (int,), "max": (int,),
     "wait": (int, float), "keepalive": (int, float), "eval_timeout": (int, float),
     "memory_mb": (int,), "init": (str,), "max_queued": (int,), "sandbox": (bool,),
+    "cull_idle": (int, float), "cull": (str,),
 }
 _KEYS = tuple(f.name for f in fields(PoolConfig) if f.name != "name")
 
@@ -143,6 +150,12 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
                           "runs a program of its own, which the sandbox forbids")
     if pool.kernel_path is not None and pool.backend != "wolfram":
         raise ConfigError(f"{at}.kernel_path is for backend = \"wolfram\"")
+    if pool.cull_idle < 0:
+        raise ConfigError(f"{at}.cull_idle must not be negative (0 never culls)")
+    if pool.cull not in ("fresh", "close"):
+        raise ConfigError(f"{at}.cull must be 'fresh' or 'close', not {pool.cull!r}")
+    if pool.mode == "shared" and pool.cull_idle:
+        raise ConfigError(f"{at}.cull_idle is for pool mode; a shared kernel serves everyone")
     if pool.mode == "shared" and pool.keepalive:
         raise ConfigError(f"{at}.keepalive is for pool mode; a shared kernel never goes away")
     return pool
