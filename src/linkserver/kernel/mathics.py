@@ -179,6 +179,7 @@ from .loop import (
 )
 from . import wl_builtins
 from .mathics_exprs import ConversionError, from_mathics, mend_boxes, to_mathics
+from .short_form import short_text
 from .wl_builtins import Absorb
 
 __all__ = [
@@ -1065,6 +1066,10 @@ class MathicsKernel(KernelLoop):
             return "$Aborted"
         ev = self._evaluation
         pre_print = self._definitions.get_ownvalues("System`$PrePrint")
+        if not pre_print:
+            short = short_text(result, self._definitions)
+            if short is not None:
+                return short
 
         def format_it() -> Any:
             shown = result
