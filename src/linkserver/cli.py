@@ -9,6 +9,7 @@ Every ``serve`` option can also be set as ``LINKSERVER_<OPTION>``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import ipaddress
 import os
@@ -49,6 +50,7 @@ from .security import (
     write_connection_file,
 )
 from .service import KernelService
+from .sideport import SidePort
 from .status import STATUS_MESSAGE, format_status
 
 __all__ = ["main"]
@@ -117,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: no limit)")
     serve.add_argument("--kernel-memory", type=int, default=None,
                        help="address-space limit per kernel, in MB (default: no limit)")
+    serve.add_argument("--sandbox", action="store_true",
+                       default=_env("SANDBOX", "") not in ("", "0"),
+                       help="confine every kernel by the operating system (Linux Landlock and "
+                       "seccomp): it writes files only in a scratch directory of its own, runs "
+                       "no programs, opens no network connections (default: off)")
     serve.add_argument("--handshake-timeout", type=float,
                        default=float(_env("HANDSHAKE_TIMEOUT", str(DEFAULT_HANDSHAKE_TIMEOUT))),
                        help="seconds a new connection has to finish its handshake (default: %(default)s)")
@@ -173,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
                        "packet on every link (default: %(default)s)")
     serve.add_argument("--log-file", default=_env("LOG_FILE", "") or None, metavar="PATH",
                        help="append the log to this file instead of stderr")
+    serve.add_argument("--cull-idle", type=float, default=float(_env("CULL_IDLE", "0")),
+                       metavar="S", help="pool mode: end a kernel whose client sent nothing for "
+                       "S seconds and tell the client (default: 0, never)")
+    serve.add_argument("--http", type=int, default=_env("HTTP", "") or None, metavar="PORT",
+                       help="also serve /healthz, /metrics and /status over HTTP on PORT, "
+                       "same interface (docs/configuration.md)")
     serve.add_argument("--log-streams", default=_env("LOG_STREAMS", "") or None, metavar="DIR",
                        help="write every packet of each client link, both ways, to a file "
                        "of its own in DIR (see docs/logging.md)")
@@ -447,6 +460,8 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
                             max_links=args.max_links, stop_allowed=config.stop_allowed, status_allowed=config.status_allowed)
     print(f"linkserver {__version__}: starting kernels for pool(s) "
           f"{', '.join(p.name for p in config.pools)}...", flush=True)
+    # Made first so its counters see the first kernels start.
+    side = SidePort(service, args.http, args.interface) if args.http is not None else None
     await service.start()
     security.publish(_client_address(service.name), [p.name for p in config.pools])
     print(f"linkserver {__version__} listening on {service.name}", flush=True)
@@ -462,9 +477,18 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
             what = (f"pool: a kernel per client, at most {pool.max}, {pool.min} kept warm"
                     + (f", persistent kernels kept {pool.keepalive:g} s" if pool.keepalive else ""))
         limit = f", evaluations limited to {pool.eval_timeout:g} s" if pool.eval_timeout else ""
+        limit += ", sandboxed (Landlock, seccomp)" if pool.sandbox else ""
         default = " (default)" if pool.name == config.default else ""
         print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}"
               f" -> {service.name}{suffix}", flush=True)
+    if side is not None:
+        try:
+            await side.start()
+        except LinkError:
+            await service.aclose()
+            raise
+        print(f"  http: {side.url}/healthz, /metrics and /status (the last two want the "
+              "admin key as a bearer token)", flush=True)
     print(f"  connect: linkserver connect {service.name}", flush=True)
     asked = asyncio.ensure_future(service.wait_stop_requested())
     asked.add_done_callback(lambda _task: stop.set())
@@ -473,6 +497,8 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
     print("  stop with Ctrl-C, SIGTERM, or $KeepRunning = False from an admin client", flush=True)
     await stop.wait()
     print("linkserver stopping: answering queued requests...", flush=True)
+    if side is not None:
+        await side.aclose()
     await service.aclose()
     print("linkserver stopped", flush=True)
     return 0
@@ -481,15 +507,23 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
 def _server_config(args: argparse.Namespace) -> ServerConfig:
     """The pools to serve: from --config, or one default pool from the options."""
     if args.config:
-        return load_config(args.config)
+        config = load_config(args.config)
+        if args.sandbox:  # --sandbox confines every pool of the file too
+            pools = tuple(dataclasses.replace(pool, sandbox=True) for pool in config.pools)
+            config = dataclasses.replace(config, pools=pools)
+        return config
     values = {
         "mode": args.mode, "backend": args.kernel, "min": args.pool_min, "max": args.pool_size,
         "wait": args.pool_wait, "keepalive": args.keepalive,
         "eval_timeout": args.eval_timeout, "memory_mb": args.kernel_memory,
         "kernel_path": args.kernel_path, "max_queued": args.max_queued,
+        "sandbox": args.sandbox or None,
+        "cull_idle": args.cull_idle,
     }
     if args.mode == "shared":
         values.pop("keepalive")
+        if not args.cull_idle:
+            values.pop("cull_idle")  # else check_pool says it is for pool mode
     pool = check_pool("default", {k: v for k, v in values.items() if v is not None}, "options")
     return ServerConfig((pool,), "default")
 

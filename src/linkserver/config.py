@@ -42,6 +42,11 @@ class PoolConfig:
         memory_mb: address-space limit per kernel; None for no limit.
         init: Wolfram Language code evaluated in every new kernel before use.
         max_queued: requests one link may have waiting; more are refused at once.
+        sandbox: confine kernels by the operating system (``serve --sandbox``).
+        cull_idle: seconds a client may send nothing before its kernel is ended
+            (pool mode; 0 never). Persistent kernels follow their keep-alive instead.
+        cull: what a culled client gets: ``"fresh"`` (its next request is told,
+            then a fresh kernel serves it) or ``"close"`` (its link closes, reason culled).
     """
 
     name: str = "default"
@@ -56,13 +61,16 @@ class PoolConfig:
     memory_mb: int | None = None
     init: str | None = None
     max_queued: int = 1000
+    sandbox: bool = False
+    cull_idle: float = 0.0
+    cull: str = "fresh"
 
     def spec(self, *, quit_allowed: str = "nobody") -> KernelSpec:
         """The kernel spec of this pool's kernels (``quit_allowed``: ``[access] quit``)."""
         return KernelSpec(
             self.backend, eval_timeout=self.eval_timeout, memory_mb=self.memory_mb,
             init=self.init, kernel_path=self.kernel_path, mode=self.mode,
-            quit_allowed=quit_allowed,
+            quit_allowed=quit_allowed, sandbox=self.sandbox,
         )
 
 
@@ -95,7 +103,8 @@ class ServerConfig:
 _TYPES: dict[str, tuple[type, ...]] = {
     "mode": (str,), "backend": (str,), "kernel_path": (str,), "min": (int,), "max": (int,),
     "wait": (int, float), "keepalive": (int, float), "eval_timeout": (int, float),
-    "memory_mb": (int,), "init": (str,), "max_queued": (int,),
+    "memory_mb": (int,), "init": (str,), "max_queued": (int,), "sandbox": (bool,),
+    "cull_idle": (int, float), "cull": (str,),
 }
 _KEYS = tuple(f.name for f in fields(PoolConfig) if f.name != "name")
 
@@ -113,7 +122,9 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
         if key not in _TYPES:
             known = ", ".join(_KEYS)
             raise ConfigError(f"{at}.{key} is not a pool setting; the settings are: {known}")
-        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
+        if isinstance(value, bool) != (_TYPES[key] == (bool,)) or not isinstance(
+            value, _TYPES[key]
+        ):
             wanted = " or ".join(t.__name__ for t in _TYPES[key])
             raise ConfigError(f"{at}.{key} must be {wanted}, not {value!r}")
     pool = PoolConfig(name=name, **values)
@@ -134,8 +145,17 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
         raise ConfigError(f"{at}.max_queued must be at least 1")
     if pool.memory_mb is not None and pool.memory_mb < 64:
         raise ConfigError(f"{at}.memory_mb below 64 leaves a kernel no room to start")
+    if pool.sandbox and pool.backend != "mathics":
+        raise ConfigError(f"{at}.sandbox is for backend = \"mathics\"; the wolfram backend "
+                          "runs a program of its own, which the sandbox forbids")
     if pool.kernel_path is not None and pool.backend != "wolfram":
         raise ConfigError(f"{at}.kernel_path is for backend = \"wolfram\"")
+    if pool.cull_idle < 0:
+        raise ConfigError(f"{at}.cull_idle must not be negative (0 never culls)")
+    if pool.cull not in ("fresh", "close"):
+        raise ConfigError(f"{at}.cull must be 'fresh' or 'close', not {pool.cull!r}")
+    if pool.mode == "shared" and pool.cull_idle:
+        raise ConfigError(f"{at}.cull_idle is for pool mode; a shared kernel serves everyone")
     if pool.mode == "shared" and pool.keepalive:
         raise ConfigError(f"{at}.keepalive is for pool mode; a shared kernel never goes away")
     return pool

@@ -30,6 +30,7 @@ The tree::
     ├── ConfigError                   a configuration file or option is not valid (also ``ValueError``)
     ├── SecurityError                 a key, certificate or connection file is unusable (also ``ValueError``)
     ├── RecordsError                  a log file or stream log directory cannot be used (also ``ValueError``)
+    ├── SandboxError                  this operating system cannot sandbox kernels as asked
     └── SessionError                  an MCP tool was called with a session or argument it cannot use (also ``ValueError``)
 
 Every ``LinkError`` subclass of the package is defined here (tests/unit/test_package.py
@@ -61,6 +62,7 @@ __all__ = [
     "ProtocolError",
     "RecordsError",
     "RemoteProtocolError",
+    "SandboxError",
     "SecurityError",
     "SelectError",
     "SessionError",
@@ -277,6 +279,12 @@ class RecordsError(LinkError, ValueError):
     """A log file or stream log directory cannot be used; the message says why."""
 
     code = "bad-log-setting"
+
+
+class SandboxError(LinkError):
+    """The operating system cannot confine kernels as ``--sandbox`` asks; the message says why."""
+
+    code = "no-sandbox"
 
 
 class SessionError(LinkError, ValueError):

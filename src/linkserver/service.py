@@ -91,6 +91,7 @@ class Pool:
                 self.launcher, min_kernels=config.min, max_kernels=config.max,
                 wait_timeout=config.wait, keepalive=config.keepalive, control=control,
                 max_queued=config.max_queued,
+                cull_idle=config.cull_idle, cull_close=config.cull == "close",
             )
 
     async def start(self) -> None:
@@ -101,6 +102,11 @@ class Pool:
         """
         await self.launcher.start()
         await self.broker.start()
+
+    def health(self) -> str | None:
+        """None if this pool can serve a new client now or soon; else a short reason."""
+        reason = self.broker.health()
+        return None if reason is None else f"pool {self.config.name}: {reason}"
 
     async def aclose(self) -> None:
         """Answer or refuse every request, then stop every kernel."""
@@ -183,7 +189,11 @@ class KernelService:
             max_links=max_links,
         )
         self._keyed = bool(settings and settings.keys)
+        #: the keys clients prove (the side port asks for the admin one)
+        self.keys: tuple[tuple[str, bytes], ...] = tuple(settings.keys) if settings and settings.keys else ()
         self._links: set[Link] = set()
+        #: bytes in and out of client links already closed
+        self.closed_bytes = [0, 0]
         self._started = time.monotonic()
         self._stop_requested: asyncio.Event | None = None
 
@@ -235,9 +245,24 @@ class KernelService:
 
     def _attach(self, link: Link) -> None:
         self._links.add(link)
-        link.on_end(self._links.discard)
+        link.on_end(self._link_ended)
         link.on_message(lambda message, _arg: self._answer_status(link, message))
         link.set_receiver(lambda payload: self._first_packet(link, payload))
+
+    def _link_ended(self, link: Link) -> None:
+        self._links.discard(link)
+        self.closed_bytes[0] += link.bytes_in
+        self.closed_bytes[1] += link.bytes_out
+
+    def traffic(self) -> tuple[int, int]:
+        """Bytes clients sent and were sent so far, open links included (loop thread)."""
+        return (self.closed_bytes[0] + sum(link.bytes_in for link in self._links),
+                self.closed_bytes[1] + sum(link.bytes_out for link in self._links))
+
+    @property
+    def links_open(self) -> int:
+        """Client links open now."""
+        return len(self._links)
 
     def _first_packet(self, link: Link, payload: bytes) -> None:
         """The first packet chooses the pool: LinkServerSelect, or a request for the default."""

@@ -179,6 +179,9 @@ class Link(asyncio.Protocol):
         self.link_id = b""
         #: server side: the role of the key the peer proved (None without keys)
         self.role: str | None = None
+        #: bytes read from and written to the socket (the side port's metrics)
+        self.bytes_in = 0
+        self.bytes_out = 0
         # Trace and stream log (linkserver.records); None costs one check per expression.
         self._tap: records.Tap | None = records.Tap(self, trace=True) if records.tracing() else None
 
@@ -220,6 +223,7 @@ class Link(asyncio.Protocol):
         conn = self._conn
         if conn is None:  # pragma: no cover - asyncio calls connection_made first
             return
+        self.bytes_in += len(data)
         conn.receive_data(data)
         self._after_input(conn)
 
@@ -270,6 +274,7 @@ class Link(asyncio.Protocol):
             return
         data = conn.data_to_send()
         if data and not transport.is_closing():
+            self.bytes_out += len(data)
             transport.write(data)  # type: ignore[attr-defined]
         if conn.should_close:
             if self._error is None:

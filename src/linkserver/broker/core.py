@@ -829,22 +829,29 @@ class KernelCore:
 
     # -------------------------------------------------------------- closing
 
-    def close(self, reason: str = "the server is shutting down") -> list[Action]:
-        """Refuse queued requests, answer the running ones, stop the kernel."""
+    @property
+    def waiting_on_client(self) -> bool:
+        """True while the running request waits for the client's input (culling: idle)."""
+        return self._awaiting_input is not None
+
+    def close(
+        self, reason: str = "the server is shutting down", tag: str = "shutdown"
+    ) -> list[Action]:
+        """Refuse queued requests, answer the running ones (failure ``tag``), stop the kernel."""
         if self.closed:
             return []
         self.closed = True
         for _link, request in self._queue.drain():
-            self._answer_failure(request, "shutdown", reason)
+            self._answer_failure(request, tag, reason)
         if self.current is not None:
-            self._answer_failure(self.current, "shutdown", reason)
+            self._answer_failure(self.current, tag, reason)
         for request in self._abandon_calls():
             if request is not self.current:
-                self._answer_failure(request, "shutdown", reason)
+                self._answer_failure(request, tag, reason)
         self._held.clear()
         self.current = None
         for request in self._preempting.values():
-            self._answer_failure(request, "shutdown", reason)
+            self._answer_failure(request, tag, reason)
         self._preempting.clear()
         self.kernel_up = False
         self._out.append(StopKernel())

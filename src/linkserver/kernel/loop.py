@@ -87,6 +87,7 @@ from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
 from ..link import Link, connect
 from ..portal import Portal, get_portal
 from ..protocol import LinkMode, UrgentMessage
+from . import sandbox
 from ..protocol.packets import (
     CALL_ANSWER,
     INSTALL,
@@ -180,10 +181,13 @@ class KernelPolicy:
         quit_allowed: who may end a shared kernel with ``Quit[]``: ``"nobody"`` or
             ``"anyone"``. The kernel cannot tell who asked, so an admin stops a
             shared kernel by stopping the server (``$KeepRunning = False``).
+        scratch: the kernel's scratch directory when it runs sandboxed
+            (``--sandbox DIR``, :mod:`.sandbox`): the only place it may write.
     """
 
     mode: str = "pool"
     quit_allowed: str = "nobody"
+    scratch: str | None = None
 
     @property
     def refuses_quit(self) -> bool:
@@ -193,7 +197,8 @@ class KernelPolicy:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> KernelPolicy:
         """The policy of a parsed :func:`kernel_parser` (or :func:`policy_parser`) command line."""
-        return cls(mode=args.mode, quit_allowed=args.quit_allowed)
+        scratch = os.path.realpath(args.sandbox) if args.sandbox else None
+        return cls(mode=args.mode, quit_allowed=args.quit_allowed, scratch=scratch)
 
 
 #: What a kernel says when a shared kernel refuses ``Quit[]`` (``LinkServer::noquit``).
@@ -216,6 +221,11 @@ def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quit-allowed", default="nobody", choices=["nobody", "anyone"],
         help="who may end a shared kernel with Quit[] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sandbox", default=None, metavar="DIR",
+        help="confine the kernel by the operating system: write only beneath DIR, "
+        "run no programs, open no network connections (default: not confined)",
     )
 
 
@@ -348,6 +358,10 @@ class KernelLoop:
 
     def _end_serving(self) -> None:
         """Hook: called by :meth:`serve_link` when it returns, before it drops the link."""
+
+    def _sandboxed(self, scratch: str) -> None:
+        """Hook: the process is now sandboxed to ``scratch`` (say so in words, point temporary
+        files there); called by :func:`serve_kernel` before :meth:`serve_link`."""
 
     def _before_request(self) -> None:
         """Hook: called before each request is waited for.
@@ -728,18 +742,42 @@ def serve_kernel(
     """
     if policy is not None:
         kernel.policy = policy
+    scratch = policy.scratch if policy is not None else None
+    if scratch is not None:
+        # Landlock first, while the process has one thread (connecting starts
+        # the portal's); seccomp, which reaches every thread, once connected.
+        try:
+            sandbox.enter(scratch, _tcp_port(link_name))
+        except OSError as exc:
+            log.error("kernel.sandbox.failed: %s", exc.strerror or exc)
+            return EXIT_STARTUP_FAILED
     try:
         link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT)
     except LinkError as exc:
         log.error("kernel.connect.failed: %s", exc)
         return EXIT_STARTUP_FAILED
     try:
+        if scratch is not None:
+            try:
+                sandbox.confine_syscalls()
+            except OSError as exc:
+                log.error("kernel.sandbox.failed: %s", exc.strerror or exc)
+                return EXIT_STARTUP_FAILED
+            kernel._sandboxed(scratch)
         return kernel.serve_link(link, kernel_id, eval_timeout=eval_timeout)
     finally:
         try:
             link.close()  # polite and bounded; nothing to do on a link already ended
         except LinkError:
             pass
+
+
+def _tcp_port(link_name: str) -> int | None:
+    """The server's TCP port in ``PORT@HOST`` (a sandboxed kernel may connect to it only)."""
+    port, at, _host = link_name.partition("@")
+    if at and port.isdigit():
+        return int(port)
+    return None
 
 
 def kernel_parser(

@@ -84,6 +84,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import concurrent.futures
+import errno
 import functools
 import logging
 import signal
@@ -155,6 +156,8 @@ from ..protocol.packets import (
     TextPacket,
     packet_from_expr,
 )
+from . import sandbox
+from .sandbox import SANDBOX_MESSAGE
 from .loop import (
     CONNECT_TIMEOUT,
     EXIT_OK,
@@ -176,6 +179,7 @@ from .loop import (
 )
 from . import wl_builtins
 from .mathics_exprs import ConversionError, from_mathics, mend_boxes, to_mathics
+from .short_form import short_text
 from .wl_builtins import Absorb
 
 __all__ = [
@@ -440,6 +444,7 @@ class _LinkServerBuiltin(Builtin):  # type: ignore[misc]
         "callfailed": "`1`",
         "noquit": "`1`",
         "quit": "`1`",
+        "sandbox": SANDBOX_MESSAGE,
     }
 
 
@@ -677,6 +682,37 @@ class MathicsKernel(KernelLoop):
 
     def _version(self) -> str:
         return str(mathics.__version__)
+
+    def _sandboxed(self, scratch: str) -> None:
+        """Point Mathics3's temporary files at the scratch directory, and put the
+        sandbox's refusals in words (``LinkServer::sandbox``) with an audit hook.
+
+        The hook only speaks: the operating system refuses these things anyway
+        (:mod:`.sandbox`), and code that removes or dodges the hook gains nothing.
+        """
+        for name, module in list(sys.modules.items()):
+            if name.startswith("mathics") and isinstance(getattr(module, "TMP_DIR", None), str):
+                setattr(module, "TMP_DIR", scratch)  # Mathics3 copies its temporary directory around
+        directories = sys.modules.get("mathics.eval.directories")
+        if directories is not None and hasattr(directories, "DIRECTORY_STACK"):
+            directories.DIRECTORY_STACK[:] = [scratch]
+        watched = sandbox.AUDITED
+        reads = sandbox.allowed_reads()
+        main = threading.get_ident()
+
+        def audit(event: str, args: tuple[Any, ...]) -> None:
+            if event not in watched or threading.get_ident() != main or not self._in_eval:
+                return
+            what = sandbox.refusal(event, args, scratch, reads)
+            if what is None:
+                return
+            try:
+                self._evaluation.message("LinkServer", "sandbox", String(what))
+            except Exception:  # a message is not worth the kernel
+                log.exception("! kernel: could not issue LinkServer::sandbox")
+            raise PermissionError(errno.EPERM, f"the sandbox of this server forbids {what}")
+
+        sys.addaudithook(audit)
 
     def _start_serving(self) -> None:
         self._watchdog = _Watchdog(self._on_alarm)
@@ -1030,6 +1066,10 @@ class MathicsKernel(KernelLoop):
             return "$Aborted"
         ev = self._evaluation
         pre_print = self._definitions.get_ownvalues("System`$PrePrint")
+        if not pre_print:
+            short = short_text(result, self._definitions)
+            if short is not None:
+                return short
 
         def format_it() -> Any:
             shown = result
@@ -1193,6 +1233,17 @@ class MathicsKernel(KernelLoop):
                 )
             log.exception("! kernel: Mathics3 raised in an evaluation")
             return _internal_error(f"{type(exc).__name__}: {exc}")
+        except PermissionError as exc:
+            if self.policy.scratch is None:
+                log.exception("! kernel: Mathics3 raised in an evaluation")
+                return _internal_error(f"{type(exc).__name__}: {exc}")
+            # The sandbox refused something a built-in did not expect to fail.
+            # The audit hook has said what (LinkServer::sandbox); if the OS
+            # refused it first, say so here. The answer is a plain $Failed.
+            if not str(exc.strerror).startswith("the sandbox"):
+                what = f"access to {exc.filename}" if exc.filename is not None else exc.strerror
+                self._message("LinkServer", "sandbox", String(str(what)))
+            return SymbolFailed
         except Exception as exc:  # the documented boundary: answer, don't die
             log.exception("! kernel: Mathics3 raised in an evaluation")
             return _internal_error(f"{type(exc).__name__}: {exc}")

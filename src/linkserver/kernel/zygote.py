@@ -23,7 +23,10 @@ is the only client)::
 
 The OPTIONs are the kernel's policy options, one word each, as a kernel's
 own command line has them (``--mode=shared``; ``KernelSpec.policy_options``):
-a forked kernel learns its mode the way a fresh one does.
+a forked kernel learns its mode the way a fresh one does. A sandboxed kernel's
+``--sandbox=DIR`` is one of them; the child confines itself
+(:mod:`.sandbox`) in :func:`~.loop.serve_kernel`, while it has one thread --
+the fork left the template's others behind.
 
 Children write nothing to the zygote's stdout (it is the launcher's pipe);
 they exit when their link closes. The zygote reaps them and exits when its
