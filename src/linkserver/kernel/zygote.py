@@ -18,8 +18,13 @@ Protocol on stdin/stdout, one line each way (:class:`~linkserver.launcher.zygote
 is the only client)::
 
     zygote -> ready
-    server -> spawn ID CONNECT EVAL_TIMEOUT MEMORY_MB     ("-" for no limit)
+    server -> spawn ID CONNECT EVAL_TIMEOUT MEMORY_MB [WATCH_PID]   ("-" for no limit)
     zygote -> spawned ID PID
+
+``WATCH_PID``, when given, is a process the kernel lives for: the kernel exits
+when it does (:func:`linkserver.kernel.loop.watch_guardian`). A Ray actor on a
+cluster node asks for kernels this way (:mod:`linkserver.kernel.ray_node`),
+since a fork of the template is not the actor's child.
 
 Children write nothing to the zygote's stdout (it is the launcher's pipe);
 they exit when their link closes. The zygote reaps them and exits when its
@@ -39,6 +44,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import BACKENDS
+from .loop import WATCH_PID_ENV
 
 __all__ = ["main"]
 
@@ -53,8 +59,12 @@ def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
             return
 
 
-def _child(backend: object, kernel_id: str, connect: str, timeout: str, memory: str) -> int:
+def _child(
+    backend: object, kernel_id: str, connect: str, timeout: str, memory: str, watch: str
+) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if watch != "-":
+        os.environ[WATCH_PID_ENV] = watch  # serve() starts the watch once connected
     # The launcher reads our parent's stdout: keep this child's output off it.
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -81,15 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("ready", flush=True)
     for line in sys.stdin:
         words = line.split()
-        if len(words) != 5 or words[0] != "spawn":
+        if len(words) not in (5, 6) or words[0] != "spawn":
             print(f"error bad command {line.strip()[:80]!r}", flush=True)
             continue
-        _, kernel_id, connect, timeout, memory = words
+        _, kernel_id, connect, timeout, memory = words[:5]
+        watch = words[5] if len(words) == 6 else "-"
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
             try:
-                code = _child(backend, kernel_id, connect, timeout, memory)
+                code = _child(backend, kernel_id, connect, timeout, memory, watch)
             except BaseException:  # the child must never return into the zygote's loop
                 import traceback
 

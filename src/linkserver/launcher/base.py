@@ -60,6 +60,10 @@ the node it runs on.
 
 Errors.  A launcher raises only :class:`KernelError`, with one sentence that
 says what to do and the cause kept (``raise KernelError(...) from exc``).
+When no place can hold the kernel at all -- no cluster node offers the
+resources the pool asks for -- it raises the subclass
+:class:`PlacementError`, so that the broker can say so to waiting clients
+at once instead of retrying in silence.
 
 Everything here runs in the server's event loop; nothing blocks.
 """
@@ -79,6 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KernelError",
+    "PlacementError",
     "KernelHandle",
     "KernelLauncher",
     "KernelStatistics",
@@ -90,6 +95,17 @@ class KernelError(LinkError):
     """A kernel could not be started or died."""
 
     code = "kernel-error"
+
+
+class PlacementError(KernelError):
+    """No place can hold a kernel as asked: trying again will not help until the
+    cluster changes (a node with the resources joins, or the pool asks for less).
+
+    A broker tells the clients waiting for such a pool at once, in this
+    error's sentence, rather than letting them wait out their time.
+    """
+
+    code = "kernel-unplaceable"
 
 
 @dataclass(frozen=True, slots=True)
