@@ -33,6 +33,7 @@ from .broker.worker import as_request
 from .config import MODES, PoolConfig, ServerConfig
 from .errors import LinkError
 from .launcher import KernelLauncher, KernelSpec, LocalLauncher
+from .launcher.ray import RayCluster, RayLauncher
 from .names import DEFAULT_HOST, DEFAULT_PORT
 from .protocol import CloseCode, answers
 from .status import STATUS_MESSAGE, status_expr
@@ -80,16 +81,39 @@ class ServiceStatistics:
     links: int
     pools: str
     broker: Any
+    #: where the default pool's kernels run ("local" or "ray")
+    placement: str = "local"
+    #: every live kernel of every pool: "POOL ID pid PID [on NODE]"
+    where: tuple[str, ...] = ()
+    #: one sentence per pool that cannot start kernels now
+    problems: tuple[str, ...] = ()
 
 
 class Pool:
-    """One named pool: its configuration, its kernel launcher and its broker."""
+    """One named pool: its configuration, its kernel launcher and its broker.
+
+    Args:
+        config: the pool's settings.
+        zygote: fork kernels from a warm template.
+        control: the server's hook for requests meant for itself.
+        cluster: the server's Ray connection, for a pool placed on Ray.
+        kernel_interface: where a Ray pool's kernel endpoint listens (and its
+            kernels dial); by default this node's address as Ray knows it.
+    """
 
     def __init__(
-        self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None
+        self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None,
+        cluster: RayCluster | None = None, kernel_interface: str | None = None,
     ) -> None:
         self.config = config
-        self.launcher: KernelLauncher = LocalLauncher(config.spec(), zygote=zygote)
+        self.launcher: KernelLauncher
+        if cluster is not None:
+            self.launcher = RayLauncher(
+                config.spec(), config.ray, cluster, pool=config.name,
+                interface=kernel_interface, zygote=zygote,
+            )
+        else:
+            self.launcher = LocalLauncher(config.spec(), zygote=zygote)
         self.broker: SharedBroker | PoolBroker
         if config.mode == "shared":
             self.broker = SharedBroker(self.launcher, control=control, max_queued=config.max_queued)
@@ -107,7 +131,17 @@ class Pool:
             KernelError: the kernels did not start.
         """
         await self.launcher.start()
-        await self.broker.start()
+        if isinstance(self.broker, PoolBroker):
+            # A cluster may lack a pool's resources for now: the server starts all the
+            # same and says so to that pool's clients and in status.
+            await self.broker.start(strict=self.launcher.placement == "local")
+        else:
+            await self.broker.start()
+
+    @property
+    def problem(self) -> str:
+        """Why this pool cannot start kernels now; "" when it can."""
+        return getattr(self.broker, "problem", "")
 
     async def aclose(self) -> None:
         """Answer or refuse every request, then stop every kernel."""
@@ -141,6 +175,12 @@ class KernelService:
             or ``"anyone"``. An *admin* is a client that proved a key of role
             ``"admin"`` (``settings.keys``); on a server without keys, a client
             on this machine (docs/protocol.md §8.8).
+        ray: the Ray cluster that places the kernels of every pool whose
+            ``placement`` is not ``"local"`` -- any ``ray.init`` address
+            (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``) or ``"local"``
+            for a private single-node Ray; None places kernels on this machine.
+        kernel_interface: the address Ray pools' kernel endpoints listen on
+            and their kernels dial (default: this node's address as Ray knows it).
     """
 
     def __init__(
@@ -162,6 +202,8 @@ class KernelService:
         max_links: int | None = DEFAULT_MAX_LINKS,
         stop_allowed: str = "admin",
         status_allowed: str = "admin",
+        ray: str | None = None,
+        kernel_interface: str | None = None,
     ) -> None:
         if stop_allowed not in ACCESS or status_allowed not in ACCESS:
             raise ValueError(f"who may stop or ask for status is one of {', '.join(ACCESS)}")
@@ -176,7 +218,21 @@ class KernelService:
                 spec.eval_timeout, spec.memory_mb, spec.init,
             ),))
         self.config = config
-        self.pools = {p.name: Pool(p, zygote=zygote, control=self._control) for p in config.pools}
+        placed = {p.name: p.placed(ray) for p in config.pools}
+        if ray is None and "ray" in placed.values():
+            wanted = next(name for name, where in placed.items() if where == "ray")
+            raise ValueError(
+                f"pool {wanted!r} has placement = \"ray\": start the server with --ray ADDRESS "
+                "(auto, HOST:PORT, ray://HOST:PORT, or local)"
+            )
+        self.cluster = RayCluster(ray) if ray is not None and "ray" in placed.values() else None
+        self.pools = {
+            p.name: Pool(
+                p, zygote=zygote, control=self._control, kernel_interface=kernel_interface,
+                cluster=self.cluster if placed[p.name] == "ray" else None,
+            )
+            for p in config.pools
+        }
         self.default = self.pools[config.default]
         self.server = LinkServer(
             port, interface, settings=settings, log_streams=log_streams, tls=tls,
@@ -226,6 +282,8 @@ class KernelService:
         except BaseException:
             for pool in self.pools.values():
                 await pool.aclose()
+            if self.cluster is not None:
+                await self.cluster.aclose()
             raise
         self.server.on_link(self._attach)
         self._started = time.monotonic()
@@ -375,6 +433,15 @@ class KernelService:
             links=len(self._links),
             pools=", ".join(self.pools),
             broker=self.broker.statistics(),
+            placement=self.launcher.placement,
+            where=tuple(
+                f"{name} {k.id} pid {k.pid}" + (f" on {k.node}" if k.node else "")
+                for name, pool in self.pools.items()
+                for k in pool.launcher.statistics().kernels
+            ),
+            problems=tuple(
+                f"pool {name}: {pool.problem}" for name, pool in self.pools.items() if pool.problem
+            ),
         )
 
     async def aclose(self) -> None:
@@ -386,6 +453,8 @@ class KernelService:
             link.close_nowait(CloseCode.GOING_AWAY, "the server is shutting down")
         for pool in self.pools.values():
             await pool.launcher.aclose()
+        if self.cluster is not None:
+            await self.cluster.aclose()
         records.event("service-stopped", server=self.name)
 
     async def __aenter__(self) -> KernelService:

@@ -131,10 +131,10 @@ class RayCluster:
         records.event("ray-connected", address=self.address, node_ip=self.node_ip,
                       owned=self._owned)
 
-    async def nodes(self) -> list[dict[str, Any]]:
-        """The cluster's nodes as ``ray.nodes()`` lists them (cached for 2 s)."""
+    async def nodes(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The cluster's nodes as ``ray.nodes()`` lists them (cached for 2 s unless ``fresh``)."""
         now = time.monotonic()
-        if now - self._nodes_at >= _NODES_TTL:
+        if fresh or now - self._nodes_at >= _NODES_TTL:
             ray = _import_ray()
             self._nodes = await asyncio.to_thread(ray.nodes)
             self._nodes_at = time.monotonic()
@@ -295,14 +295,17 @@ class RayLauncher(KernelLauncher):
     async def _check_placeable(self) -> None:
         """Raise PlacementError when no live node offers what one kernel books."""
         need = self.options.demand()
-        try:
-            nodes = await self.cluster.nodes()
-        except Exception as exc:
-            raise KernelError(f"cannot list the Ray cluster's nodes ({exc}); is it up?") from exc
-        for node in nodes:
-            offered = node.get("Resources", {})
-            if node.get("Alive") and all(offered.get(k, 0.0) >= v for k, v in need.items()):
-                return
+        for fresh in (False, True):  # a cached "no" is checked afresh: a node may have joined
+            try:
+                nodes = await self.cluster.nodes(fresh=fresh)
+            except Exception as exc:
+                raise KernelError(
+                    f"cannot list the Ray cluster's nodes ({exc}); is it up?"
+                ) from exc
+            for node in nodes:
+                offered = node.get("Resources", {})
+                if node.get("Alive") and all(offered.get(k, 0.0) >= v for k, v in need.items()):
+                    return
         raise PlacementError(
             f"no node of the Ray cluster offers what a kernel of pool {self.pool!r} asks for "
             f"({self.options.describe()}); add a node that has it or change [pools."
@@ -350,7 +353,7 @@ class RayLauncher(KernelLauncher):
                 memory=options.memory_mb * 1024 * 1024 if options.memory_mb else None,
                 resources=dict(options.resources) or None,
             ).remote()
-            placed = await self._within(_result(actor.where.remote()), deadline, "placed")
+            placed = await self._placed(actor, deadline)
             node = RayNode(str(placed["node_id"]), str(placed["ip"]))
             pid = await self._start_kernel(actor, kernel_id, node, int(placed["pid"]), deadline)
             exited = asyncio.ensure_future(_result(actor.wait.remote()))
@@ -383,6 +386,28 @@ class RayLauncher(KernelLauncher):
         records.event("kernel-started", kernel=kernel_id, pid=pid, backend=self.spec.backend,
                       placement="ray", node=str(node))
         return handle
+
+    async def _placed(self, actor: Any, deadline: float) -> dict[str, Any]:
+        """Wait until Ray has placed ``actor`` and it answers; say so at once if the
+        cluster changes meanwhile so that no node can hold it (a pending actor
+        would otherwise wait for ever, silently)."""
+        where = asyncio.ensure_future(_result(actor.where.remote()))
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                done, _ = await asyncio.wait({where}, timeout=min(1.0, max(remaining, 0.001)))
+                if done:
+                    return dict(where.result())
+                if remaining <= 1.0:
+                    raise KernelError(
+                        f"a kernel of pool {self.pool!r} was not placed within "
+                        f"{self.spec.start_timeout:g} s; every node that fits may be busy "
+                        "(see 'ray status')"
+                    )
+                await self._check_placeable()
+        finally:
+            where.cancel()
 
     async def _start_kernel(
         self, actor: Any, kernel_id: str, node: RayNode, guardian: int, deadline: float
