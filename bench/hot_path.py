@@ -20,15 +20,18 @@ On 2-vCPU machines a round trip costs 10-20 us when both ends share a CPU and
 60-90 us across CPUs: the figures are sampled in blocks, interleaved, so that
 placement drifts alike for all, and each is the median of its blocks' medians.
 
-Run: ``.venv/bin/python bench/hot_path.py [--blocks N] [--svg FILE]``. Prints
-``hotpath.<path>: X us`` and ``hotpath.<path>.ratio: Y x (chain + eval)``; with
-``--svg`` also draws a stacked bar per path (floor, eval, linkserver's own work).
+Run: ``.venv/bin/python bench/hot_path.py [--blocks N] [--json FILE] [--svg FILE]``.
+Prints ``hotpath.<path>: X us`` and ``hotpath.<path>.ratio: Y x (chain + eval)``;
+``--json`` keeps the figures, ``--svg`` draws a stacked bar per path (floor, eval,
+linkserver's own work), and ``--compare BEFORE.json AFTER.json --svg FILE`` draws two
+runs side by side (docs/performance.md's picture).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import socket
 import statistics
 import struct
@@ -143,7 +146,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=15)
     parser.add_argument("--svg", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--compare", type=Path, nargs=2, default=None,
+                        metavar=("BEFORE", "AFTER"))
     args = parser.parse_args()
+    if args.compare is not None:
+        runs = [(path.stem, json.loads(path.read_text())) for path in args.compare]
+        (args.svg or Path("hot_path.svg")).write_text(stacked_bars(runs), encoding="utf-8")
+        return
 
     from mathics.core.load_builtin import import_and_load_builtins
     from mathics.session import MathicsSession
@@ -224,35 +234,41 @@ def main() -> None:
         report(f"hotpath.{key}.ratio", us[key] / base, "x (chain + eval)")
     report("hotpath.call.ratio", us["call"] / us["floor"], "x chain")
     report("hotpath.echo.ratio", us["echo"] / us["floor"], "x chain")
+    if args.json is not None:
+        args.json.write_text(json.dumps(us, indent=1) + "\n", encoding="utf-8")
     if args.svg is not None:
-        args.svg.write_text(stacked_bars(us), encoding="utf-8")
+        args.svg.write_text(stacked_bars([("this run", us)]), encoding="utf-8")
         print(f"# picture: {args.svg}")
 
 
-def stacked_bars(us: dict[str, float]) -> str:
-    """An SVG with one bar per path: the floor, the evaluation, and the rest (ours)."""
+def stacked_bars(runs: list[tuple[str, dict[str, float]]]) -> str:
+    """An SVG with a bar per path and run: the floor, the evaluation, and the rest (ours)."""
     rows = [("string", "Client.evaluate(\"1+1\")"), ("expr", "Client.evaluate(Plus[1, 1])"),
             ("aio", "aio Client.evaluate(Plus[1, 1])"), ("enter", "EnterTextPacket[\"1+1\"]")]
     colours = {"floor": "#9ecae1", "eval": "#fdae6b", "ours": "#e34a33"}
-    width, left, bar, gap = 900, 260, 26, 14
-    scale = (width - left - 40) / max(us[key] for key, _ in rows)
-    height = 60 + len(rows) * (bar + gap) + 40
+    width, left, bar, gap = 900, 300, 22, 16
+    scale = (width - left - 60) / max(us[key] for _, us in runs for key, _ in rows)
+    height = 60 + len(rows) * (len(runs) * bar + gap) + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            'font-family="sans-serif" font-size="13">',
-           '<text x="10" y="22" font-size="15">Where one 1+1 goes (median us, this run)</text>']
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="10" y="22" font-size="15">Where one 1+1 goes (median us)</text>']
     y = 45
     for key, label in rows:
-        parts = [("floor", us["floor"]), ("eval", us["eval"]),
-                 ("ours", max(0.0, us[key] - us["floor"] - us["eval"]))]
-        out.append(f'<text x="10" y="{y + bar * 0.7:.0f}">{label}</text>')
-        x = float(left)
-        for part, value in parts:
-            w = value * scale
-            out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar}" '
-                       f'fill="{colours[part]}"><title>{part}: {value:.0f} us</title></rect>')
-            x += w
-        out.append(f'<text x="{x + 6:.1f}" y="{y + bar * 0.7:.0f}">{us[key]:.0f} us</text>')
-        y += bar + gap
+        for name, us in runs:
+            parts = [("floor", us["floor"]), ("eval", us["eval"]),
+                     ("ours", max(0.0, us[key] - us["floor"] - us["eval"]))]
+            text = f"{label} ({name})" if len(runs) > 1 else label
+            out.append(f'<text x="10" y="{y + bar * 0.7:.0f}">{text}</text>')
+            x = float(left)
+            for part, value in parts:
+                w = value * scale
+                out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar}" '
+                           f'fill="{colours[part]}"><title>{part}: {value:.0f} us</title></rect>')
+                x += w
+            out.append(f'<text x="{x + 6:.1f}" y="{y + bar * 0.7:.0f}">{us[key]:.0f} us</text>')
+            y += bar
+        y += gap
     legend = [("floor", "chain floor (3 processes, 20 bytes)"), ("eval", "Mathics3 evaluate"),
               ("ours", "linkserver's own work")]
     x = 10

@@ -1,12 +1,20 @@
 """Round trip of ``1+1`` through linkserver vs through a Jupyter kernel (issue 3).
 
-Two figures, measured in this run: ``EvaluatePacket[Plus[1,1]]`` through a
-shared-mode server to its Mathics3 kernel and back, and
-``execute_request("1+1")`` -> ``execute_reply`` through ``jupyter_client``
-to the Mathics3 Jupyter kernel (``mathics3-jupyter-kernel``), which ships no
-kernel spec, so a temporary one is written that runs its kernel module. If
-that kernel cannot run, ipykernel is used instead and named in the output.
-Target: linkserver/jupyter <= 0.2. Also: Jupyter kernel start to first reply.
+Measured in this run: ``EvaluatePacket[Plus[1,1]]`` through a shared-mode
+server to its Mathics3 kernel and back, and ``execute_request("1+1")``
+through ``jupyter_client`` to the Mathics3 Jupyter kernel
+(``mathics3-jupyter-kernel``), which ships no kernel spec, so a temporary one
+is written that runs its kernel module. If that kernel cannot run, ipykernel
+is used instead and named in the output.
+
+The peer is measured the way its users use it: a notebook stores history,
+reads iopub and waits for the kernel's ``status: idle`` after each request.
+Both the time to ``execute_reply`` and to idle are reported, and -- for
+comparison with the first version of this benchmark -- the time of a client
+that reads no iopub and stores no history ("script"), which on these machines
+is *slower* (5-7 ms against about 2.5 ms; shared NOTES). The ratio is taken
+against the notebook's ``execute_reply``. Target (issue 10): linkserver <= 1/8
+of it. Also: Jupyter kernel start to first reply.
 
     .venv/bin/python bench/jupyter_peer.py
 """
@@ -42,7 +50,11 @@ def p99(samples: list[float]) -> float:
 
 
 def execute(client, code: str) -> dict:
-    """Send one execute_request; return its execute_reply content."""
+    """Send one execute_request as a script would; return its execute_reply content.
+
+    It never reads iopub and stores no history: the figure the first version of
+    this benchmark reported, which flatters no one but is not what a notebook does.
+    """
     msg_id = client.execute(code, silent=False, store_history=False)
     while True:
         reply = client.get_shell_msg(timeout=30)
@@ -50,7 +62,35 @@ def execute(client, code: str) -> dict:
             return reply["content"]
 
 
-def through_jupyter(name: str, argv: list[str], spec_root: Path) -> tuple[list[float], float]:
+def execute_as_notebook(client, code: str) -> tuple[dict, float, float]:
+    """Send one execute_request as a notebook does: history stored, iopub read to idle.
+
+    Returns the reply's content and the seconds to ``execute_reply`` and to the
+    kernel's ``status: idle`` for this request (what a notebook waits for before
+    it shows the cell as done).
+    """
+    start = time.perf_counter()
+    msg_id = client.execute(code, silent=False, store_history=True)
+    while True:
+        reply = client.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            replied = time.perf_counter() - start
+            break
+    while True:
+        msg = client.get_iopub_msg(timeout=30)
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"].get("execution_state") == "idle"):
+            return reply["content"], replied, time.perf_counter() - start
+
+
+def through_jupyter(
+    name: str, argv: list[str], spec_root: Path, *, script_too: bool = False
+) -> tuple[dict[str, list[float]], float]:
+    """``1+1`` through the Jupyter kernel ``argv``: samples by figure, and start to first reply.
+
+    Figures: ``reply`` and ``idle`` as a notebook measures them (execute_as_notebook);
+    with ``script_too`` also ``script`` (execute: no iopub, no history).
+    """
     spec_dir = spec_root / "kernels" / f"bench-{name}"
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(
@@ -64,28 +104,36 @@ def through_jupyter(name: str, argv: list[str], spec_root: Path) -> tuple[list[f
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
-        content = execute(client, "1+1")
+        content, _, _ = execute_as_notebook(client, "1+1")
         first = time.perf_counter() - t0
         if content.get("status") != "ok":
             raise RuntimeError(f"{name} kernel answered {content}")
         for _ in range(WARMUP):
-            execute(client, "1+1")
-        samples = []
+            execute_as_notebook(client, "1+1")
+        samples: dict[str, list[float]] = {"reply": [], "idle": []}
         for _ in range(JUPYTER_ROUNDS):
-            t = time.perf_counter()
-            execute(client, "1+1")
-            samples.append(time.perf_counter() - t)
+            _, replied, idle = execute_as_notebook(client, "1+1")
+            samples["reply"].append(replied)
+            samples["idle"].append(idle)
+        if script_too:
+            samples["script"] = []
+            for _ in range(JUPYTER_ROUNDS):
+                t = time.perf_counter()
+                execute(client, "1+1")
+                samples["script"].append(time.perf_counter() - t)
         return samples, first
     finally:
         client.stop_channels()
         km.shutdown_kernel(now=True)
 
 
-def first_working_kernel(spec_root: Path) -> tuple[str, list[float], float]:
+def first_working_kernel(
+    spec_root: Path, *, script_too: bool = False
+) -> tuple[str, dict[str, list[float]], float]:
     """Measure the first kernel of :data:`KERNELS` that runs: ``(name, samples, start)``."""
     for name, argv in KERNELS.items():
         try:
-            samples, first = through_jupyter(name, argv, spec_root)
+            samples, first = through_jupyter(name, argv, spec_root, script_too=script_too)
             return name, samples, first
         except Exception as exc:  # fall back to the next kernel, saying why
             print(f"# jupyter kernel {name} failed: {exc!r}; trying the next", flush=True)
@@ -96,14 +144,16 @@ def main() -> None:
     print(f"# cpus allowed: {cpu_placement()}; kernels run in separate processes")
     server, _first = asyncio.run(through_server())  # the same figure as kernel_roundtrip.py
     with tempfile.TemporaryDirectory() as tmp:
-        name, samples, first = first_working_kernel(Path(tmp))
-    jupyter = statistics.median(samples)
-    print(f"# jupyter kernel used: {name}")
-    report(f"jupyter.roundtrip_1plus1.{name}", jupyter * 1e6, "us")
-    report(f"jupyter.roundtrip_1plus1.p99.{name}", p99(samples) * 1e6, "us")
+        name, samples, first = first_working_kernel(Path(tmp), script_too=True)
+    print(f"# jupyter kernel used: {name}; 'reply' and 'idle' as a notebook waits (iopub "
+          "read to idle, history stored), 'script' without iopub or history")
+    for figure in ("reply", "idle", "script"):
+        report(f"jupyter.roundtrip_1plus1.{name}.{figure}", statistics.median(samples[figure]) * 1e6, "us")
+        report(f"jupyter.roundtrip_1plus1.p99.{name}.{figure}", p99(samples[figure]) * 1e6, "us")
     report(f"jupyter.start_to_first_reply.{name}", first, "s")
     report("kernel.roundtrip_1plus1.server", server * 1e6, "us")
-    report("jupyter.ratio", server / jupyter, "(linkserver/jupyter; target <= 0.2)")
+    fair = statistics.median(samples["reply"])
+    report("jupyter.ratio", server / fair, "(linkserver / the peer's notebook execute_reply; target <= 1/8)")
 
 
 if __name__ == "__main__":

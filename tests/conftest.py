@@ -16,6 +16,8 @@ import linkserver
 _RUNTIME = tempfile.TemporaryDirectory(prefix="linkserver-test-runtime-")
 os.environ["LINKSERVER_RUNTIME_DIR"] = _RUNTIME.name
 os.environ.pop("LINKSERVER_KEY", None)
+# Nor does a test's `linkserver connect` add to the user's history of inputs.
+os.environ["LINKSERVER_HISTORY"] = os.path.join(_RUNTIME.name, "history.sqlite")
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ Expressions come in two flavours:
 
 Also here: numpy arrays of every WXF element type, split points for
 chunking tests, and :func:`same_expression`, the equality that goes with
-these values (nan-aware, array-aware, type-exact).  Sizes stay small so
-that property tests run in seconds.
+these values (nan-aware, array-aware, type-exact), with
+:func:`same_mathics` its counterpart for Mathics3 objects and
+:func:`full_form` the FullForm text of a box expression.  Sizes stay
+small so that property tests run in seconds.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ __all__ = [
     "atoms",
     "decimals",
     "expressions",
+    "full_form",
     "hashable_expressions",
     "numpy_arrays",
     "same_expression",
+    "same_mathics",
     "split_points",
     "symbols",
     "wolfram_values",
@@ -239,3 +243,51 @@ def same_expression(a: object, b: object, *, exact_types: bool = True) -> bool:
     if isinstance(a, decimal.Decimal):
         return a.as_tuple() == b.as_tuple()  # type: ignore[attr-defined]
     return a == b
+
+
+def same_mathics(a: object, b: object) -> bool:
+    """Mathics3's ``SameQ``, a box counting as its expression form at any depth.
+
+    ``SameQ`` itself says so only at the top: its iterative walk
+    (mathics/core/expression.py, ``eval_SameQ``) calls a box inside an
+    expression different from that box's own expression form, so two
+    ``RowBox`` results built by different paths can differ for it.
+    """
+    from mathics.core.element import BoxElementMixin
+    from mathics.core.expression import Expression
+    from mathics.core.symbols import Atom
+
+    def plain(x: object) -> object:
+        if isinstance(x, BoxElementMixin) and not isinstance(x, Atom):
+            return x.to_expression()  # type: ignore[attr-defined]
+        return x
+
+    a, b = plain(a), plain(b)
+    if isinstance(a, Expression) and isinstance(b, Expression):
+        return (
+            len(a.elements) == len(b.elements)
+            and same_mathics(a.head, b.head)
+            and all(same_mathics(x, y) for x, y in zip(a.elements, b.elements))
+        )
+    return bool(a.sameQ(b))  # type: ignore[attr-defined]
+
+
+def full_form(x: object) -> str:
+    """``FullForm`` text of a decoded value, as the Wolfram Language writes it.
+
+    Only the parts box expressions are made of: strings, integers, booleans,
+    symbols, lists and functions (a Rule stays ``Rule[a, b]``).
+    """
+    if isinstance(x, str):
+        return '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(x, bool) or x is None:
+        return {True: "True", False: "False", None: "Null"}[x]
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, WLSymbol):
+        return str(x.name)
+    if isinstance(x, tuple):
+        return "{" + ", ".join(full_form(e) for e in x) + "}"
+    if isinstance(x, WLFunction):
+        return full_form(x.head) + "[" + ", ".join(full_form(a) for a in x.args) + "]"
+    raise AssertionError(f"no FullForm written here for {x!r}")

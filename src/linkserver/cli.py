@@ -1,5 +1,5 @@
-"""The ``linkserver`` command: ``serve``, ``connect``, ``eval``, ``status``, ``services``,
-``jupyter install``.
+"""The ``linkserver`` command: ``serve``, ``connect``, ``eval``, ``map``, ``status``,
+``services``, ``jupyter install``, ``mcp``.
 
 The library never configures logging; this module does. Errors print one
 sentence on stderr (a traceback only with ``--debug``) and exit non-zero.
@@ -9,6 +9,7 @@ Every ``serve`` option can also be set as ``LINKSERVER_<OPTION>``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import ipaddress
 import os
@@ -18,12 +19,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, aio, discovery, records, wxf
+from . import __version__, aio, discovery, map_command, records, wxf
 from .aio.link import LinkSettings
 from .aio.server import DEFAULT_MAX_LINKS
 from .broker.worker import DEFAULT_MAX_QUEUED
 from .demo import greet_and_echo
-from .door import jupyter_install
+from .door import jupyter_install, mcp_command
 from .errors import LinkError
 from .kernel import BACKENDS
 from .link import connect
@@ -31,7 +32,8 @@ from .names import DEFAULT_HOST, DEFAULT_PORT, LinkName, parse_name
 from .protocol import VERSION
 from .protocol.connection import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT
 from .protocol.framing import DEFAULT_MAX_FRAME_SIZE
-from .repl import TextSession, repl
+from .repl import repl
+from .script import FORMATS, Script
 from .client import Client
 from .config import MODES, ServerConfig, check_pool, load_config
 from .security import (
@@ -48,6 +50,7 @@ from .security import (
     write_connection_file,
 )
 from .service import KernelService
+from .sideport import SidePort
 from .status import STATUS_MESSAGE, format_status
 
 __all__ = ["main"]
@@ -116,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: no limit)")
     serve.add_argument("--kernel-memory", type=int, default=None,
                        help="address-space limit per kernel, in MB (default: no limit)")
+    serve.add_argument("--sandbox", action="store_true",
+                       default=_env("SANDBOX", "") not in ("", "0"),
+                       help="confine every kernel by the operating system (Linux Landlock and "
+                       "seccomp): it writes files only in a scratch directory of its own, runs "
+                       "no programs, opens no network connections (default: off)")
     serve.add_argument("--handshake-timeout", type=float,
                        default=float(_env("HANDSHAKE_TIMEOUT", str(DEFAULT_HANDSHAKE_TIMEOUT))),
                        help="seconds a new connection has to finish its handshake (default: %(default)s)")
@@ -181,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
                        "packet on every link (default: %(default)s)")
     serve.add_argument("--log-file", default=_env("LOG_FILE", "") or None, metavar="PATH",
                        help="append the log to this file instead of stderr")
+    serve.add_argument("--cull-idle", type=float, default=float(_env("CULL_IDLE", "0")),
+                       metavar="S", help="pool mode: end a kernel whose client sent nothing for "
+                       "S seconds and tell the client (default: 0, never)")
+    serve.add_argument("--http", type=int, default=_env("HTTP", "") or None, metavar="PORT",
+                       help="also serve /healthz, /metrics and /status over HTTP on PORT, "
+                       "same interface (docs/configuration.md)")
     serve.add_argument("--log-streams", default=_env("LOG_STREAMS", "") or None, metavar="DIR",
                        help="write every packet of each client link, both ways, to a file "
                        "of its own in DIR (see docs/logging.md)")
@@ -194,15 +208,90 @@ def _parser() -> argparse.ArgumentParser:
     _client_options(connect_cmd)
 
     eval_cmd = sub.add_parser(
-        "eval", help="evaluate one input and print the result",
-        description="Evaluate Wolfram Language input. The result goes to stdout, messages to "
-        "stderr; the exit code is 1 if a message was issued or the result is $Failed or $Aborted.",
+        "eval", help="run Wolfram Language code or a file, as wolframscript does",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run Wolfram Language code as a script, as wolframscript -code and -file\n"
+        "do. stdout gets Print output, in order, then the result alone, so that\n"
+        "x=$(linkserver eval '1+1') sets x to 2; messages go to stderr. The code is\n"
+        "split into statements as in a notebook: a statement ends at the end of a\n"
+        "line where it is complete.",
+        epilog="exit codes: 0 done; 1 a message was issued, the input did not parse, or a\n"
+        "result is $Failed or $Aborted (or has no JSON form); 2 a bad command line\n"
+        "or an unreadable file; 3 no server, or it refused the connection.\n\n"
+        "examples:\n"
+        "  linkserver eval '1+1'                           prints 2\n"
+        "  linkserver eval 'Expand[(x+1)^2]' --format TeXForm\n"
+        "  echo 'Range[3]' | linkserver eval - --format JSON\n"
+        "  linkserver eval -f script.wl                    only what the script Prints\n"
+        "  linkserver eval -f script.wl --print            ...and its last result",
     )
-    eval_cmd.add_argument("expr", help="Wolfram Language input, e.g. '1+1'")
+    eval_cmd.add_argument("expr", nargs="?", default=None, metavar="CODE",
+                          help="Wolfram Language code, e.g. '1+1'; - reads it from stdin")
+    eval_cmd.add_argument("-f", "--file", default=None, metavar="FILE",
+                          help="run the statements of FILE (- for stdin) instead; as with "
+                          "wolframscript -file, only Print output is written unless --print "
+                          "is given; a first line starting with #! is skipped")
+    eval_cmd.add_argument("--format", choices=FORMATS, default=FORMATS[0], metavar="FORM",
+                          help="how results are written: InputForm (a string result as its "
+                          "characters, as wolframscript writes it), OutputForm (as "
+                          "'linkserver connect' shows it), FullForm, TeXForm, or JSON (lists, "
+                          "associations, strings, numbers, True, False and Null; anything "
+                          "else is an error) (default: %(default)s)")
+    eval_cmd.add_argument("--print", dest="print_results", action="store_const", const="last",
+                          default=None, help="write the last statement's result (unless it "
+                          "is Null): what CODE does by default, and -f FILE does not")
+    eval_cmd.add_argument("--print-all", dest="print_results", action="store_const",
+                          const="all", help="write every statement's result, in order with "
+                          "the Print output")
     eval_cmd.add_argument("--name", default=None, help=_NAME_HELP)
+    eval_cmd.set_defaults(command_parser=eval_cmd)  # for its own usage line on errors
     _client_options(eval_cmd)
     eval_cmd.add_argument("--timeout", type=float, default=30.0,
                           help="seconds to connect (default: %(default)s)")
+
+    map_cmd = sub.add_parser(
+        "map", help="evaluate a function on many items, spread over kernels of a pool",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate CODE[item] for every item, each kernel of the pool taking the\n"
+        "next item when it is free. stdout gets one line per item, in the items' order:\n"
+        "its result in InputForm (strings quoted), and nothing else; messages and\n"
+        "failures go to stderr with the item's number, and a progress bar too when\n"
+        "stderr is a terminal. Ctrl-C aborts the running items and stops.",
+        epilog="exit codes: 0 done; 1 an item failed ($Failed, $Aborted) or issued a\n"
+        "message, or the setup failed; 2 a bad command line or an unreadable file, or\n"
+        "more kernels than the pool gives; 3 no server, or it refused the connection.\n\n"
+        "examples:\n"
+        "  linkserver map '#^2 &' 1 2 3                    prints 1, 4 and 9\n"
+        "  linkserver map 'PrimeQ' --range 1,100 --kernels 4\n"
+        "  seq 10 | linkserver map 'f[#] &' - --setup 'f[x_] := x!'\n"
+        "  linkserver map 'Factor' -f polynomials.txt --name 31415@host/big",
+    )
+    map_cmd.add_argument("code", metavar="CODE",
+                         help="a Wolfram Language function applied to each item, e.g. '#^2 &'")
+    map_cmd.add_argument("items", nargs="*", metavar="ITEM",
+                         help="Wolfram Language input, one item each; - reads items from "
+                         "stdin, one per line (empty lines are skipped)")
+    map_cmd.add_argument("-f", "--file", default=None, metavar="FILE",
+                         help="read the items from FILE, one per line (- for stdin)")
+    map_cmd.add_argument("--range", default=None, metavar="SPEC",
+                         help="the items are whole numbers: N for 1..N, MIN,MAX or "
+                         "MIN,MAX,STEP, as Range[...] counts")
+    map_cmd.add_argument("--kernels", type=int, default=None, metavar="N",
+                         help="kernels to use; more than the pool gives at once is an error "
+                         "(default: as many as it gives)")
+    map_cmd.add_argument("--pool", default=None,
+                         help="the pool whose kernels to use (default: the server's default, "
+                         "or the /POOL of --name)")
+    map_cmd.add_argument("--setup", default=None, metavar="CODE",
+                         help="evaluated on each kernel before its first item (definitions "
+                         "CODE uses); it must succeed")
+    map_cmd.add_argument("--no-progress", action="store_true",
+                         help="no progress bar, even when stderr is a terminal")
+    map_cmd.add_argument("--name", default=None, help=_NAME_HELP)
+    map_cmd.set_defaults(command_parser=map_cmd)
+    _client_options(map_cmd)
+    map_cmd.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds to connect (default: %(default)s)")
 
     status = sub.add_parser("status", help="show a server's links, kernels and queue")
     status.add_argument("name", nargs="?", default=None, help=_NAME_HELP)
@@ -218,6 +307,7 @@ def _parser() -> argparse.ArgumentParser:
     services.add_argument("--timeout", type=float, default=discovery.DEFAULT_BROWSE_TIMEOUT,
                           help="seconds to listen for answers (default: %(default)s)")
     jupyter_install.add_command(sub)  # linkserver jupyter install (docs/jupyter.md)
+    mcp_command.add_command(sub)  # linkserver mcp [install] (docs/agents.md)
     return parser
 
 
@@ -381,6 +471,8 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
                             kernel_interface=args.kernel_interface)
     print(f"linkserver {__version__}: starting kernels for pool(s) "
           f"{', '.join(p.name for p in config.pools)}...", flush=True)
+    # Made first so its counters see the first kernels start.
+    side = SidePort(service, args.http, args.interface) if args.http is not None else None
     await service.start()
     security.publish(_client_address(service.name), [p.name for p in config.pools])
     print(f"linkserver {__version__} listening on {service.name}", flush=True)
@@ -396,6 +488,7 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
             what = (f"pool: a kernel per client, at most {pool.max}, {pool.min} kept warm"
                     + (f", persistent kernels kept {pool.keepalive:g} s" if pool.keepalive else ""))
         limit = f", evaluations limited to {pool.eval_timeout:g} s" if pool.eval_timeout else ""
+        limit += ", sandboxed (Landlock, seccomp)" if pool.sandbox else ""
         default = " (default)" if pool.name == config.default else ""
         where = (f", on Ray ({pool.ray.describe()} each, namespace {pool.ray.namespace})"
                  if pool.placed(args.ray) == "ray" else "")
@@ -404,6 +497,14 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
         problem = service.pools[pool.name].problem
         if problem:
             print(f"  pool {pool.name}: {problem}", flush=True)
+    if side is not None:
+        try:
+            await side.start()
+        except LinkError:
+            await service.aclose()
+            raise
+        print(f"  http: {side.url}/healthz, /metrics and /status (the last two want the "
+              "admin key as a bearer token)", flush=True)
     print(f"  connect: linkserver connect {service.name}", flush=True)
     asked = asyncio.ensure_future(service.wait_stop_requested())
     asked.add_done_callback(lambda _task: stop.set())
@@ -412,6 +513,8 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
     print("  stop with Ctrl-C, SIGTERM, or $KeepRunning = False from an admin client", flush=True)
     await stop.wait()
     print("linkserver stopping: answering queued requests...", flush=True)
+    if side is not None:
+        await side.aclose()
     await service.aclose()
     print("linkserver stopped", flush=True)
     return 0
@@ -420,32 +523,92 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
 def _server_config(args: argparse.Namespace) -> ServerConfig:
     """The pools to serve: from --config, or one default pool from the options."""
     if args.config:
-        return load_config(args.config)
+        config = load_config(args.config)
+        if args.sandbox:  # --sandbox confines every pool of the file too
+            pools = tuple(dataclasses.replace(pool, sandbox=True) for pool in config.pools)
+            config = dataclasses.replace(config, pools=pools)
+        return config
     values = {
         "mode": args.mode, "backend": args.kernel, "min": args.pool_min, "max": args.pool_size,
         "wait": args.pool_wait, "keepalive": args.keepalive,
         "eval_timeout": args.eval_timeout, "memory_mb": args.kernel_memory,
         "kernel_path": args.kernel_path, "max_queued": args.max_queued,
+        "sandbox": args.sandbox or None,
+        "cull_idle": args.cull_idle,
     }
     if args.mode == "shared":
         values.pop("keepalive")
+        if not args.cull_idle:
+            values.pop("cull_idle")  # else check_pool says it is for pool mode
     pool = check_pool("default", {k: v for k, v in values.items() if v is not None}, "options")
     return ServerConfig((pool,), "default")
 
 
-def _eval(args: argparse.Namespace) -> int:
+def _script_code(args: argparse.Namespace) -> str:
+    """The code ``eval`` runs: its argument, a file, or stdin (a bad command line exits 2)."""
+    if (args.expr is None) == (args.file is None):
+        args.command_parser.error("give CODE or -f FILE, one of them")
+    source = args.expr if args.file is None else args.file
+    if args.file is None and args.expr != "-":
+        return str(args.expr)
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"linkserver: cannot read {source}: {getattr(exc, 'strerror', None) or exc}",
+              file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    if args.file is not None and text.startswith("#!"):
+        text = text.partition("\n")[2]  # a script's interpreter line, as wolframscript skips it
+    return text
+
+
+def _eval(args: argparse.Namespace, code: str) -> int:
+    name, credentials = _client_args(args)
+    results = args.print_results or ("none" if args.file is not None else "last")
+    with Client(name, timeout=args.timeout, **credentials) as client:  # type: ignore[arg-type]
+        return Script(client.link, format=args.format, results=results).run(code)
+
+
+def _map_items(args: argparse.Namespace) -> list[object]:
+    """The items of ``map``: its arguments, stdin, a file or a range (a bad one exits 2)."""
+    given = [bool(args.items), args.file is not None, args.range is not None]
+    if sum(given) != 1:
+        args.command_parser.error("give the items one way: ITEM..., - (stdin), -f FILE or --range")
+    if args.range is not None:
+        try:
+            return list(map_command.parse_range(args.range))
+        except ValueError as exc:
+            args.command_parser.error(str(exc))
+    source = args.file if args.file is not None else ("-" if args.items == ["-"] else None)
+    if source is None:
+        return list(args.items)
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"linkserver: cannot read {source}: {getattr(exc, 'strerror', None) or exc}",
+              file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _map(args: argparse.Namespace) -> int:
+    if args.kernels is not None and args.kernels < 1:
+        args.command_parser.error(f"--kernels must be 1 or more, not {args.kernels}")
+    items = _map_items(args)
     name, credentials = _client_args(args)
     with Client(name, timeout=args.timeout, **credentials) as client:  # type: ignore[arg-type]
-        session = TextSession(client.link)
-        session.run(args.expr)
-        return EXIT_FAILED if session.failed else 0
+        return map_command.run(client, args.code, items, pool=args.pool, kernels=args.kernels,
+                               setup=args.setup,
+                               progress=sys.stderr.isatty() and not args.no_progress)
 
 
 def _connect(args: argparse.Namespace) -> int:
     name, credentials = _client_args(args)
-    with Client(name, timeout=30, **credentials) as client:  # type: ignore[arg-type]
+    # Selecting even the default pool tells the status line the pool, kernel and mode.
+    with Client(name, timeout=30, select=True, **credentials) as client:  # type: ignore[arg-type]
         print(f"linkserver {__version__}: connected to {name} (Ctrl-D to leave)", flush=True)
-        return repl(client.link)
+        return repl(client.link, server=name, pool=client.pool, kernel=client.kernel_id,
+                    mode=client.mode)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -483,13 +646,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return asyncio.run(_serve(args))
         if args.command == "eval":
-            return _eval(args)
+            return _eval(args, _script_code(args))
         if args.command == "connect":
             return _connect(args)
+        if args.command == "map":
+            return _map(args)
         if args.command == "services":
             return _services(args)
         if args.command == "jupyter":
             return jupyter_install.run_command(args)
+        if args.command == "mcp":
+            return mcp_command.run_command(args)
         return _status(args)
     except (LinkError, ValueError) as exc:
         if args.debug:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .aio.client import Client as AsyncClient
 from .aio.client import EvaluationResult
+from .aio.fanout import requests_for
 from .link import Link
 from .portal import get_portal
 
@@ -39,6 +42,8 @@ class Client:
         key, tls, fingerprint: the server's key and TLS settings, as for
             :func:`linkserver.connect`; by default from ``$LINKSERVER_KEY`` and
             the server's connection file.
+        select: choose the pool on connecting even when it is the default one,
+            so that :attr:`pool`, :attr:`kernel_id` and :attr:`mode` are known.
 
     Raises:
         ConnectFailed: no server at ``name``.
@@ -57,6 +62,7 @@ class Client:
         key: str | bytes | None = None,
         tls: bool | None = None,
         fingerprint: str | None = None,
+        select: bool = False,
     ) -> None:
         self._portal = get_portal()
         ask = None
@@ -69,7 +75,7 @@ class Client:
 
         self._aio = AsyncClient(
             name, timeout=timeout, on_input=ask, pool=pool, persistent=persistent,
-            kernel=kernel, key=key, tls=tls, fingerprint=fingerprint,
+            kernel=kernel, key=key, tls=tls, fingerprint=fingerprint, select=select,
         )
         self._portal.call(self._aio.start())
 
@@ -82,6 +88,11 @@ class Client:
     def pool(self) -> str | None:
         """The pool this client uses (None: the server's default)."""
         return self._aio.pool
+
+    @property
+    def mode(self) -> str | None:
+        """The pool's mode, ``"shared"`` or ``"pool"``, as the server said (None if it did not)."""
+        return self._aio.mode
 
     @property
     def name(self) -> str:
@@ -168,8 +179,75 @@ class Client:
         """The names of the functions this client has installed."""
         return self._aio.installed()
 
+    def map(
+        self,
+        function: Any,
+        items: Iterable[Any],
+        *,
+        pool: str | None = None,
+        kernels: int | None = None,
+        setup: Any = None,
+        timeout: float | None = None,
+        on_progress: Callable[[int, int], object] | None = None,
+        wrap: bool = False,
+        ahead: int = 1,
+    ) -> list[Any]:
+        """Evaluate ``function`` on each item over several kernels of a pool; results in order.
+
+        ``client.map("#^2 &", range(100), kernels=4)`` opens four links of its
+        own to the server, each holding a kernel of the pool, and hands each
+        kernel the next item when it is free. ``setup`` (definitions the items
+        need) is evaluated on each kernel first: this client's own kernel is
+        not used. A Python ``function`` is called for every item here, in this
+        thread, before the first is sent. ``on_progress(done, total)`` is called
+        in this thread; it may call :meth:`abort`.
+
+        An item's failure is its own result, a :class:`~linkserver.MapItemError`
+        in its place (``$Failed``, ``$Aborted``, ``KernelError[...]``, a broken
+        link); :meth:`abort` (from the callback or another thread) stops handing
+        out items, aborts the running ones and returns what was done.
+        Ctrl-C (KeyboardInterrupt) does the same and then raises. Arguments,
+        results and errors are as for :meth:`linkserver.aio.Client.map`.
+
+        Raises:
+            MapError: more kernels asked than the pool gives at once, or ``setup``
+                failed.
+            LinkError: no kernel could be had at all.
+            TypeError: ``function`` is not a function, a callable or None.
+            ValueError: ``kernels`` below 1 or ``ahead`` below 0.
+        """
+        items = list(items)
+        requests = requests_for(function, items)  # here: a Python function may block
+        events: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        ended = threading.Event()
+
+        def progress(done: int, total: int) -> None:
+            events.put((done, total))
+
+        async def run() -> list[Any]:
+            try:
+                fanout = self._aio.fanout(
+                    requests, items=items, pool=pool, kernels=kernels, setup=setup,
+                    timeout=timeout, on_progress=progress if on_progress else None, wrap=wrap,
+                    ahead=ahead)
+                return await fanout.run()
+            finally:
+                ended.set()
+                events.put(None)
+
+        future = self._portal.submit(run())
+        try:
+            while (event := events.get()) is not None:
+                if on_progress is not None:
+                    on_progress(*event)
+            return future.result()
+        except BaseException:  # Ctrl-C, or the callback raised: abort the map, then go on
+            future.cancel()  # the map aborts its running items and closes its links
+            ended.wait(30)
+            raise
+
     def abort(self) -> None:
-        """Abort the running evaluation (from another thread); it answers ``$Aborted``."""
+        """Abort the running evaluation and maps (from another thread); they answer ``$Aborted``."""
         self._portal.call(self._aio.abort())
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import LinkError
+from .errors import ConfigError
 from .kernel import BACKENDS
 from .launcher.spec import KernelSpec, RayOptions
 
@@ -24,12 +24,6 @@ __all__ = ["ConfigError", "PoolConfig", "ServerConfig", "load_config"]
 MODES = ("shared", "pool")
 #: Where a pool's kernels run: this machine, or nodes of a Ray cluster.
 PLACEMENTS = ("local", "ray")
-
-
-class ConfigError(LinkError, ValueError):
-    """A configuration file or option is not valid; the message names the setting."""
-
-    code = "bad-config"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +47,11 @@ class PoolConfig:
         placement: ``"local"`` (processes on this machine) or ``"ray"`` (actors
             on a Ray cluster); None follows the server: Ray with ``--ray``.
         ray: what each kernel books on Ray (``[pools.NAME.ray]``).
+        sandbox: confine kernels by the operating system (``serve --sandbox``).
+        cull_idle: seconds a client may send nothing before its kernel is ended
+            (pool mode; 0 never). Persistent kernels follow their keep-alive instead.
+        cull: what a culled client gets: ``"fresh"`` (its next request is told,
+            then a fresh kernel serves it) or ``"close"`` (its link closes, reason culled).
     """
 
     name: str = "default"
@@ -69,16 +68,20 @@ class PoolConfig:
     max_queued: int = 1000
     placement: str | None = None
     ray: RayOptions = RayOptions()
+    sandbox: bool = False
+    cull_idle: float = 0.0
+    cull: str = "fresh"
 
     def placed(self, ray_address: str | None) -> str:
         """Where this pool's kernels run on a server started with ``ray_address``."""
         return self.placement or ("ray" if ray_address else "local")
 
-    def spec(self) -> KernelSpec:
-        """The kernel spec of this pool's kernels."""
+    def spec(self, *, quit_allowed: str = "nobody") -> KernelSpec:
+        """The kernel spec of this pool's kernels (``quit_allowed``: ``[access] quit``)."""
         return KernelSpec(
             self.backend, eval_timeout=self.eval_timeout, memory_mb=self.memory_mb,
-            init=self.init, kernel_path=self.kernel_path,
+            init=self.init, kernel_path=self.kernel_path, mode=self.mode,
+            quit_allowed=quit_allowed, sandbox=self.sandbox,
         )
 
 
@@ -92,6 +95,8 @@ class ServerConfig:
     stop_allowed: str = "admin"
     #: who may see its status: "admin" or "anyone"
     status_allowed: str = "admin"
+    #: who may end a shared kernel with Quit[]: "nobody" or "anyone"
+    quit_allowed: str = "nobody"
 
     def pool(self, name: str | None) -> PoolConfig:
         """The pool called ``name`` (the default pool for None or "").
@@ -110,6 +115,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "mode": (str,), "backend": (str,), "kernel_path": (str,), "min": (int,), "max": (int,),
     "wait": (int, float), "keepalive": (int, float), "eval_timeout": (int, float),
     "memory_mb": (int,), "init": (str,), "max_queued": (int,), "placement": (str,),
+    "sandbox": (bool,), "cull_idle": (int, float), "cull": (str,),
 }
 _KEYS = tuple(f.name for f in fields(PoolConfig) if f.name != "name")
 
@@ -129,7 +135,9 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
         if key not in _TYPES:
             known = ", ".join(_KEYS)
             raise ConfigError(f"{at}.{key} is not a pool setting; the settings are: {known}")
-        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
+        if isinstance(value, bool) != (_TYPES[key] == (bool,)) or not isinstance(
+            value, _TYPES[key]
+        ):
             wanted = " or ".join(t.__name__ for t in _TYPES[key])
             raise ConfigError(f"{at}.{key} must be {wanted}, not {value!r}")
     if ray_table is not None:
@@ -156,8 +164,20 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
         raise ConfigError(f"{at}.max_queued must be at least 1")
     if pool.memory_mb is not None and pool.memory_mb < 64:
         raise ConfigError(f"{at}.memory_mb below 64 leaves a kernel no room to start")
+    if pool.sandbox and pool.placement == "ray":
+        raise ConfigError(f"{at}.sandbox is for kernels on this machine; a pool placed on "
+                          "Ray runs its kernels as Ray's workers, which the sandbox cannot confine")
+    if pool.sandbox and pool.backend != "mathics":
+        raise ConfigError(f"{at}.sandbox is for backend = \"mathics\"; the wolfram backend "
+                          "runs a program of its own, which the sandbox forbids")
     if pool.kernel_path is not None and pool.backend != "wolfram":
         raise ConfigError(f"{at}.kernel_path is for backend = \"wolfram\"")
+    if pool.cull_idle < 0:
+        raise ConfigError(f"{at}.cull_idle must not be negative (0 never culls)")
+    if pool.cull not in ("fresh", "close"):
+        raise ConfigError(f"{at}.cull must be 'fresh' or 'close', not {pool.cull!r}")
+    if pool.mode == "shared" and pool.cull_idle:
+        raise ConfigError(f"{at}.cull_idle is for pool mode; a shared kernel serves everyone")
     if pool.mode == "shared" and pool.keepalive:
         raise ConfigError(f"{at}.keepalive is for pool mode; a shared kernel never goes away")
     return pool
@@ -225,7 +245,12 @@ def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:
     return ServerConfig(tuple(pools), default, **access)
 
 
-_ACCESS = {"stop": ("admin", "anyone", "nobody"), "status": ("admin", "anyone")}
+_ACCESS = {
+    "stop": ("admin", "anyone", "nobody"), "status": ("admin", "anyone"),
+    # Not "admin": Quit[] may be buried anywhere in an evaluation, and only the
+    # kernel sees it, which cannot tell who asked; an admin stops the server.
+    "quit": ("nobody", "anyone"),
+}
 
 
 def _check_access(values: Any) -> dict[str, str]:
@@ -235,7 +260,9 @@ def _check_access(values: Any) -> dict[str, str]:
     out = {}
     for key, value in values.items():
         if key not in _ACCESS:
-            raise ConfigError(f"access.{key} is not an access setting; the settings are: stop, status")
+            raise ConfigError(
+                f"access.{key} is not an access setting; the settings are: {', '.join(_ACCESS)}"
+            )
         if value not in _ACCESS[key]:
             allowed = ", ".join(repr(v) for v in _ACCESS[key])
             raise ConfigError(f"access.{key} must be one of {allowed}, not {value!r}")

@@ -22,7 +22,21 @@ The tree::
     ├── WXFError                      expression serialization
     │   ├── WXFEncodeError            a Python value has no WXF form (also ``TypeError``)
     │   └── WXFDecodeError            bytes are not valid WXF (also ``ValueError``)
-    └── TokenError                    a WSTP-style get_*/put_* call did not fit the data
+    ├── TokenError                    a WSTP-style get_*/put_* call did not fit the data
+    ├── SelectError                   a pool or persistent kernel could not be chosen (§8.6)
+    ├── MapError                      a map could not run at all (too many kernels, setup failed)
+    ├── MapItemError                  one item of a map failed: a result, never raised by map
+    ├── KernelError                   a kernel could not be started, or died starting
+    │   └── PlacementError            no node of the cluster can hold a kernel as asked
+    ├── ConfigError                   a configuration file or option is not valid (also ``ValueError``)
+    ├── SecurityError                 a key, certificate or connection file is unusable (also ``ValueError``)
+    ├── RecordsError                  a log file or stream log directory cannot be used (also ``ValueError``)
+    ├── SandboxError                  this operating system cannot sandbox kernels as asked
+    └── SessionError                  an MCP tool was called with a session or argument it cannot use (also ``ValueError``)
+
+Every ``LinkError`` subclass of the package is defined here (tests/unit/test_package.py
+walks the package to check it), so that this drawing is the whole tree; the modules
+that raise them re-export them where their users look (``linkserver.config.ConfigError``).
 
 Errors are translated at the boundary where they arise and keep their cause
 (``raise LinkBroken(...) from exc``): no raw ``OSError`` leaves the library.
@@ -33,7 +47,9 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "ConfigError",
     "ConnectFailed",
+    "KernelError",
     "LimitError",
     "LinkBroken",
     "LinkClosed",
@@ -41,9 +57,17 @@ __all__ = [
     "LinkNameError",
     "LinkTimeout",
     "LocalProtocolError",
+    "MapError",
+    "MapItemError",
     "NotALinkServerError",
+    "PlacementError",
     "ProtocolError",
+    "RecordsError",
     "RemoteProtocolError",
+    "SandboxError",
+    "SecurityError",
+    "SelectError",
+    "SessionError",
     "TokenError",
     "VersionError",
     "WXFDecodeError",
@@ -176,3 +200,107 @@ class TokenError(LinkError):
     """A WSTP-style token call (``get_integer`` and friends) did not match the data."""
 
     code = "token-mismatch"
+
+
+class SelectError(LinkError):
+    """A ``LinkServerSelect`` packet could not be honoured; ``tag`` names why (§8.6)."""
+
+    code = "select-failed"
+
+    def __init__(self, tag: str, message: str) -> None:
+        super().__init__(message)
+        self.tag = tag
+
+
+class MapError(LinkError):
+    """``Client.map`` could not run at all: more kernels asked than the pool has, or the
+    setup code failed; the message says which and what to ask instead."""
+
+    code = "map-failed"
+
+
+class MapItemError(LinkError):
+    """One item of ``Client.map`` that has no value: map puts it in that item's place.
+
+    It is a result, not raised: the other items' values are in the list beside it.
+
+    Attributes:
+        index: the item's position in the list.
+        item: the item itself.
+        answer: what the kernel answered (an ``EvaluationResult``: its ``$Failed``,
+            ``$Aborted`` or ``KernelError[...]`` and its messages); None if no answer
+            came (the link broke, the expression could not be built, the map was
+            aborted before the item's turn).
+    """
+
+    code = "map-item-failed"
+
+    def __init__(self, index: int, item: object, message: str, *, answer: object = None,
+                 value: object = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.item = item
+        self.answer = answer
+        self._value = value
+
+    @property
+    def value(self) -> object:
+        """The failure value: the kernel's answer, ``$Aborted`` for an item aborted while
+        it ran, else ``$Failed``."""
+        from wolframclient.language.expression import WLSymbol
+
+        if self._value is not None:
+            return self._value
+        if self.answer is None:
+            return WLSymbol("$Failed")
+        return getattr(self.answer, "result", None)
+
+    def __repr__(self) -> str:
+        return f"MapItemError({self.index}, {self.message!r})"
+
+
+class KernelError(LinkError):
+    """A kernel could not be started, or died before it was ready."""
+
+    code = "kernel-error"
+
+
+class PlacementError(KernelError):
+    """No place can hold a kernel as asked: trying again will not help until the
+    cluster changes (a node with the resources joins, or the pool asks for less).
+
+    A broker tells the clients waiting for such a pool at once, in this
+    error's sentence, rather than letting them wait out their time.
+    """
+
+    code = "kernel-unplaceable"
+
+
+class ConfigError(LinkError, ValueError):
+    """A configuration file or option is not valid; the message names the setting."""
+
+    code = "bad-config"
+
+
+class SecurityError(LinkError, ValueError):
+    """A key, certificate or connection file is unusable; the message says how to fix it."""
+
+    code = "security"
+
+
+class RecordsError(LinkError, ValueError):
+    """A log file or stream log directory cannot be used; the message says why."""
+
+    code = "bad-log-setting"
+
+
+class SandboxError(LinkError):
+    """The operating system cannot confine kernels as ``--sandbox`` asks; the message says why."""
+
+    code = "no-sandbox"
+
+
+class SessionError(LinkError, ValueError):
+    """An MCP tool was called with a session name or argument the door cannot use."""
+
+    code = "bad-session"

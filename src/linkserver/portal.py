@@ -63,6 +63,19 @@ class Portal:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return self.wait(future, timeout, "the operation")
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the loop and return its future at once (cancel it to cancel it).
+
+        Raises:
+            LinkError: called from the loop's own thread.
+        """
+        try:
+            self._check_thread()
+        except LinkError:
+            coro.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run plain ``fn(*args)`` on the loop thread and return its result."""
         self._check_thread()

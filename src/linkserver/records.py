@@ -39,14 +39,14 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from wolframclient.language.expression import WLFunction, WLInputExpression, WLSymbol
 
 from . import wxf
-from .errors import LinkError
+from .errors import LinkError, RecordsError
 from .protocol.oob import CloseCode, UrgentMessage
 from .wxf.peek import head_name
 
@@ -55,9 +55,11 @@ __all__ = [
     "LEVELS",
     "TRACE",
     "LogfmtFormatter",
+    "Sink",
     "RecordsError",
     "StreamLog",
     "Tap",
+    "add_sink",
     "check_stream_dir",
     "configure",
     "describe",
@@ -66,6 +68,7 @@ __all__ = [
     "input_form",
     "link_ref",
     "logfmt",
+    "remove_sink",
     "stream_path",
     "tracing",
 ]
@@ -116,6 +119,7 @@ EVENTS: dict[str, tuple[str, int]] = {
     "pool-parked": (_BROKER, _INFO),
     "pool-reattached": (_BROKER, _INFO),
     "pool-expired": (_BROKER, _INFO),
+    "kernel-culled": (_BROKER, _INFO),
     "pool-launch-failed": (_BROKER, _WARNING),
     "packet-sent": (_LINK, TRACE),
     "packet-received": (_LINK, TRACE),
@@ -125,7 +129,11 @@ EVENTS: dict[str, tuple[str, int]] = {
     "close-received": (_LINK, TRACE),
 }
 
+#: What a sink is called with: an event's name and its fields (not to be kept or changed).
+Sink = Callable[[str, Mapping[str, object]], None]
+
 _loggers: dict[str, logging.Logger] = {}
+_sinks: list[Sink] = []  # the side port's metrics, fed by every event whatever the log level
 _handler: logging.Handler | None = None  # the one configure() installed
 _link_log = logging.getLogger(_LINK)
 
@@ -137,12 +145,6 @@ TRACE_LIMIT = 200  # characters of an expression in a trace line
 STREAM_LIMIT = 2000  # ... in a stream log line
 MAX_DECODE = 1 << 20  # bigger payloads are described by their head only
 FLUSH_INTERVAL = 0.5  # seconds a stream log line may wait in the buffer
-
-
-class RecordsError(LinkError, ValueError):
-    """A log file or stream log directory cannot be used; the message says why."""
-
-    code = "bad-log-setting"
 
 
 # ------------------------------------------------------------------ events
@@ -179,9 +181,27 @@ def _logger(name: str) -> tuple[logging.Logger, int]:
 
 
 def enabled(name: str) -> bool:
-    """True if event ``name`` would be logged: guard fields that cost to compute."""
+    """True if event ``name`` would be logged or sunk: guard fields that cost to compute."""
+    if _sinks:
+        return True
     logger, level = _logger(name)
     return logger.isEnabledFor(level)
+
+
+def add_sink(sink: Sink) -> None:
+    """Call ``sink(name, fields)`` for every event from now on, whatever the log level.
+
+    Metrics count events this way, so they see what the log sees without a
+    second set of hooks in the broker. A sink runs where the event happens
+    (mostly the event loop): it must be quick and must not raise.
+    """
+    _sinks.append(sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    """Stop calling ``sink`` (one that was never added is ignored)."""
+    if sink in _sinks:
+        _sinks.remove(sink)
 
 
 def event(name: str, /, **fields: object) -> None:
@@ -193,6 +213,8 @@ def event(name: str, /, **fields: object) -> None:
 
         records.event("auth-failed", peer=link.peer, reason="wrong key")
     """
+    for sink in _sinks:
+        sink(name, fields)
     logger, level = _logger(name)
     if logger.isEnabledFor(level):
         # Plain values only (an error becomes its message), so handlers can keep or ship them.

@@ -1,27 +1,45 @@
-"""The terminal side of ``linkserver connect`` and ``linkserver eval``.
+"""The terminal side of ``linkserver connect``.
 
-Both speak ``EnterTextPacket`` so the kernel numbers inputs and formats
+It speaks ``EnterTextPacket`` so the kernel numbers inputs and formats
 outputs as a notebook does (``In[1]:=``, ``Out[1]=``). :class:`TextSession`
-turns the packets of one input into lines for a terminal; :func:`repl` adds
-the prompt loop with history, multi-line input and Ctrl-C to abort; the CLI
-uses both.
+writes the gathered answer of one input (:mod:`linkserver.gather`) as lines
+for a terminal; :func:`repl` adds the prompt loop with history, multi-line
+input and Ctrl-C to abort. ``linkserver eval`` writes results the way scripts
+want them instead (:mod:`linkserver.script`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from wolframclient.language import wl
-from wolframclient.language.expression import WLFunction, WLSymbol
+from wolframclient.language.expression import WLSymbol
 
 from .errors import LinkTimeout
+from .gather import (
+    DEFAULT_INPUT,
+    BadSyntax,
+    Event,
+    Gatherer,
+    InputRequest,
+    Issued,
+    Outcome,
+    Printed,
+    Result,
+    read_answer,
+)
+from .history import HistoryStore
 from .link import Link
+from .protocol.packets import EnterTextPacket
 
-__all__ = ["TextSession", "balanced", "repl"]
+__all__ = ["TextSession", "balanced", "interruptible_get", "repl"]
 
 CONTINUATION = "        "  # as wide as "In[1]:= ", so continued lines line up
 
@@ -60,18 +78,26 @@ def balanced(text: str) -> bool:
     return depth <= 0 and not in_string and not in_comment
 
 
-def packet_head(expr: Any) -> str:
-    """The short name of a packet's head (``"ReturnPacket"``), or "" for anything else."""
-    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
-        name: str = expr.head.name
-        return name.rpartition("`")[2]
-    return ""
+def interruptible_get(link: Link, on_interrupt: Callable[[], None] | None = None
+                      ) -> Callable[[], Any]:
+    """``link.get`` for a terminal: Ctrl-C while waiting aborts the evaluation instead.
 
+    The kernel then answers ``$Aborted``, and the wait goes on for it.
+    """
 
-def first_arg(expr: Any) -> str:
-    """A packet's first argument as text ("" without one)."""
-    args = getattr(expr, "args", ())
-    return str(args[0]) if args else ""
+    def get() -> Any:
+        while True:
+            try:
+                # A short wait, so that Ctrl-C is seen at once.
+                return link.get(timeout=0.25)
+            except LinkTimeout:
+                continue
+            except KeyboardInterrupt:
+                link.abort()
+                if on_interrupt is not None:
+                    on_interrupt()
+
+    return get
 
 
 @dataclass
@@ -91,81 +117,100 @@ class TextSession:
     ask: Callable[[str], str] = input
     prompt: str = "In[1]:= "
     failed: bool = False
-    _in_message: bool = False
 
-    def run(self, text: str, *, on_interrupt: Callable[[], None] | None = None) -> None:
+    def run(self, text: str, *, on_interrupt: Callable[[], None] | None = None) -> Outcome:
         """Evaluate one input and write its outputs; sets :attr:`prompt` for the next.
 
         Ctrl-C while waiting sends an abort (the kernel answers ``$Aborted``)
         instead of leaving the session.
+
+        Returns:
+            The gathered answer.
         """
-        self.link.put(wl.EnterTextPacket(text))
-        out_name = ""
-        while True:
-            try:
-                packet = self.link.get(timeout=0.25)
-            except LinkTimeout:
-                continue
-            except KeyboardInterrupt:
-                self.link.abort()
-                if on_interrupt is not None:
-                    on_interrupt()
-                continue
-            head = packet_head(packet)
-            if head == "InputNamePacket":
-                self.prompt = first_arg(packet)
-                return
-            if head == "OutputNamePacket":
-                out_name = first_arg(packet)
-            elif head in ("ReturnTextPacket", "ReturnPacket", "ReturnExpressionPacket"):
-                text_out = first_arg(packet)
-                if text_out in ("$Failed", "$Aborted"):
-                    self.failed = True
-                print(f"{out_name}{text_out}", file=self.out, flush=True)
-                out_name = ""
-            elif head == "MessagePacket":
-                self._in_message = True
-                self.failed = True
-            elif head == "TextPacket":
-                stream = self.err if self._in_message else self.out
-                self._in_message = False
-                print(first_arg(packet), file=stream, flush=True)
-            elif head in ("InputPacket", "InputStringPacket"):
-                try:
-                    answer = self.ask(first_arg(packet))
-                except EOFError:
-                    answer = "$Canceled"
-                self.link.put(wl.EnterTextPacket(answer))
+        request = EnterTextPacket(text)
+        self.link.put(request.to_expr())
+        outcome = read_answer(Gatherer.for_request(request), interruptible_get(
+            self.link, on_interrupt), self.link.put, on_event=self._write, on_input=self._ask)
+        if outcome.prompt:
+            self.prompt = outcome.prompt
+        self.failed = self.failed or outcome.failed
+        return outcome
+
+    def _write(self, event: Event) -> None:
+        if isinstance(event, Result):
+            print(f"{event.name}{event.text}", file=self.out, flush=True)
+        elif isinstance(event, Printed):
+            print(event.text, file=self.out, flush=True)
+        elif isinstance(event, Issued):
+            print(event.message.text, file=self.err, flush=True)
+        elif isinstance(event, BadSyntax):
+            for message in event.messages:
+                print(message.text, file=self.err, flush=True)
+
+    def _ask(self, event: InputRequest) -> str:
+        try:
+            return self.ask(event.prompt)
+        except EOFError:
+            return DEFAULT_INPUT
 
 
 def _history_file() -> str:
     return os.path.join(os.path.expanduser("~"), ".linkserver_history")
 
 
-def repl(link: Link, *, out: TextIO | None = None) -> int:
+def _line_number(prompt: str) -> int:
+    """n of a prompt ``In[n]:= `` (0 if it is not one)."""
+    found = re.match(r"In\[(\d+)\]", prompt)
+    return int(found.group(1)) if found else 0
+
+
+def _full_terminal() -> bool:
+    """Whether stdin and stdout are a terminal that can show the line editor.
+
+    ``TERM=dumb`` (Emacs shells, some CI terminals) or ``LINKSERVER_PLAIN_TERMINAL=1``
+    keeps the plain prompt.
+    """
+    return (sys.stdin.isatty() and sys.stdout.isatty()
+            and os.environ.get("TERM", "dumb") not in ("", "dumb")
+            and os.environ.get("LINKSERVER_PLAIN_TERMINAL", "") in ("", "0"))
+
+
+def repl(link: Link, *, out: TextIO | None = None, server: str = "",
+         pool: str | None = None, kernel: str | None = None, mode: str | None = None) -> int:
     """Run the notebook-style prompt loop on ``link`` until end of input; return 0.
 
     ``Quit`` or Ctrl-D leaves; Ctrl-C at the prompt clears the line, during
     an evaluation aborts it. Unfinished brackets or strings continue on the
-    next line. History is kept in ``~/.linkserver_history``.
+    next line. Every input is kept in the shared history store
+    (:mod:`linkserver.history`). On a real terminal the line editor of
+    :mod:`linkserver.terminal` reads the input (highlighting, Tab completion from
+    the server's names, Ctrl-R, a status line with ``server``, ``pool`` and
+    ``kernel``); elsewhere a plain prompt with readline does, and its history is
+    also kept in ``~/.linkserver_history``.
     """
-    try:
-        import readline
-    except ImportError:  # pragma: no cover - not on every platform
-        readline = None  # type: ignore[assignment]
-    if readline is not None:
-        try:
-            readline.read_history_file(_history_file())
-        except OSError:
-            pass
     session = TextSession(link, out=out or sys.stdout)
     session.prompt = _first_prompt(link)
     try:
+        store: HistoryStore | None = HistoryStore()
+    except (OSError, sqlite3.Error) as exc:
+        print(f"linkserver: the history cannot be kept ({exc}); going on without it",
+              file=sys.stderr)
+        store = None
+    number = store.new_session(server or link.name) if store is not None else 0
+    read: Callable[[str], str]
+    status = None
+    if _full_terminal() and store is not None:
+        from .terminal import StatusLine, prompt_session
+
+        status = StatusLine(server or link.name, pool=pool, kernel=kernel, mode=mode)
+        editor = prompt_session(link, store, status, balanced, CONTINUATION)
+        read = editor.prompt
+    else:
+        read = _plain_reader()
+    try:
         while True:
             try:
-                text = input(session.prompt)
-                while not balanced(text):
-                    text += "\n" + input(CONTINUATION)
+                text = read(session.prompt)
             except KeyboardInterrupt:
                 print(file=session.out)
                 continue
@@ -174,23 +219,54 @@ def repl(link: Link, *, out: TextIO | None = None) -> int:
                 return 0
             if not text.strip():
                 continue
+            if store is not None:
+                store.append(number, _line_number(session.prompt), text)
             if text.strip() in ("Quit", "Exit", "Quit[]", "Exit[]"):
                 return 0
-            session.run(text)
+            started = time.monotonic()
+            outcome = session.run(text)
+            if status is not None:
+                aborted = any(r.text == "$Aborted" for r in outcome.results)
+                how = "aborted" if aborted else "messages" if outcome.failed else "done"
+                status.last = f"{how} in {time.monotonic() - started:.2f} s"
     finally:
-        if readline is not None:
-            try:
-                readline.write_history_file(_history_file())
-            except OSError:
-                pass
+        if store is not None:
+            store.close()
+        _save_readline()
+
+
+def _plain_reader() -> Callable[[str], str]:
+    """``input`` with readline's history, continuing while brackets are open."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - not on every platform
+        pass
+    else:
+        try:
+            readline.read_history_file(_history_file())
+        except OSError:
+            pass
+
+    def read(prompt: str) -> str:
+        text = input(prompt)
+        while not balanced(text):
+            text += "\n" + input(CONTINUATION)
+        return text
+
+    return read
+
+
+def _save_readline() -> None:
+    readline = sys.modules.get("readline")
+    if readline is not None:
+        try:
+            readline.write_history_file(_history_file())
+        except OSError:
+            pass
 
 
 def _first_prompt(link: Link) -> str:
     """Ask the kernel for its line number, so the first prompt is right."""
     link.put(wl.EvaluatePacket(WLSymbol("$Line")))
-    while True:
-        packet = link.get(timeout=30)
-        if packet_head(packet) == "ReturnPacket":
-            line = packet.args[0] if packet.args else 0
-            number = line + 1 if isinstance(line, int) else 1
-            return f"In[{number}]:= "
+    line = read_answer(Gatherer(), lambda: link.get(timeout=30), link.put).result
+    return f"In[{line + 1 if isinstance(line, int) else 1}]:= "

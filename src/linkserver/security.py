@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LinkError
+from .errors import LinkError, SecurityError
 from .names import LinkName, parse_name
 
 __all__ = [
@@ -57,12 +57,6 @@ __all__ = [
 MIN_KEY_LENGTH = 16
 
 _FINGERPRINT_PREFIX = "sha256:"
-
-
-class SecurityError(LinkError, ValueError):
-    """A key, certificate or connection file is unusable; the message says how to fix it."""
-
-    code = "security"
 
 
 # ------------------------------------------------------------------ keys

@@ -31,7 +31,7 @@ from .broker.control import Control, is_stop_request
 from .broker.shared import SharedBroker
 from .broker.worker import as_request
 from .config import MODES, PoolConfig, ServerConfig
-from .errors import LinkError
+from .errors import LinkError, SelectError
 from .launcher import KernelLauncher, KernelSpec, LocalLauncher
 from .launcher.ray import RayCluster, RayLauncher
 from .names import DEFAULT_HOST, DEFAULT_PORT
@@ -58,16 +58,6 @@ def _is_local(peer: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class SelectError(LinkError):
-    """A LinkServerSelect packet could not be honoured; ``tag`` names why (§8.6)."""
-
-    code = "select-failed"
-
-    def __init__(self, tag: str, message: str) -> None:
-        super().__init__(message)
-        self.tag = tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +94,18 @@ class Pool:
     def __init__(
         self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None,
         cluster: RayCluster | None = None, kernel_interface: str | None = None,
+        quit_allowed: str = "nobody",
     ) -> None:
         self.config = config
+        spec = config.spec(quit_allowed=quit_allowed)
         self.launcher: KernelLauncher
         if cluster is not None:
             self.launcher = RayLauncher(
-                config.spec(), config.ray, cluster, pool=config.name,
+                spec, config.ray, cluster, pool=config.name,
                 interface=kernel_interface, zygote=zygote,
             )
         else:
-            self.launcher = LocalLauncher(config.spec(), zygote=zygote)
+            self.launcher = LocalLauncher(spec, zygote=zygote)
         self.broker: SharedBroker | PoolBroker
         if config.mode == "shared":
             self.broker = SharedBroker(self.launcher, control=control, max_queued=config.max_queued)
@@ -122,6 +114,7 @@ class Pool:
                 self.launcher, min_kernels=config.min, max_kernels=config.max,
                 wait_timeout=config.wait, keepalive=config.keepalive, control=control,
                 max_queued=config.max_queued,
+                cull_idle=config.cull_idle, cull_close=config.cull == "close",
             )
 
     async def start(self) -> None:
@@ -142,6 +135,11 @@ class Pool:
     def problem(self) -> str:
         """Why this pool cannot start kernels now; "" when it can."""
         return getattr(self.broker, "problem", "")
+
+    def health(self) -> str | None:
+        """None if this pool can serve a new client now or soon; else a short reason."""
+        reason = self.broker.health()
+        return None if reason is None else f"pool {self.config.name}: {reason}"
 
     async def aclose(self) -> None:
         """Answer or refuse every request, then stop every kernel."""
@@ -181,6 +179,8 @@ class KernelService:
             for a private single-node Ray; None places kernels on this machine.
         kernel_interface: the address Ray pools' kernel endpoints listen on
             and their kernels dial (default: this node's address as Ray knows it).
+        quit_allowed: who may end a shared kernel with ``Quit[]``: ``"nobody"``
+            (refused in the kernel) or ``"anyone"``; None takes ``config``'s.
     """
 
     def __init__(
@@ -204,6 +204,7 @@ class KernelService:
         status_allowed: str = "admin",
         ray: str | None = None,
         kernel_interface: str | None = None,
+        quit_allowed: str | None = None,
     ) -> None:
         if stop_allowed not in ACCESS or status_allowed not in ACCESS:
             raise ValueError(f"who may stop or ask for status is one of {', '.join(ACCESS)}")
@@ -218,6 +219,7 @@ class KernelService:
                 spec.eval_timeout, spec.memory_mb, spec.init,
             ),))
         self.config = config
+        quit_allowed = quit_allowed or config.quit_allowed
         placed = {p.name: p.placed(ray) for p in config.pools}
         if ray is None and "ray" in placed.values():
             wanted = next(name for name, where in placed.items() if where == "ray")
@@ -225,11 +227,19 @@ class KernelService:
                 f"pool {wanted!r} has placement = \"ray\": start the server with --ray ADDRESS "
                 "(auto, HOST:PORT, ray://HOST:PORT, or local)"
             )
+        sandboxed = next((p.name for p in config.pools if p.sandbox and placed[p.name] == "ray"),
+                         None)
+        if sandboxed is not None:
+            raise ValueError(
+                f"pool {sandboxed!r} is sandboxed and placed on Ray: the sandbox is for "
+                "kernels on this machine (give that pool placement = \"local\")"
+            )
         self.cluster = RayCluster(ray) if ray is not None and "ray" in placed.values() else None
         self.pools = {
             p.name: Pool(
                 p, zygote=zygote, control=self._control, kernel_interface=kernel_interface,
                 cluster=self.cluster if placed[p.name] == "ray" else None,
+                quit_allowed=quit_allowed,
             )
             for p in config.pools
         }
@@ -239,7 +249,11 @@ class KernelService:
             max_links=max_links,
         )
         self._keyed = bool(settings and settings.keys)
+        #: the keys clients prove (the side port asks for the admin one)
+        self.keys: tuple[tuple[str, bytes], ...] = tuple(settings.keys) if settings and settings.keys else ()
         self._links: set[Link] = set()
+        #: bytes in and out of client links already closed
+        self.closed_bytes = [0, 0]
         self._started = time.monotonic()
         self._stop_requested: asyncio.Event | None = None
 
@@ -293,9 +307,24 @@ class KernelService:
 
     def _attach(self, link: Link) -> None:
         self._links.add(link)
-        link.on_end(self._links.discard)
+        link.on_end(self._link_ended)
         link.on_message(lambda message, _arg: self._answer_status(link, message))
         link.set_receiver(lambda payload: self._first_packet(link, payload))
+
+    def _link_ended(self, link: Link) -> None:
+        self._links.discard(link)
+        self.closed_bytes[0] += link.bytes_in
+        self.closed_bytes[1] += link.bytes_out
+
+    def traffic(self) -> tuple[int, int]:
+        """Bytes clients sent and were sent so far, open links included (loop thread)."""
+        return (self.closed_bytes[0] + sum(link.bytes_in for link in self._links),
+                self.closed_bytes[1] + sum(link.bytes_out for link in self._links))
+
+    @property
+    def links_open(self) -> int:
+        """Client links open now."""
+        return len(self._links)
 
     def _first_packet(self, link: Link, payload: bytes) -> None:
         """The first packet chooses the pool: LinkServerSelect, or a request for the default."""
@@ -335,6 +364,8 @@ class KernelService:
                 "pool": pool.config.name, "mode": pool.config.mode, "kernel": kernel,
                 "persistent": persistent or pool.config.mode == "shared",
                 "keepalive": pool.config.keepalive,
+                # how many kernels the pool can give at once (client.map sizes itself by it)
+                "max": 1 if pool.config.mode == "shared" else pool.config.max,
             }
             if not link.closed:
                 link.put_payload_nowait(wxf.dumps(wl.ReturnPacket(answer)))

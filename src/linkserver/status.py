@@ -14,7 +14,7 @@ from typing import Any
 
 from wolframclient.language import wl
 
-__all__ = ["STATUS_MESSAGE", "format_status", "status_expr"]
+__all__ = ["STATUS_MESSAGE", "format_status", "status_data", "status_expr"]
 
 #: The urgent message code that asks a server for its status (user range 128-255).
 STATUS_MESSAGE = 200
@@ -22,6 +22,11 @@ STATUS_MESSAGE = 200
 
 def status_expr(statistics: Any) -> Any:
     """Return ``LinkServerStatus[<|...|>]`` for a statistics dataclass (nested ones flattened)."""
+    return wl.LinkServerStatus(status_data(statistics))
+
+
+def status_data(statistics: Any) -> dict[str, Any]:
+    """Return the flat mapping a status shows (the side port's /status sends it as JSON)."""
     data: dict[str, Any] = {}
     for key, value in asdict(statistics).items():
         if isinstance(value, dict):
@@ -32,7 +37,7 @@ def status_expr(statistics: Any) -> Any:
             data[key] = value
     if "uptime" in data:
         data["uptime"] = round(float(data["uptime"]), 1)
-    return wl.LinkServerStatus(data)
+    return data
 
 
 def format_status(expr: Any) -> str:

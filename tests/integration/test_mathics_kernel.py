@@ -22,6 +22,7 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 import linkserver
 from linkserver.portal import get_portal
 from tests.packets import collect
+from tests.strategies import full_form
 from tests.timeouts import TIMEOUT
 
 # --eval-timeout of the main kernel: long enough that an abort test (which
@@ -319,6 +320,44 @@ def test_abort_when_idle_is_ignored(kernel: Kernel) -> None:
     assert kernel.request(wl.EvaluatePacket(wl.Plus(1, 1))) == [p("ReturnPacket", 2)]
 
 
+def test_check_abort_absorbs_the_clients_abort(kernel: Kernel) -> None:
+    # As in the Wolfram Language: the abort goes to the nearest CheckAbort, its
+    # second argument is evaluated, and the request goes on to its own result.
+    caught = wl.CheckAbort(
+        wl.CompoundExpression(wl.Print("looping"), wl.While(True, 1)),
+        wl.CompoundExpression(wl.Print("caught"), "handled"),
+    )
+    kernel.link.put(wl.EvaluatePacket(wl.List(caught, "after")))
+    assert kernel.collect("TextPacket") == [p("TextPacket", "looping")]
+    kernel.link.abort()
+    assert kernel.collect("ReturnPacket") == [
+        p("TextPacket", "caught"), p("ReturnPacket", ("handled", "after"))]
+    assert kernel.request(wl.EvaluatePacket(wl.Plus(1, 1))) == [p("ReturnPacket", 2)]
+
+
+def test_check_abort_does_not_absorb_the_time_limit(kernel: Kernel) -> None:
+    packets = kernel.request(wl.EvaluatePacket(wl.CheckAbort(wl.While(True, 1), "handled")))
+    assert packets[-1] == p("ReturnPacket", ABORTED)
+    assert p("MessagePacket", wl.General, "timeout") in packets
+
+
+def test_abort_protect_finishes_before_the_abort(kernel: Kernel) -> None:
+    # The protected part runs for a second after the abort (past the kernel's
+    # ABORT_GRACE, so its signal is held too); the abort then takes effect.
+    protected = wl.AbortProtect(wl.CompoundExpression(
+        wl.Set(wl.Global.protectDone, False),
+        wl.Print("protected"),
+        wl.Set(wl.Global.t0, wl.AbsoluteTime()),
+        wl.While(wl.Less(wl.Subtract(wl.AbsoluteTime(), wl.Global.t0), 1), wl.Null),
+        wl.Set(wl.Global.protectDone, True),
+    ))
+    kernel.link.put(wl.EvaluatePacket(wl.CompoundExpression(protected, wl.Print("not reached"))))
+    assert kernel.collect("TextPacket") == [p("TextPacket", "protected")]
+    kernel.link.abort()
+    assert kernel.collect("ReturnPacket") == [p("ReturnPacket", ABORTED)]
+    assert kernel.request(wl.EvaluatePacket(wl.Global.protectDone)) == [p("ReturnPacket", True)]
+
+
 def test_eval_timeout_aborts_by_itself(kernel: Kernel) -> None:
     start = time.monotonic()
     packets = kernel.request(wl.EvaluatePacket(wl.While(True, 1)))
@@ -414,3 +453,76 @@ def test_history_is_trimmed_and_a_reused_line_replaces_its_value(kernel: Kernel)
     enter("99")
     assert out(n + 1) == 99
     enter("$HistoryLength = 100")
+
+
+# ------------------------------------------------------------------ boxes
+
+# Results that answered linkserver`KernelError["unconvertible", ...] before
+# boxes converted, and what Mathics3 prints for FullForm of each.
+STYLE_RED = wl.RowBox(("Style", "[", wl.RowBox(("x", ",", wl.StyleBox(
+    wl.GraphicsBox(
+        (wl.EdgeForm(wl.RGBColor(0, 0, 0)), wl.RGBColor(1, 0, 0), wl.RectangleBox((0, 0))),
+        wl.Rule(wl.ImageSize, 16),
+    ),
+    wl.Rule(wl.ImageSizeMultipliers, (1, 1)),
+))), "]"))  # fmt: skip
+BOX_RESULTS = [
+    (wl.ToBoxes(wl.Power(wl.x, 2)), wl.SuperscriptBox("x", "2")),
+    (wl.MakeBoxes(wl.Plus(1, wl.x)), wl.RowBox(("1", "+", "x"))),
+    (wl.RowBox(("a", "+", "b")), wl.RowBox(("a", "+", "b"))),
+    (wl.ToBoxes(wl.Style(wl.x, wl.Red)), STYLE_RED),
+    (wl.ToBoxes(wl.Graphics(wl.Circle())), wl.GraphicsBox(wl.CircleBox((0, 0)))),
+]
+
+
+@pytest.mark.parametrize(("query", "boxes"), BOX_RESULTS)
+def test_box_results_arrive_in_mathics3s_fullform(kernel: Kernel, query: Any, boxes: Any) -> None:
+    assert kernel.request(wl.EvaluatePacket(query)) == [p("ReturnPacket", boxes)]
+    # Mathics3's own FullForm text of the result is what a client writes of it.
+    [text] = kernel.request(wl.EvaluatePacket(wl.ToString(wl.FullForm(query))))
+    assert text == p("ReturnPacket", full_form(boxes))
+    # Sent back held, they come back as they were.
+    assert kernel.request(wl.EvaluatePacket(wl.Hold(boxes))) == [
+        p("ReturnPacket", wl.Hold(boxes))
+    ]
+
+
+def test_a_box_expression_round_trips_through_the_kernel(kernel: Kernel) -> None:
+    # Evaluated, RowBox[{"a", "+", "b"}] becomes a Mathics3 box object, which
+    # comes back as the expression that was sent.
+    for boxes in (
+        wl.RowBox(("a", "+", "b")),
+        wl.SuperscriptBox("x", "2"),
+        wl.RowBox(("a", wl.FractionBox("1", wl.SqrtBox("2")))),
+    ):
+        assert kernel.request(wl.EvaluatePacket(boxes)) == [p("ReturnPacket", boxes)]
+    n = line_number(kernel)
+    assert kernel.request(
+        wl.EnterExpressionPacket(wl.ToBoxes(wl.Power(wl.x, 2))), until="InputNamePacket"
+    ) == [
+        p("ReturnExpressionPacket", wl.SuperscriptBox("x", "2")),
+        p("InputNamePacket", f"In[{n + 1}]:= "),
+    ]
+
+
+def test_no_mathics3_object_answers_unconvertible(kernel: Kernel) -> None:
+    image = wl.Image(((0.0, 0.5),))
+    [answer] = kernel.request(wl.EvaluatePacket(image))
+    [data, kind, *options] = answer.args[0].args
+    assert answer.args[0].head == WLSymbol("Image") and data.tolist() == [[0.0, 0.5]]
+    assert kind == "Real64"
+    assert options == [wl.Rule(wl.ColorSpace, "Grayscale"), wl.Rule(wl.Interleaving, True)]
+    # The image comes back an image: Mathics3 measures it.
+    assert kernel.request(wl.EvaluatePacket(wl.ImageDimensions(answer.args[0]))) == [
+        p("ReturnPacket", (2, 1))
+    ]
+    compiled = wl.Compile((wl.x,), wl.Power(wl.x, 2))
+    assert kernel.request(wl.EvaluatePacket(compiled)) == [p("ReturnPacket", wl.CompiledFunction(
+        (wl.x,), wl.Power(wl.x, 2), wl.CompiledCode("-PythonizedCode-")
+    ))]  # fmt: skip
+    dispatch = wl.Dispatch((wl.Rule(wl.unsetKey, 1),))  # `a` is set by another test
+    assert kernel.request(wl.EvaluatePacket(dispatch)) == [p("ReturnPacket", dispatch)]
+    nested = wl.ToBoxes(wl.Power(wl.Subsuperscript(wl.x, 1, 2), 2))  # raised in Mathics3 itself
+    assert kernel.request(wl.EvaluatePacket(nested)) == [
+        p("ReturnPacket", wl.SuperscriptBox(wl.SubsuperscriptBox("x", "1", "2"), "2"))
+    ]

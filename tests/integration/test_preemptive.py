@@ -41,7 +41,10 @@ LIMIT = 0.3 * TIMEOUT
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[KernelService]:
-    service = start_service(mode="shared", spec=KernelSpec(eval_timeout=LIMIT))
+    # quit_allowed: one test ends the shared kernel with Quit[] on purpose.
+    service = start_service(
+        mode="shared", spec=KernelSpec(eval_timeout=LIMIT), quit_allowed="anyone"
+    )
     yield service
     get_portal().call(service.aclose(), timeout=KERNEL_TIMEOUT)
 

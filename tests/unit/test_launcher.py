@@ -152,7 +152,7 @@ def test_a_fake_launcher_drives_a_worker_for_one_request() -> None:
     async def body(launcher: FakeLauncher, worker: KernelWorker, client: Link) -> None:
         await client.put(wl.EvaluatePacket(wl.Plus(1, 1)))
         assert await answer(client) == [wl.ReturnPacket(("k1", wl.Plus(1, 1)))]
-        assert worker.completed == 1
+        assert worker.core.completed == 1
         stats = launcher.statistics()
         assert (stats.placement, stats.backend) == ("fake", "mathics")
         assert stats.kernels == (KernelStatistics(id="k1", pid=0, placement="fake",

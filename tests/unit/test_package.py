@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,33 @@ def test_every_error_is_a_link_error_with_code_and_message() -> None:
     assert isinstance(err, ValueError) and "byte 3" in str(err)
     assert isinstance(errors.LinkTimeout("t"), TimeoutError)
     assert isinstance(errors.WXFEncodeError("t"), TypeError)
+
+
+def _every_module() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages(linkserver.__path__, "linkserver."):
+        if info.name.rpartition(".")[2] != "__main__":  # running it would start a program
+            names.append(info.name)
+    return names
+
+
+def test_the_error_tree_is_drawn_whole_in_errors() -> None:
+    # Every LinkError subclass anywhere in the package is defined in errors.py,
+    # exported there and named in its docstring's tree.
+    for name in _every_module():
+        importlib.import_module(name)
+    found: set[type] = set()
+    todo = [errors.LinkError]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub.__module__.startswith("linkserver.") and sub not in found:
+                found.add(sub)
+                todo.append(sub)
+    assert found, "the walk found no errors at all"
+    drawing = (errors.__doc__ or "").split("The tree::", 1)[1].split("\n\n", 2)[1]
+    for cls in found:
+        assert cls.__module__ == "linkserver.errors", f"{cls.__qualname__} is defined in {cls.__module__}"
+        assert cls.__name__ in errors.__all__, cls
+        assert f" {cls.__name__} " in drawing, f"{cls.__name__} is not drawn in errors.py's tree"
+    assert {getattr(errors, n) for n in errors.__all__} - {errors.LinkError} == found

@@ -2,21 +2,21 @@
 
 No Wolfram kernel runs here, so (docs/wl-client.md, "What was verified how"):
 
-* the package is loaded into one Mathics3 session (parsing and defining it); the
-  Wolfram built-ins Mathics3 lacks are made as System` symbols first, as in Mathematica;
+* the package is loaded into one Mathics3 session that has linkserver's own
+  Wolfram Language built-ins (:mod:`linkserver.kernel.wl_builtins`: sockets,
+  ``BinarySerialize``, ``BitXor``, ...), as every linkserver kernel has them;
 * each pure function of the wire format -- the bytes of the handshake, the frames, the
   HMAC proofs, the address parser -- is evaluated in that session and its bytes are
   compared with what the Python implementation (``linkserver.protocol``) makes;
-* Mathics3 has no ``BitXor``: the session gets a stand-in before the package is loaded,
-  and ``hmacSHA256`` is also checked by a Python model written line by line after the WL
-  code;
-* the socket code runs in the session with stand-ins for ``SocketConnect``, ``BinaryWrite``
-  to a socket, ``SocketReadyQ``, ``SocketReadMessage`` (scripted bytes, or Python sockets
-  to a real ``linkserver.LinkServer``) and for ``BinarySerialize``/``BinaryDeserialize``
-  (``linkserver.wxf``);
-* Mathics3 has no ``BinarySerialize``: the WXF bytes the client sends are checked by
-  comparing ``linkserver.wxf.dumps`` with wolframclient's serializer (Wolfram's own Python
-  twin of ``BinarySerialize``).
+  ``hmacSHA256`` is also checked by a Python model written line by line after the WL code;
+* the socket code runs against scripted bytes: rules for the address 31415@127.0.0.1
+  stand in front of ``SocketConnect``, ``BinaryWrite`` to a socket, ``SocketReadyQ`` and
+  ``SocketReadMessage``, record what is written and hand out server bytes 7 at a time;
+  every other address gets the real built-ins, which talk to a real ``linkserver.LinkServer``;
+* ``BinarySerialize`` of the packets the package sends is compared with wolframclient's
+  serializer (Wolfram's own Python twin of ``BinarySerialize``).
+
+Kernel to kernel, with no stand-ins at all, is tests/integration/test_wl_client_kernels.py.
 """
 
 from __future__ import annotations
@@ -57,14 +57,8 @@ PRIVATE = "LinkServerClient`Private`"
 PUBLIC = {"LinkServerConnect", "LinkServerEvaluate", "LinkServerAbort", "LinkServerClose",
           "LinkServerConnection"}
 
-#: Stand-in for the built-in BitXor, which Mathics3 lacks: a list of bytes xor one of the
-#: two constants the package uses (0x36, 0x5c), by table lookup.
-BITXOR_STANDIN = "; ".join(
-    [f"xorTable[{c}] = {{{','.join(str(a ^ c) for a in range(256))}}}" for c in (0x36, 0x5C)]
-    + ["System`BitXor[a_List, b_Integer] := Part[xorTable[b], a + 1]"]
-)
-
-#: System symbols of the Wolfram Language the package uses that Mathics3 may not define.
+#: System symbols of the Wolfram Language the package uses that Mathics3 does not define
+#: (linkserver's built-ins define them all; any still missing is made as in Mathematica).
 #: A capitalised private name without a definition would be a typo.
 WL_ONLY = {
     "AbortProtect", "BinaryDeserialize", "BinarySerialize", "ByteArrayQ", "EnterTextPacket",
@@ -80,12 +74,12 @@ class WL:
         from mathics.core.load_builtin import import_and_load_builtins, mathics3_builtins_modules
         from mathics.session import MathicsSession
 
+        from linkserver.kernel import wl_builtins
+
         if not mathics3_builtins_modules:
             import_and_load_builtins()
         self.session = MathicsSession(catch_interrupt=False)
-        self.has_bitxor = self.value('Names["System`BitXor"]') == ["BitXor"]
-        if not self.has_bitxor:
-            self.session.evaluate(BITXOR_STANDIN)
+        wl_builtins.contribute(self.session.definitions)  # what every linkserver kernel has
         # System symbols of the Wolfram Language that Mathics3 lacks: made in System`, as
         # they are in Mathematica, so the package refers to them and not to its own.
         self.missing = {n for n in WL_ONLY if self.value(f'Names["System`{n}"]') == []}
@@ -286,7 +280,7 @@ HMAC_CASES = [
 
 @pytest.mark.parametrize(("key", "msg"), HMAC_CASES)
 def test_hmac_sha256(session: WL, key: bytes, msg: bytes) -> None:
-    """Run in Mathics3 (with the BitXor stand-in there) against Python's hmac."""
+    """Run in Mathics3 (with linkserver's BitXor) against Python's hmac."""
     expected = hmac.new(key, msg, hashlib.sha256).digest()
     assert as_bytes(session.call("hmacSHA256", key, msg)) == expected
 
@@ -368,13 +362,14 @@ def test_select_packet(session: WL) -> None:
 
 # ---------------------------------------------------------------- the handshake, scripted
 
-#: Stand-ins for the socket built-ins: SocketConnect gives SocketObject[1], whatever the
-#: package writes lands in fakeWritten, SocketReadMessage hands out fakeToRead 7 bytes at a
-#: time (so reads are split), then EndOfFile. newNonce is fixed to the §3.5 client nonce.
+#: Rules in front of the socket built-ins for 31415@127.0.0.1 only: SocketConnect gives
+#: SocketObject[1], whatever the package writes lands in fakeWritten, SocketReadMessage
+#: hands out fakeToRead 7 bytes at a time (so reads are split), then EndOfFile. newNonce is
+#: fixed to the §3.5 client nonce. Other addresses reach the real built-ins.
 FAKE_SOCKET = f"""
 {PRIVATE}newNonce[] := Range[32, 63];
-SocketConnect[{{_String, _Integer}}, "TCP"] := SocketObject[1];
-Unprotect[BinaryWrite, Close];
+Unprotect[SocketConnect, BinaryWrite, Close, ByteArrayQ, SocketReadyQ, SocketReadMessage];
+SocketConnect[{{_String, 31415}}, "TCP"] := SocketObject[1];
 BinaryWrite[SocketObject[1], b_] := (fakeWritten = Join[fakeWritten, Normal[b]]);
 Close[SocketObject[1]] := (fakeClosed = True);
 fakeBytes /: Length[fakeBytes[l_]] := Length[l];
@@ -387,53 +382,9 @@ SocketReadMessage[SocketObject[1]] := If[fakeToRead === {{}}, EndOfFile,
 """
 
 
-def wxf_standins(definitions: Any) -> None:
-    """Contribute BinarySerialize and BinaryDeserialize stand-ins made of linkserver.wxf.
-
-    Unlike the real ones they drop the Global` context of symbols; the tests compare
-    what the package writes as decoded expressions, not bytes, where that matters.
-    """
-    from mathics.core.atoms import ByteArray
-    from mathics.core.builtin import Builtin
-    from mathics.core.expression import Expression
-
-    from linkserver.kernel.mathics_exprs import from_mathics, to_mathics
-
-    class BinarySerializeStandIn(Builtin):  # type: ignore[misc]
-        """<dl><dt>'BinarySerialize[expr]'<dd>WXF bytes of expr (test stand-in).</dl>"""
-
-        name = "BinarySerialize"
-        context = "System`"
-        summary_text = "test stand-in"
-
-        def eval(self, expr: Any, evaluation: Any) -> Any:
-            "BinarySerialize[expr_]"
-            return to_mathics(wxf.dumps(from_mathics(expr, evaluation.definitions)))
-
-    class BinaryDeserializeStandIn(Builtin):  # type: ignore[misc]
-        """<dl><dt>'BinaryDeserialize[ba, h]'<dd>h[expr] of WXF bytes (test stand-in).</dl>"""
-
-        name = "BinaryDeserialize"
-        context = "System`"
-        summary_text = "test stand-in"
-
-        def eval(self, ba: Any, head: Any, evaluation: Any) -> Any:
-            "BinaryDeserialize[ba_ByteArray, head_]"
-            assert isinstance(ba, ByteArray)
-            expr = to_mathics(wxf.loads(bytes(ba.value)), evaluation.definitions)
-            return Expression(head, expr)
-
-    for builtin in (BinarySerializeStandIn(expression=False),
-                    BinaryDeserializeStandIn(expression=False)):
-        builtin.contribute(definitions)
-    definitions.clear_cache()
-
-
 @pytest.fixture(scope="module")
 def scripted(session: WL) -> WL:
     session.expr(FAKE_SOCKET)
-    if "BinarySerialize" in session.missing:
-        wxf_standins(session.session.definitions)
     return session
 
 
@@ -548,8 +499,9 @@ def test_scripted_evaluate(scripted: WL) -> None:
         wl.ReturnPacket(wl.Plus(wl.Global.y, 1)),
     )
     result, out, written = evaluate(scripted, server, "x = 1 + 1")
-    # the expression went unevaluated: Set[x, Plus[1, 1]], and x was not set here
-    assert written[0] == wl.EvaluatePacket(wl.Set(wl.x, wl.Plus(1, 1)))  # Global` dropped
+    # the expression went unevaluated: Set[x, Plus[1, 1]], and x was not set here;
+    # BinarySerialize writes x with its context, as the Wolfram Language does
+    assert written[0] == wl.EvaluatePacket(wl.Set(wl.Global.x, wl.Plus(1, 1)))
     assert scripted.value("ValueQ[x]") is False
     assert written[1:] == [(FrameKind.PONG, b"hi")]
     assert out == [("Print", "side output"),
@@ -625,106 +577,17 @@ def test_scripted_pool_refused(scripted: WL) -> None:
 
 # ---------------------------------------------------------------- against a real LinkServer
 
-def tcp_standins(definitions: Any) -> None:
-    """Python-socket stand-ins behind SocketConnect and friends, for SocketObject["tcp", n]."""
-    import select
-    import socket
-
-    from mathics.core.atoms import Integer, String
-    from mathics.core.builtin import Builtin
-    from mathics.core.expression import Expression
-    from mathics.core.list import ListExpression
-    from mathics.core.symbols import Symbol, SymbolFalse, SymbolNull, SymbolTrue
-
-    sockets: dict[int, socket.socket] = {}
-
-    def handle(n: Any) -> socket.socket:
-        return sockets[n.get_int_value()]
-
-    class TestSocketConnect(Builtin):  # type: ignore[misc]
-        """<dl><dt>'TestSocketConnect[host, port]'<dd>test stand-in.</dl>"""
-
-        context = "System`"
-        summary_text = "test stand-in"
-
-        def eval(self, host: Any, port: Any, evaluation: Any) -> Any:
-            "TestSocketConnect[host_String, port_Integer]"
-            sock = socket.create_connection((host.value, port.get_int_value()), timeout=10)
-            sockets[len(sockets) + 1] = sock
-            return Expression(Symbol("System`SocketObject"), String("tcp"), Integer(len(sockets)))
-
-    class TestSocketSend(Builtin):  # type: ignore[misc]
-        """<dl><dt>'TestSocketSend[n, bytes]'<dd>test stand-in.</dl>"""
-
-        context = "System`"
-        summary_text = "test stand-in"
-
-        def eval(self, n: Any, data: Any, evaluation: Any) -> Any:
-            "TestSocketSend[n_Integer, data_List]"
-            handle(n).sendall(bytes(x.get_int_value() for x in data.elements))
-            return SymbolNull
-
-    class TestSocketReady(Builtin):  # type: ignore[misc]
-        """<dl><dt>'TestSocketReady[n, t]'<dd>test stand-in.</dl>"""
-
-        context = "System`"
-        summary_text = "test stand-in"
-
-        def eval(self, n: Any, t: Any, evaluation: Any) -> Any:
-            "TestSocketReady[n_Integer, t_]"
-            ready, _, _ = select.select([handle(n)], [], [], float(t.to_python()))
-            return SymbolTrue if ready else SymbolFalse
-
-    class TestSocketRecv(Builtin):  # type: ignore[misc]
-        """<dl><dt>'TestSocketRecv[n]'<dd>test stand-in.</dl>"""
-
-        context = "System`"
-        summary_text = "test stand-in"
-
-        def eval(self, n: Any, evaluation: Any) -> Any:
-            "TestSocketRecv[n_Integer]"
-            data = handle(n).recv(65536)
-            return Expression(Symbol("Global`fakeBytes"),
-                              ListExpression(*(Integer(b) for b in data)))
-
-    class TestSocketClose(Builtin):  # type: ignore[misc]
-        """<dl><dt>'TestSocketClose[n]'<dd>test stand-in.</dl>"""
-
-        context = "System`"
-        summary_text = "test stand-in"
-
-        def eval(self, n: Any, evaluation: Any) -> Any:
-            "TestSocketClose[n_Integer]"
-            handle(n).close()
-            return SymbolNull
-
-    for cls in (TestSocketConnect, TestSocketSend, TestSocketReady, TestSocketRecv,
-                TestSocketClose):
-        cls(expression=False).contribute(definitions)
-    definitions.clear_cache()
-
-
-TCP_RULES = """
-SocketConnect[{host_String, port_Integer}, "TCP"] /; port != 31415 := TestSocketConnect[host, port];
-BinaryWrite[SocketObject["tcp", n_], b_] := TestSocketSend[n, Normal[b]];
-SocketReadyQ[SocketObject["tcp", n_], t_] := TestSocketReady[n, t];
-SocketReadMessage[SocketObject["tcp", n_]] := TestSocketRecv[n];
-Close[SocketObject["tcp", n_]] := TestSocketClose[n];
-"""
-
-
 @pytest.fixture(scope="module")
 def tcp(scripted: WL) -> WL:
-    tcp_standins(scripted.session.definitions)
-    scripted.expr(TCP_RULES)
+    """The session, whose real socket built-ins reach any address but 31415@127.0.0.1."""
     return scripted
 
 
 def test_real_server_with_key(tcp: WL) -> None:
     """LinkServerConnect/Evaluate/Close against linkserver's own LinkServer over TCP.
 
-    A Python thread plays the kernel side with the link API; the handshake, key proofs,
-    frames and close are linkserver's real code.
+    The sockets are the real built-ins; a Python thread plays the kernel side with the
+    link API; the handshake, key proofs, frames and close are linkserver's real code.
     """
     import threading
 
@@ -750,6 +613,8 @@ def test_real_server_with_key(tcp: WL) -> None:
         assert out == [("Print", "from the server")]
         assert result == 42  # ReturnPacket[6 7] is evaluated here, as BinaryDeserialize does
         assert seen[0] == wl.EvaluatePacket(wl.Times(6, 7))
+        sock = tcp.value('conn["Socket"][[1]]')
+        assert tcp.value(f'SocketObject["{sock}"]["DestinationPort"]') == server.port
         tcp.session.evaluate("LinkServerClose[conn]")  # answers the server's CLOSE
         thread.join(20)
         assert not thread.is_alive()
@@ -800,12 +665,18 @@ def test_wxf_matches_wolframclient(expr: Any) -> None:
     assert wxf.dumps(expr) == export(expr, target_format="wxf")
 
 
-def test_mathics_has_no_binary_serialize(session: WL) -> None:
-    """Documented: BinarySerialize is not run here. If Mathics3 gains it, compare."""
-    if "BinarySerialize" in session.missing:
-        pytest.skip("Mathics3 has no BinarySerialize: the WXF is checked against wolframclient")
-    got = session.value("Normal[BinarySerialize[Unevaluated[EvaluatePacket[1 + 1]]]]")
-    assert bytes(got) == wxf.dumps(wl.EvaluatePacket(wl.Plus(1, 1)))
+@pytest.mark.parametrize(("text", "expr"), [
+    ("EvaluatePacket[1 + 1]", wl.EvaluatePacket(wl.Plus(1, 1))),
+    ("EvaluatePacket[x = 42]", wl.EvaluatePacket(wl.Set(wl.Global.x, 42))),
+    ('EnterTextPacket["answer"]', wl.EnterTextPacket("answer")),
+    (f'{PRIVATE}selectPacket["big", True, None]',
+     wl.Global.LinkServerSelect({"pool": "big", "persistent": True})),
+])
+def test_binary_serialize_writes_what_wolframclient_writes(session: WL, text: str, expr: Any) -> None:
+    """The package's payloads, made by the real BinarySerialize (linkserver's, in Mathics3)."""
+    got = session.value(f"Normal[BinarySerialize[Unevaluated[{text}]]]"
+                        if "Private" not in text else f"Normal[BinarySerialize[{text}]]")
+    assert bytes(got) == export(expr, target_format="wxf")
 
 
 def test_doc_bytes() -> None:

@@ -16,7 +16,8 @@ waiting for it to end.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +25,13 @@ from wolframclient.language import wl, wlexpr
 from wolframclient.language.expression import WLFunction, WLSymbol
 
 from ..errors import LinkError
+from ..gather import DEFAULT_INPUT, Gatherer, Outcome, aread_answer, is_failure
 from ..install import check_name
 from ..names import DEFAULT_HOST, DEFAULT_PORT, parse_name
-from ..protocol.packets import INSTALL, PREEMPTIVE, UNINSTALL
+from ..protocol.packets import INSTALL, PREEMPTIVE, UNINSTALL, short_head
 from ..security import default_address
 from .calls import CallServer
+from .fanout import Fanout, Progress, requests_for
 from .link import Link
 
 __all__ = ["Client", "EvaluationResult"]
@@ -55,6 +58,12 @@ class EvaluationResult:
     messages_name: list[str] = field(default_factory=list)
     printed: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_outcome(cls, outcome: Outcome) -> EvaluationResult:
+        """The result of an ``EvaluatePacket``'s gathered answer."""
+        return cls(outcome.result, [m.text for m in outcome.messages],
+                   [m.name for m in outcome.messages], outcome.printed)
+
     @property
     def success(self) -> bool:
         """True if no message was issued and the result is a value, not a failure.
@@ -62,10 +71,7 @@ class EvaluationResult:
         Failures: ``$Failed``, ``$Aborted``, and ``linkserver`KernelError[...]``
         (what a kernel answers when it could not evaluate, e.g. out of memory).
         """
-        result = self.result
-        failed = isinstance(result, WLSymbol) and result.name in ("$Failed", "$Aborted")
-        kernel_error = isinstance(result, WLFunction) and _head(result) == "KernelError"
-        return not self.messages and not failed and not kernel_error
+        return not self.messages and not is_failure(self.result)
 
     @property
     def output(self) -> list[str]:
@@ -77,20 +83,13 @@ class EvaluationResult:
         """Why the evaluation failed: the first message, or the kernel's error; else None."""
         if self.messages:
             return self.messages[0]
-        if isinstance(self.result, WLFunction) and _head(self.result) == "KernelError":
+        if isinstance(self.result, WLFunction) and short_head(self.result) == "KernelError":
             return " ".join(str(arg) for arg in self.result.args)
         return None
 
 
-def _head(expr: Any) -> str:
-    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
-        name: str = expr.head.name
-        return name.rpartition("`")[2]
-    return ""
-
-
 async def _default_input(prompt: str) -> str:
-    return "$Canceled"  # what a notebook's Input[] gives when the user cancels
+    return DEFAULT_INPUT
 
 
 class Client:
@@ -111,6 +110,9 @@ class Client:
         key, tls, fingerprint: the server's key and TLS settings, as for
             :func:`linkserver.aio.connect`; by default from ``$LINKSERVER_KEY``
             and the server's connection file.
+        select: choose the pool on connecting even when it is the default one,
+            so that :attr:`mode` and :attr:`max_kernels` are known (and the
+            connection waits until the link has its kernel).
 
     Use ``async with Client(...) as client:`` or ``await client.start()``.
     """
@@ -127,6 +129,7 @@ class Client:
         key: str | bytes | None = None,
         tls: bool | None = None,
         fingerprint: str | None = None,
+        select: bool = False,
     ) -> None:
         self.name = name or default_address(DEFAULT_ADDRESS)
         self._credentials: dict[str, Any] = {"key": key, "tls": tls, "fingerprint": fingerprint}
@@ -136,6 +139,12 @@ class Client:
         self.persistent = persistent
         #: the id of this client's kernel, once the server told it (see ``persistent``)
         self.kernel_id: str | None = kernel
+        #: ``"shared"`` or ``"pool"``, once a selection was answered (see ``persistent``)
+        self.mode: str | None = None
+        #: how many kernels the pool gives at once, once a selection was answered
+        self.max_kernels: int | None = None
+        self._select_always = select
+        self._fanouts: set[Fanout] = set()  # maps running now, for abort()
         self._link: Link | None = None
         self._lock: asyncio.Lock | None = None
         self._calls: CallServer | None = None  # once a function is installed
@@ -151,7 +160,7 @@ class Client:
         if self._link is None:
             link = await connect(self.name, self.timeout, **self._credentials)
             try:
-                if self.pool or self.persistent or self.kernel_id:
+                if self.pool or self.persistent or self.kernel_id or self._select_always:
                     await self._select(link)
             except BaseException:
                 await link.aclose()
@@ -170,20 +179,18 @@ class Client:
         if self.kernel_id:
             options["kernel"] = self.kernel_id
         await link.put(wl.LinkServerSelect(options))
-        text = ""
-        while True:
-            packet = await link.get(self.timeout)
-            head = _head(packet)
-            if head == "TextPacket" and packet.args:
-                text = str(packet.args[0])
-            elif head == "ReturnPacket":
-                answer = packet.args[0] if packet.args else None
-                if isinstance(answer, dict):
-                    self.kernel_id = str(answer.get("kernel", "")) or None
-                    self.pool = str(answer.get("pool", "")) or self.pool
-                    return
-                raise LinkError(text or f"the server refused the selection: {answer!r}",
-                                code="select-failed")
+        outcome = await aread_answer(Gatherer(), lambda: link.get(self.timeout), link.put)
+        answer = outcome.result
+        if isinstance(answer, dict):
+            self.kernel_id = str(answer.get("kernel", "")) or None
+            self.pool = str(answer.get("pool", "")) or self.pool
+            self.mode = str(answer.get("mode", "")) or None
+            most = answer.get("max")  # servers before protocol.md §8.6 said "max" send none
+            self.max_kernels = most if isinstance(most, int) and most > 0 else None
+            return
+        why = outcome.messages[-1].text if outcome.messages else ""
+        raise LinkError(why or f"the server refused the selection: {answer!r}",
+                        code="select-failed")
 
     @property
     def link(self) -> Link:
@@ -228,35 +235,14 @@ class Client:
                 level = self._calls.base  # functions were installed meanwhile
             link = self.link
             await link.put(request)
-            out = EvaluationResult()
-            message_name: str | None = None
-            while True:
-                if level is None:
-                    packet = await link.get(timeout)
-                else:
-                    packet = await self._calls.get(level, timeout)  # type: ignore[union-attr]
-                head = _head(packet)
-                if head == "ReturnPacket":
-                    out.result = packet.args[0] if packet.args else None
-                    return out
-                if head == "MessagePacket" and len(packet.args) == 2:
-                    symbol, tag = packet.args
-                    symbol_name = getattr(symbol, "name", str(symbol)).rpartition("`")[2]
-                    message_name = f"{symbol_name}::{getattr(tag, 'name', tag)}"
-                elif head == "TextPacket":
-                    text = str(packet.args[0]) if packet.args else ""
-                    if message_name is not None:
-                        out.messages.append(text)
-                        out.messages_name.append(message_name)
-                        message_name = None
-                    else:
-                        out.printed.append(text)
-                elif head in ("InputPacket", "InputStringPacket"):
-                    prompt = str(packet.args[0]) if packet.args else ""
-                    answer = self.on_input(prompt)
-                    if not isinstance(answer, str):
-                        answer = await answer
-                    await link.put(wl.EnterTextPacket(answer))
+            if level is None:
+                get = functools.partial(link.get, timeout)
+            else:  # the call server hands each level its packets
+                assert self._calls is not None
+                get = functools.partial(self._calls.get, level, timeout)
+            outcome = await aread_answer(Gatherer(), get, link.put,
+                                         on_input=lambda event: self.on_input(event.prompt))
+            return EvaluationResult.from_outcome(outcome)
 
     async def evaluate(
         self, expr: Any, *, timeout: float | None = None, preemptive: bool = False
@@ -335,9 +321,115 @@ class Client:
                             code="install-failed")
         del calls.functions[calls.indices.pop(name)]
 
+    async def map(
+        self,
+        function: Any,
+        items: Iterable[Any],
+        *,
+        pool: str | None = None,
+        kernels: int | None = None,
+        setup: Any = None,
+        timeout: float | None = None,
+        on_progress: Progress | None = None,
+        wrap: bool = False,
+        ahead: int = 1,
+    ) -> list[Any]:
+        """Evaluate ``function`` on each item, spread over several kernels of a pool.
+
+        The map opens links of its own to this client's server, one per kernel,
+        each holding a kernel of ``pool`` for the map's life; this client's own
+        kernel is not used, so definitions the items need go in ``setup``. A free
+        kernel takes the next item (a slow item holds back only its own kernel).
+
+        Args:
+            function: a Wolfram Language function applied to each item
+                (``"#^2 &"``, ``wl.Function(...)``, a symbol): the request is
+                ``function[item]``, the item converted as any Python value (a
+                ``str`` item is a string); a Python callable that returns each
+                item's expression (a ``str`` it returns is input text); or None:
+                each item is the expression (a ``str`` item is input text).
+            items: the items, in order.
+            pool: the pool whose kernels to use (default: this client's pool).
+            kernels: how many kernels; default: as many as the pool gives at once
+                (its ``max``; 1 for a shared pool).
+            setup: evaluated on each kernel before its first item (and again on a
+                kernel the pool replaced after it died); it must succeed.
+            timeout: seconds to wait for each packet of an item's answer.
+            on_progress: called as ``on_progress(done, total)`` on the event loop
+                each time an item's result is in.
+            wrap: give each answered item's whole :class:`EvaluationResult` (value,
+                messages, printed text) instead of its value.
+            ahead: items sent to a kernel beyond the one it runs, so it starts the
+                next without waiting a round trip; a slow item then holds back the
+                one waiting behind it (never the rest). 0: each item is sent only
+                when its kernel is free.
+
+        Returns:
+            One result per item, in the items' order: its value, or a
+            :class:`~linkserver.MapItemError` in the place of an item that has
+            none (``$Failed``, ``$Aborted``, ``KernelError[...]``, a broken link,
+            an expression that could not be built, an item :meth:`abort` left).
+            Messages alone do not make a failure (``1/0`` gives
+            ``ComplexInfinity``); ``wrap=True`` shows them.
+
+        Raises:
+            MapError: more kernels asked than the pool gives at once, or ``setup``
+                failed.
+            LinkError: no kernel could be had at all (no server, the pool refused).
+            TypeError: ``function`` is not a function, a callable or None.
+            ValueError: ``kernels`` below 1 or ``ahead`` below 0.
+            asyncio.CancelledError: the task was cancelled; running items were
+                aborted and the map's links closed first.
+        """
+        requests = requests_for(function, items)
+        return await self.fanout(requests, pool=pool, kernels=kernels, setup=setup,
+                                 timeout=timeout, on_progress=on_progress, wrap=wrap,
+                                 ahead=ahead).run()
+
+    def fanout(
+        self,
+        requests: Sequence[Any],
+        *,
+        items: Sequence[Any] | None = None,
+        pool: str | None = None,
+        kernels: int | None = None,
+        setup: Any = None,
+        timeout: float | None = None,
+        on_progress: Progress | None = None,
+        wrap: bool = False,
+        ahead: int = 1,
+    ) -> Fanout:
+        """The :class:`~linkserver.aio.fanout.Fanout` that :meth:`map` runs, not yet run.
+
+        For a handle on a map in progress (:meth:`Fanout.statistics`,
+        :meth:`Fanout.abort`). ``requests`` comes from
+        :func:`~linkserver.aio.fanout.requests_for`; ``items`` (default: the
+        requests) are what its failures name; the rest is as for :meth:`map`.
+        """
+        chosen = pool or self.pool
+
+        def connect() -> Client:
+            return Client(self.name, timeout=self.timeout, on_input=self.on_input, pool=chosen,
+                          select=True, **self._credentials)
+
+        fanout = Fanout(connect, requests if items is None else items, requests,
+                        kernels=kernels, setup=setup, timeout=timeout,
+                        on_progress=on_progress, wrap=wrap, ahead=ahead)
+        self._fanouts.add(fanout)
+        fanout.on_end(self._fanouts.discard)
+        return fanout
+
     async def abort(self) -> None:
-        """Abort the evaluation running for this client; it answers ``$Aborted``."""
-        await self.link.abort()
+        """Abort the evaluation running for this client, and its running maps.
+
+        The evaluation answers ``$Aborted``; a map hands out no more items, its
+        running items answer ``$Aborted`` and it returns (see :meth:`map`).
+        """
+        mapping = bool(self._fanouts)
+        for fanout in list(self._fanouts):
+            fanout.abort()
+        if self._link is not None or not mapping:  # an idle kernel ignores an abort
+            await self.link.abort()
 
     async def aclose(self) -> None:
         """Close the connection."""

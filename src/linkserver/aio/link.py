@@ -179,6 +179,9 @@ class Link(asyncio.Protocol):
         self.link_id = b""
         #: server side: the role of the key the peer proved (None without keys)
         self.role: str | None = None
+        #: bytes read from and written to the socket (the side port's metrics)
+        self.bytes_in = 0
+        self.bytes_out = 0
         # Trace and stream log (linkserver.records); None costs one check per expression.
         self._tap: records.Tap | None = records.Tap(self, trace=True) if records.tracing() else None
 
@@ -220,6 +223,7 @@ class Link(asyncio.Protocol):
         conn = self._conn
         if conn is None:  # pragma: no cover - asyncio calls connection_made first
             return
+        self.bytes_in += len(data)
         conn.receive_data(data)
         self._after_input(conn)
 
@@ -270,6 +274,7 @@ class Link(asyncio.Protocol):
             return
         data = conn.data_to_send()
         if data and not transport.is_closing():
+            self.bytes_out += len(data)
             transport.write(data)  # type: ignore[attr-defined]
         if conn.should_close:
             if self._error is None:
@@ -463,6 +468,26 @@ class Link(asyncio.Protocol):
                 _wake(waiter, error=self._closed_error())
             else:
                 (self._msg_waiters if messages else self._recv_waiters).append(waiter)
+
+    def register_waiter_if_empty(self, waiter: Waiter) -> bool:
+        """Give ``waiter`` the next payload to arrive, unless one is queued already.
+
+        Safe from any thread. Returns False, registering nothing and leaving
+        the queue alone, if a payload is queued: the caller takes it with
+        :meth:`take_nowait` under its own lock. So a payload is only ever
+        handed over either by the caller itself or, to a registered waiter,
+        in the loop thread before the next frame is read -- never half-way
+        between (the kernel loop numbers requests that way, loop.py). A link
+        that has ended wakes the waiter with its error (True).
+        """
+        with self._lock:
+            if self._incoming:
+                return False
+            if self._error is not None:
+                _wake(waiter, error=self._closed_error())
+            else:
+                self._recv_waiters.append(waiter)
+            return True
 
     def take_nowait(self) -> bytes | None:
         """Return the next queued payload, or None; safe from any thread."""

@@ -91,7 +91,7 @@ from ..protocol.packets import (
     PREEMPTIVE,
     PREEMPTIVE_ANSWER,
     UNINSTALL,
-    short_head,
+    short_name,
 )
 from ..wxf.peek import head_name
 from .control import is_stop_request
@@ -121,15 +121,21 @@ _ENTER = frozenset({"EnterTextPacket", "EnterExpressionPacket"})
 _INPUT = frozenset({"InputPacket", "InputStringPacket"})
 
 
-def as_request(payload: bytes) -> tuple[bytes, str]:
+_UNKNOWN = object()
+
+
+def as_request(payload: bytes, name: str | None | object = _UNKNOWN) -> tuple[bytes, str]:
     """Return ``(payload, final packet head)`` for a client packet, wrapping non-packets.
+
+    ``name`` is the payload's :func:`~linkserver.wxf.peek.head_name`, when the
+    caller has looked already (each look decodes the head again).
 
     Raises:
         WXFDecodeError: a compressed payload that is not valid WXF.
     """
-    head = short_head(head_name(payload))
+    head = short_name(head_name(payload) if name is _UNKNOWN else name)  # type: ignore[call-overload]
     if head is None and payload[:3] == b"8C:":
-        head = short_head(getattr(getattr(wxf.loads(payload), "head", None), "name", None))
+        head = short_name(getattr(getattr(wxf.loads(payload), "head", None), "name", None))
     if head in _ENTER:
         return payload, answers.ENTER_FINAL
     if head == "EvaluatePacket":
@@ -148,7 +154,7 @@ def _preemptive_packet(expr: object) -> WLFunction | None:
     if (
         isinstance(inner, WLFunction)
         and isinstance(inner.head, WLSymbol)
-        and short_head(inner.head.name) == "EvaluatePacket"
+        and short_name(inner.head.name) == "EvaluatePacket"
         and len(inner.args) == 1
     ):
         return inner
@@ -218,6 +224,8 @@ class Idle(Action):
     """Nothing runs and nothing waits (a pool may give the kernel to someone else)."""
 
 
+_IDLE = Idle()
+
 # ----------------------------------------------------------------- requests
 
 
@@ -236,6 +244,8 @@ class Request:
     tag: int = field(default=0)
     #: the core's clock when it went to the kernel (the request-done record)
     started: float = field(default=0.0)
+    #: the request packet's head, short (the request-done record)
+    head: str | None = field(default=None)
 
 
 @dataclass(eq=False)
@@ -439,12 +449,15 @@ class KernelCore:
         if name == INSTALL or name == UNINSTALL:
             return self._install_request(link, payload, name == INSTALL)
         try:
-            payload, final = as_request(payload)
+            wrapped, final = as_request(payload, name)
         except LinkError as exc:
             self._answer_failure(Request(link, payload, answers.EVALUATE_FINAL), "badpacket",
                                  str(exc))
             return None
-        return Request(link, payload, final)
+        # The head the request-done record names: the packet's, or EvaluatePacket
+        # for a plain expression the core wrapped.
+        head = short_name(name) if wrapped is payload else "EvaluatePacket"
+        return Request(link, wrapped, final, head=head)
 
     def client_message(self, link: Hashable, message: int, argument: int) -> list[Action]:
         """An urgent message from a client link."""
@@ -502,7 +515,7 @@ class KernelCore:
     def _dispatch(self) -> None:
         if self.current is not None or not self.kernel_up or not self._queue:
             if self.current is None and not self._queue and not self.closed:
-                self._out.append(Idle())
+                self._out.append(_IDLE)
             return
         _link, request = self._queue.pop()
         self._start(request)
@@ -523,7 +536,7 @@ class KernelCore:
         elif name == KERNEL_CALL:
             self._kernel_call(payload)
         else:
-            self._from_kernel(payload, short_head(name))
+            self._from_kernel(payload, short_name(name))
         self._resubmit_held()
         return self._take()
 
@@ -542,7 +555,8 @@ class KernelCore:
         elif head == request.final:
             self._out.append(Record("request-done", {
                 "link": link, "worker": self.id,
-                "head": short_head(head_name(request.payload)),
+                "head": request.head if request.head is not None
+                else short_name(head_name(request.payload)),
                 "ms": (self._clock() - request.started) * 1000 if request.started else None,
             }))
             request.answered = True
@@ -565,7 +579,7 @@ class KernelCore:
         if request is None:
             return  # its link went away and it was aborted: nobody waits
         self._send(request.link, wxf.dumps(packet))
-        if short_head(getattr(getattr(packet, "head", None), "name", None)) == request.final:
+        if short_name(getattr(getattr(packet, "head", None), "name", None)) == request.final:
             request.answered = True
             del self._preempting[tag]
             self.completed += 1
@@ -693,7 +707,7 @@ class KernelCore:
                     call.held.append(payload)  # after the request served in the call
                 return True
         stale = self._stale.get(link, 0)
-        if stale and short_head(head_name(payload)) == "ReturnPacket":
+        if stale and short_name(head_name(payload)) == "ReturnPacket":
             # The answer to a call the kernel gave up on (it was aborted).
             if stale > 1:
                 self._stale[link] = stale - 1
@@ -706,7 +720,7 @@ class KernelCore:
         """A packet from the owner of the innermost call, which waits for its answer."""
         assert call.owner is not None
         name = head_name(payload)
-        if short_head(name) == "ReturnPacket":
+        if short_name(name) == "ReturnPacket":
             self._calls.pop()
             self._answer_call(call, payload)
             return
@@ -760,7 +774,7 @@ class KernelCore:
         answered = False
         resubmit = []
         for payload in call.held:
-            if not answered and short_head(head_name(payload)) == "ReturnPacket":
+            if not answered and short_name(head_name(payload)) == "ReturnPacket":
                 answered = True
             else:
                 resubmit.append((owner, payload))
@@ -815,22 +829,29 @@ class KernelCore:
 
     # -------------------------------------------------------------- closing
 
-    def close(self, reason: str = "the server is shutting down") -> list[Action]:
-        """Refuse queued requests, answer the running ones, stop the kernel."""
+    @property
+    def waiting_on_client(self) -> bool:
+        """True while the running request waits for the client's input (culling: idle)."""
+        return self._awaiting_input is not None
+
+    def close(
+        self, reason: str = "the server is shutting down", tag: str = "shutdown"
+    ) -> list[Action]:
+        """Refuse queued requests, answer the running ones (failure ``tag``), stop the kernel."""
         if self.closed:
             return []
         self.closed = True
         for _link, request in self._queue.drain():
-            self._answer_failure(request, "shutdown", reason)
+            self._answer_failure(request, tag, reason)
         if self.current is not None:
-            self._answer_failure(self.current, "shutdown", reason)
+            self._answer_failure(self.current, tag, reason)
         for request in self._abandon_calls():
             if request is not self.current:
-                self._answer_failure(request, "shutdown", reason)
+                self._answer_failure(request, tag, reason)
         self._held.clear()
         self.current = None
         for request in self._preempting.values():
-            self._answer_failure(request, "shutdown", reason)
+            self._answer_failure(request, tag, reason)
         self._preempting.clear()
         self.kernel_up = False
         self._out.append(StopKernel())

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from .. import records
 from ..aio.link import Link
@@ -87,6 +88,12 @@ class PoolBroker:
         keepalive: seconds a persistent kernel is kept after its link closes;
             0 turns persistent kernels off.
         control: the server's hook for requests meant for itself.
+        cull_idle: seconds a client may send nothing before its kernel is ended
+            (0: never). A kernel evaluating is not idle; one waiting for the
+            client's input is. Persistent kernels are never culled: their
+            keep-alive governs them.
+        cull_close: close a culled client's link (reason ``culled``) instead of
+            answering its next request with the news and giving it a fresh kernel.
     """
 
     mode = "pool"
@@ -101,8 +108,14 @@ class PoolBroker:
         keepalive: float = 0.0,
         control: Control | None = None,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        cull_idle: float = 0.0,
+        cull_close: bool = False,
     ) -> None:
         self._max_queued = max_queued
+        self.cull_idle = cull_idle
+        self.cull_close = cull_close
+        self._cull_timers: dict[Link, asyncio.TimerHandle] = {}
+        self._busy_at: dict[Link, float] = {}
         if not 0 <= min_kernels <= max_kernels or max_kernels < 1:
             raise ValueError("need 0 <= min_kernels <= max_kernels and max_kernels >= 1")
         self._launcher = launcher
@@ -122,6 +135,8 @@ class PoolBroker:
         self._closed = False
         #: the sentence of the last PlacementError, until a kernel starts again
         self.problem = ""
+        #: why the last kernel launch failed, until one succeeds (the side port's /healthz)
+        self.launch_failure: str | None = None
 
     @property
     def _total(self) -> int:
@@ -239,7 +254,70 @@ class PoolBroker:
         records.event("pool-reattached", worker=kernel_id, link=records.link_ref(link),
                       peer=link.peer)
 
+    # ------------------------------------------------------------ idle culling
+
+    def _arm_cull(self, link: Link, delay: float) -> None:
+        if self.cull_idle <= 0 or link in self._persistent:
+            return
+        old = self._cull_timers.pop(link, None)
+        if old is not None:
+            old.cancel()
+        self._cull_timers[link] = asyncio.get_running_loop().call_later(
+            max(delay, 0.01), self._check_idle, link)
+
+    def _check_idle(self, link: Link) -> None:
+        self._cull_timers.pop(link, None)
+        worker = self._workers.get(link)
+        if worker is None or self._closed or link.closed:
+            return
+        now = time.monotonic()
+        if worker.core.busy and not worker.core.waiting_on_client:
+            self._busy_at[link] = now  # evaluating counts as activity
+        since = max(worker.last_heard, self._busy_at.get(link, 0.0))
+        if now - since < self.cull_idle:
+            self._arm_cull(link, self.cull_idle - (now - since))
+            return
+        self._cull(link, worker)
+
+    def _cull(self, link: Link, worker: KernelWorker) -> None:
+        """End an idle client's kernel and tell the client (now if it waits, else next time)."""
+        records.event("kernel-culled", worker=worker.id, link=records.link_ref(link),
+                      peer=link.peer, idle_s=self.cull_idle)
+        del self._workers[link]
+        self._busy_at.pop(link, None)
+        told = worker.core.waiting_on_client
+        news = f"the kernel was ended after {self.cull_idle:g} s idle; its definitions are gone"
+        if self.cull_close:
+            self._discard(worker, news, tag="culled")
+            link.close_nowait(CloseCode.IDLE_TIMEOUT, f"culled: {news}")
+        elif told:
+            # The request waiting for input gets the news; the link goes on with a fresh kernel.
+            self._discard(worker, news + "; the link goes on with a fresh kernel", tag="culled")
+            link.set_receiver(None)
+            self.attach(link)
+        else:
+            self._discard(worker, news, tag="culled")
+            news += "; send the request again to run it in a fresh kernel"
+            link.set_receiver(lambda payload: self._tell_culled(link, payload, news))
+        self._balance()
+
+    def _tell_culled(self, link: Link, payload: bytes, news: str) -> None:
+        """Answer a culled client's next request with the news, then find it a fresh kernel."""
+        link.set_receiver(None)
+        try:
+            final = as_request(payload)[1]
+        except LinkError:
+            final = answers.EVALUATE_FINAL
+        for packet in answers.failure(final, "culled", news):
+            if not link.closed:
+                link.put_payload_nowait(packet)
+        self.attach(link)
+
     def _link_gone(self, link: Link) -> None:
+        timer = self._cull_timers.pop(link, None)
+        if timer is not None:
+            timer.cancel()
+        self._busy_at.pop(link, None)
         for entry in self._waiting:
             if entry[0] is link:
                 entry[1].cancel()
@@ -265,8 +343,8 @@ class PoolBroker:
             self._discard(entry[0], "its keep-alive time passed")
             self._balance()
 
-    def _discard(self, worker: KernelWorker, reason: str) -> None:
-        task = asyncio.ensure_future(worker.aclose(reason))
+    def _discard(self, worker: KernelWorker, reason: str, tag: str = "shutdown") -> None:
+        task = asyncio.ensure_future(worker.aclose(reason, tag))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -286,6 +364,7 @@ class PoolBroker:
             )
             self._workers[link] = worker
             worker.attach(link)
+            self._arm_cull(link, self.cull_idle)
             on_bound = self._bound_callbacks.pop(link, None)
             if on_bound is not None:
                 on_bound(worker.id)
@@ -307,6 +386,7 @@ class PoolBroker:
         for one are told so now, in the error's sentence, not after their wait."""
         if not (isinstance(exc, PlacementError) and exc.message == self.problem):
             records.event("pool-launch-failed", reason=exc)  # once, not every retry
+        self.launch_failure = str(exc)
         if isinstance(exc, PlacementError):
             self.problem = exc.message
             if not self._warm:
@@ -325,6 +405,7 @@ class PoolBroker:
             self._launch_failed(exc)
             await self._retry_later()
             return
+        self.launch_failure = None
         self._launching -= 1
         self.problem = ""
         if self._closed:
@@ -333,6 +414,20 @@ class PoolBroker:
             return
         self._add_warm(kernel)
         self._balance()
+
+    def worker_ids(self) -> list[str]:
+        """The ids of this pool's kernel workers (metrics name requests by pool through them)."""
+        return [w.id for w in self._workers.values()] + list(self._parked)
+
+    def health(self) -> str | None:
+        """None if a kernel is ready or may start within the limits; else why not, briefly."""
+        if self._warm:
+            return None
+        if self.launch_failure is not None:
+            return "no kernel can start"
+        if self._launching or self._total < self.max_kernels:
+            return None
+        return f"all {self.max_kernels} kernels are in use"
 
     def statistics(self) -> PoolStatistics:
         """Return a snapshot of the pool."""
@@ -350,6 +445,9 @@ class PoolBroker:
     async def aclose(self) -> None:
         """Refuse waiting links, answer or refuse every request, stop every kernel."""
         self._closed = True
+        for timer in self._cull_timers.values():
+            timer.cancel()
+        self._cull_timers.clear()
         waiting = list(self._waiting)
         self._waiting.clear()
         for link, handle in waiting:

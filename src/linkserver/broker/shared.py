@@ -89,15 +89,28 @@ class SharedBroker:
             raise KeyError(kernel_id)
         self._worker.attach(link)
 
+    def worker_ids(self) -> list[str]:
+        """The ids of this pool's kernel workers (metrics name requests by pool through them)."""
+        return [self._worker.id] if self._worker is not None else []
+
+    def health(self) -> str | None:
+        """None if the kernel is up or starting; else why not, in a few words, no details."""
+        worker = self._worker
+        if worker is None:
+            return "not started"
+        if worker.kernel is None and worker.start_failure is not None:
+            return "its kernel cannot start"
+        return None
+
     def statistics(self) -> SharedStatistics:
         """Return a snapshot of the queue and the kernel."""
         worker = self._worker
         return SharedStatistics(
             mode=self.mode,
             kernels=1 if worker is not None and worker.kernel is not None else 0,
-            busy=worker.busy if worker is not None else False,
-            queued=worker.queued if worker is not None else 0,
-            completed=worker.completed if worker is not None else 0,
+            busy=worker.core.busy if worker is not None else False,
+            queued=worker.core.queued if worker is not None else 0,
+            completed=worker.core.completed if worker is not None else 0,
         )
 
     async def aclose(self) -> None:

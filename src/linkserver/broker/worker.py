@@ -70,6 +70,10 @@ class KernelWorker:
         self._starting: asyncio.Task[None] | None = None
         #: what clients call this kernel: stable across restarts of its process
         self.id = uuid.uuid4().hex[:12]
+        #: when a client last sent a packet or a message (idle culling reads it)
+        self.last_heard = time.monotonic()
+        #: why the last kernel start failed, until one succeeds (the side port's /healthz)
+        self.start_failure: str | None = None
         self.core = KernelCore(
             self.id, clock=time.perf_counter, max_queued=max_queued,
             kernel_up=kernel is not None, kernel_id=kernel.id if kernel is not None else "",
@@ -79,30 +83,8 @@ class KernelWorker:
             self._adopt(kernel)
         self._do(self.core.initial_actions())
 
-    # ------------------------------------------------------------- status
-
-    @property
-    def max_queued(self) -> int:
-        return self.core.max_queued
-
-    @property
-    def current(self) -> Request | None:
-        """The request running in the kernel, if any."""
-        return self.core.current
-
-    @property
-    def completed(self) -> int:
-        return self.core.completed
-
-    @property
-    def queued(self) -> int:
-        """Requests waiting (not counting the running one)."""
-        return self.core.queued
-
-    @property
-    def busy(self) -> bool:
-        """True while a request runs or waits."""
-        return self.core.busy
+    # Its state (queued, busy, completed, the request running) is the core's:
+    # ``worker.core``.
 
     # ------------------------------------------------------------ events in
 
@@ -114,10 +96,12 @@ class KernelWorker:
 
     def submit(self, link: Link, payload: bytes) -> None:
         """One packet from ``link``."""
+        self.last_heard = time.monotonic()
         self._do(self.core.client_packet(link, payload))
 
     def message(self, link: Link, message: UrgentMessage | int, argument: int) -> None:
         """An urgent message from a client link."""
+        self.last_heard = time.monotonic()
         self._do(self.core.client_message(link, message, argument))
 
     def detach(self, link: Link) -> None:
@@ -147,10 +131,12 @@ class KernelWorker:
                 kernel = await self._launcher.launch()
             except KernelError as exc:
                 records.event("kernel-start-failed", worker=self.id, reason=exc, retry_s=delay)
+                self.start_failure = str(exc)
                 self._do(self.core.kernel_start_failed(str(exc)))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
+            self.start_failure = None
             self._starting = None
             if self.core.closed:
                 kernel.link.close_nowait()
@@ -160,9 +146,11 @@ class KernelWorker:
             self._do(self.core.kernel_started(kernel.id, kernel.pid))
             return
 
-    async def aclose(self, reason: str = "the server is shutting down") -> None:
-        """Refuse queued requests, answer the running one, stop the kernel."""
-        self._do(self.core.close(reason))
+    async def aclose(
+        self, reason: str = "the server is shutting down", tag: str = "shutdown"
+    ) -> None:
+        """Refuse queued requests, answer the running one (failure ``tag``), stop the kernel."""
+        self._do(self.core.close(reason, tag))
 
     # ----------------------------------------------------------- actions out
 

@@ -12,7 +12,6 @@ hop (KernelLoop's ``_put`` is the hook every answer goes through).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from mathics.core.symbols import Symbol
@@ -52,13 +51,12 @@ class DirectKernel(MathicsKernel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.packets: list[tuple[str, list[Any]]] = []
+        self.packets: list[Packet] = []
         # Print and messages are sent only while a link is there (_side_output).
         self._link = _NoLink()  # type: ignore[assignment]
 
     def _put(self, packet: Packet) -> None:
-        fields = [getattr(packet, f.name) for f in dataclasses.fields(packet)]
-        self.packets.append((packet.head, fields))
+        self.packets.append(packet)
 
     def _export(self, result: Any) -> Any:
         try:
@@ -69,8 +67,8 @@ class DirectKernel(MathicsKernel):
     def _read_input(self, evaluation: Any, prompt: str, kind: str) -> Any:
         return _END_OF_FILE  # nobody to ask: what a kernel without a terminal reads
 
-    def evaluate_packets(self, expr: Any) -> list[tuple[str, list[Any]]]:
-        """Evaluate ``EvaluatePacket[expr]``; return its answer packets as (head, args).
+    def evaluate_packets(self, expr: Any) -> list[Packet]:
+        """Evaluate ``EvaluatePacket[expr]``; return its answer packets.
 
         Raises:
             KernelExit: ``Quit[]`` or ``Exit[]`` was evaluated.

@@ -45,23 +45,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import concurrent.futures
 import os
 import re
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ipykernel.kernelbase import Kernel
-from wolframclient.language import wl, wlexpr
+from wolframclient.language import wlexpr
 
-from .. import __version__
+from .. import __version__, gather, render
 from ..aio.client import Client as AsyncClient
 from ..errors import LinkError
+from ..history import HistoryStore
 from ..names import DEFAULT_HOST, DEFAULT_PORT
-from ..repl import balanced, first_arg, packet_head
+from ..protocol.packets import EnterTextPacket
+from ..repl import balanced
 from ..security import default_address
 
 __all__ = ["LinkserverKernel", "main"]
@@ -72,14 +76,16 @@ CONNECT_TIMEOUT = 10.0
 QUERY_TIMEOUT = 10.0
 #: results with more leaves than this get text/plain only (MathML of a huge list helps no one)
 RICH_LEAF_LIMIT = 2000
+#: the most pixels of a graphic's PNG (its SVG is sent whole beside it)
+MAX_IMAGE_PIXELS = 1_000_000
 
 _INTEGER = re.compile(r"-?\d+")
-_OUT_NAME = re.compile(r"Out\[(\d+)\](//\S+)?=")
-_IN_NAME = re.compile(r"In\[(\d+)\]")
 # A Wolfram Language symbol name, with contexts: the part before the cursor...
 _NAME_BEFORE = re.compile(r"[$A-Za-z][$A-Za-z0-9`]*$")
 # ...and after it.
 _NAME_AFTER = re.compile(r"^[$A-Za-z0-9`]*")
+#: ``?name`` and ``??name`` alone in a cell: the pager (as IPython's ``?``)
+_PAGER = re.compile(r"\s*(\?\??)\s*(`?[$A-Za-z][$A-Za-z0-9`]*)\s*")
 _NAME = re.compile(r"`?[$A-Za-z][$A-Za-z0-9]*(`[$A-Za-z][$A-Za-z0-9]*)*")
 
 
@@ -179,6 +185,11 @@ def _rich_data(answer: Any) -> dict[str, str] | None:
             data["text/latex"] = f"$${tex.strip()}$$"
     if isinstance(svg, str) and svg.lstrip().startswith(("<svg", "<?xml")):
         data["image/svg+xml"] = svg
+        try:
+            data["image/png"] = base64.b64encode(
+                render.svg_to_png(svg, max_pixels=MAX_IMAGE_PIXELS)).decode("ascii")
+        except ValueError:  # an SVG resvg cannot draw: the SVG alone is shown
+            pass
     return data
 
 
@@ -257,62 +268,44 @@ class Door:
     async def _run_cell(self, client: AsyncClient, code: str,
                         deliver: Callable[[Event], None]) -> None:
         link = client.link
-        await link.put(wl.EnterTextPacket(code))
+        request = EnterTextPacket(code)
+        await link.put(request.to_expr())
         self._running = True
         if self._abort_wanted:  # the interrupt overtook the request
             await link.abort()
         held: list[Event] = []  # once a result waits for its forms, keep the order
-        message = ""  # the name of the message whose text comes next
-        syntax: Stream | None = None  # a Syntax message: the cell's syntax error?
-        line: int | None = None
-        out_line: int | None = None
-        out_form = ""
-        while True:
-            packet = await link.get(None)
-            head = packet_head(packet)
-            event: Event | None = None
-            if syntax is not None:
-                if head == "SyntaxPacket":  # the cell itself did not parse
-                    event, syntax = BadSyntax(message, syntax.text.rstrip("\n")), None
-                else:  # a message from ToExpression or the like: just a message
-                    event, syntax = syntax, None
-                self._forward(event, held, deliver)
-                event, message = None, ""
-            if head == "InputNamePacket":
-                match = _IN_NAME.search(first_arg(packet))
-                line = int(match.group(1)) - 1 if match else None
-                break
-            if head == "OutputNamePacket":
-                match = _OUT_NAME.search(first_arg(packet))
-                out_line = int(match.group(1)) if match else None
-                out_form = (match.group(2) or "") if match else ""
-            elif head in ("ReturnTextPacket", "ReturnPacket", "ReturnExpressionPacket"):
-                event = Result(out_line, first_arg(packet), out_form)
-                out_line, out_form = None, ""
-            elif head == "MessagePacket" and len(packet.args) == 2:
-                symbol, tag = packet.args
-                symbol_name = getattr(symbol, "name", str(symbol)).rpartition("`")[2]
-                message = f"{symbol_name}::{getattr(tag, 'name', tag)}"
-            elif head == "TextPacket":
-                text = first_arg(packet) + "\n"
-                if message.startswith("Syntax::"):
-                    syntax = Stream("stderr", text)
-                else:
-                    event = Stream("stderr" if message else "stdout", text)
-                    message = ""
-            elif head in ("InputPacket", "InputStringPacket"):
-                # Asked at once, even when results are held: the user must see the prompt.
-                answer: concurrent.futures.Future[str] = concurrent.futures.Future()
-                deliver(InputRequest(first_arg(packet), answer))
-                await link.put(wl.EnterTextPacket(await asyncio.wrap_future(answer)))
-            if event is not None:
-                self._forward(event, held, deliver)
+
+        def translate(event: gather.Event) -> None:
+            cell_event: Event | None = None
+            if isinstance(event, gather.Printed):
+                cell_event = Stream("stdout", event.text + "\n")
+            elif isinstance(event, gather.Issued):
+                cell_event = Stream("stderr", event.message.text + "\n")
+            elif isinstance(event, gather.Result):
+                cell_event = Result(event.line, event.text, f"//{event.form}" if event.form else "")
+            elif isinstance(event, gather.BadSyntax):  # the cell itself did not parse
+                name = event.messages[-1].name if event.messages else "Syntax::sntxf"
+                text = "\n".join(m.text for m in event.messages) or (
+                    f"syntax error at character {event.position}")
+                cell_event = BadSyntax(name, text)
+            if cell_event is not None:
+                self._forward(cell_event, held, deliver)
+
+        async def ask(event: gather.InputRequest) -> str:
+            # Asked at once, even when results are held: the user must see the prompt.
+            answer: concurrent.futures.Future[str] = concurrent.futures.Future()
+            deliver(InputRequest(event.prompt, answer))
+            return await asyncio.wrap_future(answer)
+
+        outcome = await gather.aread_answer(
+            gather.Gatherer.for_request(request), lambda: link.get(None), link.put,
+            on_event=translate, on_input=ask)
         self._running = False
         if held:
             await self._add_forms(client, held)
             for event in held:
                 deliver(event)
-        deliver(CellEnd(line))
+        deliver(CellEnd(outcome.line))
 
     @staticmethod
     def _forward(event: Event, held: list[Event], deliver: Callable[[Event], None]) -> None:
@@ -387,6 +380,19 @@ class LinkserverKernel(Kernel):
         self._door = Door(name)
         self.banner = (f"Wolfram Language on the linkserver at {name} "
                        f"(linkserver-jupyter {__version__})")
+        self._history: HistoryStore | None = None
+        self._history_session = 0
+
+    def _store(self) -> HistoryStore | None:
+        """The user's history of inputs, opened on first use (None if it cannot be)."""
+        if self._history is None:
+            try:
+                self._history = HistoryStore()
+                self._history_session = self._history.new_session(self._door.name)
+            except (OSError, sqlite3.Error) as exc:
+                self.log.warning("linkserver-jupyter: no history of inputs: %s", exc)
+                return None
+        return self._history
 
     @property
     def server_name(self) -> str:
@@ -433,6 +439,9 @@ class LinkserverKernel(Kernel):
         if not code.strip():
             return {"status": "ok", "execution_count": self.execution_count,
                     "payload": [], "user_expressions": {}}
+        asked = _PAGER.fullmatch(code)
+        if asked is not None:
+            return await self._page(asked.group(2), long=asked.group(1) == "??")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -440,6 +449,7 @@ class LinkserverKernel(Kernel):
         running = asyncio.ensure_future(self._door.run_cell(code, events.put_nowait))
         error: dict[str, Any] | None = None
         aborted = False
+        last: str | None = None  # the text of the cell's last result, for the history
         try:
             while True:
                 event = await events.get()
@@ -447,6 +457,7 @@ class LinkserverKernel(Kernel):
                     if not silent:
                         self._publish("stream", {"name": event.name, "text": event.text})
                 elif isinstance(event, Result):
+                    last = event.text
                     if event.text == "$Aborted":
                         aborted = True
                     elif not silent:
@@ -466,11 +477,66 @@ class LinkserverKernel(Kernel):
             await running
         if aborted and error is None:
             error = self._error("$Aborted", "the evaluation was aborted", ["$Aborted"])
+        if store_history and not silent:
+            self._remember(code, last)
         if error is not None:
             error["execution_count"] = self.execution_count
             return error
         return {"status": "ok", "execution_count": self.execution_count, "payload": [],
                 "user_expressions": {}}
+
+    def _remember(self, code: str, output: str | None) -> None:
+        store = self._store()
+        if store is not None:
+            try:
+                store.append(self._history_session, self.execution_count, code, output)
+            except sqlite3.Error as exc:
+                self.log.warning("linkserver-jupyter: an input was not kept: %s", exc)
+
+    async def _page(self, name: str, *, long: bool) -> dict[str, Any]:
+        """``?name`` and ``??name``: the kernel's Information as a page; ``??`` adds every
+        definition (``Definition``) the short form leaves out."""
+        literal = _wl_string(name)
+        answer = await self._on_loop(self._door.query(
+            f"If[Names[{literal}] === {{}}, $Failed, Replace[ToExpression[{literal}, InputForm, "
+            f"Hold], Hold[s_] :> {{ToString[Information[s, LongForm -> False]], "
+            f"ToString[Definition[s]]}}]]"))
+        if not (isinstance(answer, (tuple, list)) and len(answer) == 2
+                and all(isinstance(part, str) for part in answer)):
+            return self._error("Information::notfound", f"no symbol {name} is known")
+        short, definition = (str(part).strip("\n") for part in answer)
+        text = short
+        if long:
+            more = [part for part in definition.split("\n\n") if part and part not in short]
+            text = "\n\n".join([short, *more])
+        return {"status": "ok", "execution_count": self.execution_count,
+                "payload": [{"source": "page", "data": {"text/plain": text}, "start": 0}],
+                "user_expressions": {}}
+
+    async def do_history(
+        self, hist_access_type: str, output: bool, raw: bool, session: int | None = None,
+        start: int | None = None, stop: int | None = None, n: int | None = None,
+        pattern: str | None = None, unique: bool = False, **more: Any,
+    ) -> dict[str, Any]:
+        """Jupyter's history_request (tail, range, search) from the shared history store."""
+        store = self._store()
+        if store is None:
+            return {"status": "ok", "history": []}
+        if hist_access_type == "tail":
+            found = store.tail(n or 10, unique=unique)
+        elif hist_access_type == "range":
+            found = store.range(self._history_session if session is None else session,
+                                start or 0, stop)
+        elif hist_access_type == "search":
+            found = store.search(pattern or "*", n, unique=unique)
+        else:
+            return {"status": "error", "history": [], "ename": "ValueError",
+                    "evalue": f"no history of the kind {hist_access_type!r}", "traceback": []}
+        if not output:
+            return {"status": "ok", "history": [list(entry) for entry in found]}
+        outputs = store.outputs(found)
+        return {"status": "ok", "history": [
+            [s, line, [source, outputs.get((s, line))]] for s, line, source in found]}
 
     def _publish_result(self, result: Result) -> None:
         data = result.data or {"text/plain": result.text}
@@ -552,6 +618,9 @@ class LinkserverKernel(Kernel):
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
         """Leave the server (the server and its kernel live on)."""
+        if self._history is not None:
+            self._history.close()
+            self._history = None
         # Called on Jupyter's control thread: the link is closed on the shell's loop.
         loop = self._loop
         if loop is not None and not loop.is_closed():

@@ -53,9 +53,10 @@ from typing import Any, NoReturn, Protocol
 import zmq
 from wolframclient.language.expression import WLFunction, WLSymbol
 
-from .. import wxf
+from .. import gather, wxf
 from ..errors import LinkError
 from ..install import pack_arrays
+from ..protocol.packets import EvaluatePacket, short_head
 
 __all__ = ["KernelArgs", "main", "parse_args", "evaluation_data"]
 
@@ -177,47 +178,28 @@ class Backend(Protocol):
     def evaluate(self, expr: Any) -> Outcome: ...
 
 
-def _head_name(expr: Any) -> str:
-    if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
-        name: str = expr.head.name
-        return name.rpartition("`")[2]
-    return ""
+def _outcome(answer: gather.Outcome) -> Outcome:
+    """The door's outcome of a gathered answer: messages as wolframclient reports them."""
+    return Outcome(
+        _NULL if answer.result is None else answer.result,
+        [(m.symbol, m.tag, m.body) for m in answer.messages],
+        answer.printed,
+    )
 
 
-class _Gatherer:
-    """Turns a kernel's answer packets into an :class:`Outcome`."""
+def _side_logger(on_side: Callable[[int, str], None] | None) -> gather.EventHandler | None:
+    """Send ``Print`` output and messages to wolframclient's kernel log as they come."""
+    if on_side is None:
+        return None
+    log_side = on_side
 
-    def __init__(self, on_side: Callable[[int, str], None] | None) -> None:
-        self.out = Outcome()
-        self.on_side = on_side
-        self._pending: tuple[str, Any] | None = None
+    def side(event: gather.Event) -> None:
+        if isinstance(event, gather.Printed):
+            log_side(INFO, event.text)
+        elif isinstance(event, gather.Issued):
+            log_side(WARN, event.message.body)
 
-    def feed(self, head: str, args: Sequence[Any]) -> bool:
-        """Take one packet; return True once the ``ReturnPacket`` came."""
-        if head == "ReturnPacket":
-            self.out.result = args[0] if args else _NULL
-            return True
-        if head == "MessagePacket" and len(args) == 2:
-            symbol, tag = args
-            name = symbol.name if isinstance(symbol, WLSymbol) else str(symbol)
-            self._pending = (name, getattr(tag, "name", tag))
-        elif head == "TextPacket":
-            text = str(args[0]) if args else ""
-            if self._pending is not None:
-                symbol_name, tag = self._pending
-                self._pending = None
-                prefix = f"{symbol_name.rpartition('`')[2]}::{tag}: "
-                if text.startswith(prefix):
-                    text = text[len(prefix):]
-                self.out.messages.append((symbol_name, tag, text))
-                if self.on_side is not None:
-                    self.on_side(WARN, text)
-            else:
-                self.out.printed.append(text)
-                if self.on_side is not None:
-                    self.on_side(INFO, text)
-        # InputNamePacket and the like: nothing to gather.
-        return False
+    return side
 
 
 class PacketBackend:
@@ -225,21 +207,15 @@ class PacketBackend:
 
     def __init__(self, link: Any, *, on_side: Callable[[int, str], None] | None = None) -> None:
         self.link = link
-        self.on_side = on_side
+        self.on_side = _side_logger(on_side)
 
     def evaluate(self, expr: Any) -> Outcome:
         link = self.link
-        link.put(WLFunction(WLSymbol("EvaluatePacket"), expr))
-        gather = _Gatherer(self.on_side)
-        while True:
-            packet = link.get()
-            head = _head_name(packet)
-            args = packet.args if isinstance(packet, WLFunction) else ()
-            if head in ("InputPacket", "InputStringPacket"):
-                # A kernel started by wolframclient has nobody to ask.
-                link.put(WLFunction(WLSymbol("EnterTextPacket"), "EndOfFile"))
-            elif gather.feed(head, args):
-                return gather.out
+        link.put(EvaluatePacket(expr).to_expr())
+        # A kernel started by wolframclient has nobody to ask: Input[] reads EndOfFile.
+        answer = gather.read_answer(gather.Gatherer(), link.get, link.put,
+                                    on_event=self.on_side, on_input=lambda _: "EndOfFile")
+        return _outcome(answer)
 
 
 class LocalBackend:
@@ -247,7 +223,7 @@ class LocalBackend:
 
     def __init__(self, kernel: Any, *, on_side: Callable[[int, str], None] | None = None) -> None:
         self.kernel = kernel  # a _wolframclient_local.DirectKernel
-        self.on_side = on_side
+        self.on_side = _side_logger(on_side)
 
     def evaluate(self, expr: Any) -> Outcome:
         from ._wolframclient_local import KernelExit
@@ -257,11 +233,14 @@ class LocalBackend:
         except KernelExit as end:  # Quit[] inside an evaluation
             log.info("Quit[] evaluated: exiting with %d", end.code)
             _exit(end.code)
-        gather = _Gatherer(self.on_side)
-        for head, args in packets:
-            if gather.feed(head, args):
+        gatherer = gather.Gatherer()
+        for packet in packets:
+            for event in gatherer.feed(packet):
+                if self.on_side is not None:
+                    self.on_side(event)
+            if gatherer.done:
                 break
-        return gather.out
+        return _outcome(gatherer.outcome)
 
 
 def _system_short(name: str) -> str:
@@ -275,7 +254,7 @@ def _kernel_error_as_message(outcome: Outcome) -> None:
     makes ``session.evaluate`` raise a ``TypeError`` inside wolframclient).
     """
     result = outcome.result
-    if isinstance(result, WLFunction) and _head_name(result) == "KernelError":
+    if isinstance(result, WLFunction) and short_head(result) == "KernelError":
         args = list(result.args) + ["", ""]
         outcome.messages.append(("LinkServer", str(args[0]), str(args[1])))
         outcome.result = WLSymbol("$Failed")

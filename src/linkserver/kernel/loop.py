@@ -26,10 +26,12 @@ threads of their own: a watchdog, an engine's controller).
 
 Requests are numbered (``_serial``) at the moment a payload is taken off the
 link, under ``_lock``: by the main thread if the payload is already queued,
-else in the loop thread, where the main thread's waiting future is
-registered (one ``call_soon``, about 20-35 µs, mostly spent while idle) and
-delivered to; its done-callback numbers the request before the loop reads
-the next frame. The loop thread therefore always knows whether a request is
+else in the loop thread, which delivers it to the main thread's waiting
+future; the future's done-callback numbers the request before the loop reads
+the next frame. The main thread registers that future itself, without a hop
+through the loop, and only while nothing is queued
+(``register_waiter_if_empty``): a payload is never taken half-way, outside
+the lock, where an ABORT behind it could miss it. The loop thread therefore always knows whether a request is
 in hand (``_busy``) and which one, and an ABORT is aimed precisely:
 
 - at the request in hand, if there is one;
@@ -86,6 +88,7 @@ from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
 from ..link import Link, connect
 from ..portal import Portal, get_portal
 from ..protocol import LinkMode, UrgentMessage
+from . import sandbox
 from ..protocol.packets import (
     CALL_ANSWER,
     INSTALL,
@@ -111,6 +114,7 @@ __all__ = [
     "KERNEL_ERROR",
     "KernelExit",
     "KernelLoop",
+    "KernelPolicy",
     "Stop",
     "bad_request",
     "configure_logging",
@@ -177,6 +181,70 @@ class KernelExit(BaseException):
         self.code = code
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class KernelPolicy:
+    """How a kernel may be used, as its command line says (``KernelSpec.policy_options``).
+
+    Attributes:
+        mode: ``"shared"`` (every client of a pool shares this kernel) or ``"pool"``.
+        quit_allowed: who may end a shared kernel with ``Quit[]``: ``"nobody"`` or
+            ``"anyone"``. The kernel cannot tell who asked, so an admin stops a
+            shared kernel by stopping the server (``$KeepRunning = False``).
+        scratch: the kernel's scratch directory when it runs sandboxed
+            (``--sandbox DIR``, :mod:`.sandbox`): the only place it may write.
+    """
+
+    mode: str = "pool"
+    quit_allowed: str = "nobody"
+    scratch: str | None = None
+
+    @property
+    def refuses_quit(self) -> bool:
+        """True if ``Quit[]`` must be refused rather than end the kernel."""
+        return self.mode == "shared" and self.quit_allowed != "anyone"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> KernelPolicy:
+        """The policy of a parsed :func:`kernel_parser` (or :func:`policy_parser`) command line."""
+        scratch = os.path.realpath(args.sandbox) if args.sandbox else None
+        return cls(mode=args.mode, quit_allowed=args.quit_allowed, scratch=scratch)
+
+
+#: What a kernel says when a shared kernel refuses ``Quit[]`` (``LinkServer::noquit``).
+QUIT_REFUSED = (
+    "Quit[] and Exit[] would end the kernel every client of this server shares, so they are "
+    "refused; an admin stops it by stopping the server ($KeepRunning = False, or SIGTERM)"
+)
+#: What a client's own kernel says as ``Quit[]`` ends it (``LinkServer::quit``).
+QUIT_ENDS = (
+    "Quit[] ended this client's kernel: every definition made in it is gone, and the next "
+    "request starts a fresh kernel"
+)
+
+
+def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode", default="pool", choices=["shared", "pool"],
+        help="shared: every client of the pool shares this kernel (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quit-allowed", default="nobody", choices=["nobody", "anyone"],
+        help="who may end a shared kernel with Quit[] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sandbox", default=None, metavar="DIR",
+        help="confine the kernel by the operating system: write only beneath DIR, "
+        "run no programs, open no network connections (default: not confined)",
+    )
+
+
+def policy_parser() -> argparse.ArgumentParser:
+    """The policy options alone: what a kernel template passes on to a kernel it forks."""
+    parser = argparse.ArgumentParser(prog="kernel policy", add_help=False)
+    _add_policy_arguments(parser)
+    return parser
+
+
 def kernel_error(code: str, message: str) -> Any:
     """Return the answer expression ``linkserver`KernelError[code, message]``."""
     return WLFunction(WLSymbol(KERNEL_ERROR), code, message)
@@ -241,6 +309,8 @@ class KernelLoop:
         self._portal: Portal | None = None  # started by serve_link, never before a fork
         self._eval_timeout: float | None = None
         self._debug = False
+        #: how this kernel may be used; set before serve_link (serve_kernel does)
+        self.policy = KernelPolicy()
 
     # ------------------------------------------------------------ serving
 
@@ -297,6 +367,10 @@ class KernelLoop:
 
     def _end_serving(self) -> None:
         """Hook: called by :meth:`serve_link` when it returns, before it drops the link."""
+
+    def _sandboxed(self, scratch: str) -> None:
+        """Hook: the process is now sandboxed to ``scratch`` (say so in words, point temporary
+        files there); called by :func:`serve_kernel` before :meth:`serve_link`."""
 
     def _before_request(self) -> None:
         """Hook: called before each request is waited for.
@@ -376,19 +450,23 @@ class KernelLoop:
         """
         link = self._link
         assert link is not None
-        with self._lock:
-            if self._terminating:
-                raise KernelExit(EXIT_OK)
-            payload = link.aio.take_nowait()
-            if payload is not None:
-                self._taken(payload)
-                return payload
-            waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-            self._request_waiter = waiter
-        # Registered from the loop thread: there no payload can arrive between
-        # the queue check and the registration, so none is taken unnumbered.
-        assert self._portal is not None
-        self._portal.call_soon(self._arm_request_waiter, waiter)
+        while True:
+            with self._lock:
+                if self._terminating:
+                    raise KernelExit(EXIT_OK)
+                payload = link.aio.take_nowait()
+                if payload is not None:
+                    self._taken(payload)
+                    return payload
+                waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+                self._request_waiter = waiter
+            # Numbered by _request_delivered in the loop thread, before the loop
+            # reads the next frame; registered only while nothing is queued, so
+            # that no payload is ever taken unnumbered (a payload that arrived
+            # meanwhile is taken above, under the lock, on the next turn).
+            waiter.add_done_callback(self._request_delivered)
+            if link.aio.register_waiter_if_empty(waiter):
+                break
         try:
             return waiter.result()
         except concurrent.futures.CancelledError:
@@ -399,25 +477,11 @@ class KernelLoop:
         finally:
             self._request_waiter = None
 
-    def _arm_request_waiter(self, waiter: concurrent.futures.Future[bytes]) -> None:
-        # Loop thread.
-        link = self._link
-        if link is None:
-            return
-        with self._lock:
-            if waiter.done():  # cancelled by TERMINATE meanwhile
-                return
-            payload = link.aio.take_nowait()
-            if payload is not None:
-                self._taken(payload)
-                waiter.set_result(payload)
-                return
-        waiter.add_done_callback(self._request_delivered)
-        link.aio.register_waiter(waiter)
-
     def _request_delivered(self, waiter: concurrent.futures.Future[bytes]) -> None:
         # Loop thread, inside the link's delivery of the payload: numbered
         # before the loop reads the next frame (say, an ABORT right behind it).
+        # (Also called at once, in the main thread, for a waiter cancelled by
+        # TERMINATE or woken by the link's end: nothing to number then.)
         if waiter.cancelled() or waiter.exception() is not None:
             return
         with self._lock:
@@ -707,13 +771,27 @@ def serve_kernel(
     *,
     eval_timeout: float | None,
     connect_timeout: float,
+    policy: KernelPolicy | None = None,
 ) -> int:
     """Connect ``kernel`` to ``link_name``, serve, and close the link.
+
+    ``policy`` (the default: a pool kernel's) is set on the kernel first.
 
     Returns:
         The exit code of :meth:`KernelLoop.serve_link`, or
         :data:`EXIT_STARTUP_FAILED` if the server could not be reached.
     """
+    if policy is not None:
+        kernel.policy = policy
+    scratch = policy.scratch if policy is not None else None
+    if scratch is not None:
+        # Landlock first, while the process has one thread (connecting starts
+        # the portal's); seccomp, which reaches every thread, once connected.
+        try:
+            sandbox.enter(scratch, _tcp_port(link_name))
+        except OSError as exc:
+            log.error("kernel.sandbox.failed: %s", exc.strerror or exc)
+            return EXIT_STARTUP_FAILED
     guardian = os.environ.get(WATCH_PID_ENV)
     if guardian:
         watch_guardian(int(guardian))
@@ -723,12 +801,27 @@ def serve_kernel(
         log.error("kernel.connect.failed: %s", exc)
         return EXIT_STARTUP_FAILED
     try:
+        if scratch is not None:
+            try:
+                sandbox.confine_syscalls()
+            except OSError as exc:
+                log.error("kernel.sandbox.failed: %s", exc.strerror or exc)
+                return EXIT_STARTUP_FAILED
+            kernel._sandboxed(scratch)
         return kernel.serve_link(link, kernel_id, eval_timeout=eval_timeout)
     finally:
         try:
             link.close()  # polite and bounded; nothing to do on a link already ended
         except LinkError:
             pass
+
+
+def _tcp_port(link_name: str) -> int | None:
+    """The server's TCP port in ``PORT@HOST`` (a sandboxed kernel may connect to it only)."""
+    port, at, _host = link_name.partition("@")
+    if at and port.isdigit():
+        return int(port)
+    return None
 
 
 def kernel_parser(
@@ -751,6 +844,7 @@ def kernel_parser(
     )
     if extra is not None:
         extra(parser)
+    _add_policy_arguments(parser)
     timeout = os.environ.get("LINKSERVER_EVAL_TIMEOUT")  # as cli.py: LINKSERVER_<OPTION>
     parser.add_argument(
         "--eval-timeout", type=float, default=float(timeout) if timeout else None,

@@ -84,6 +84,8 @@ from __future__ import annotations
 import argparse
 import bisect
 import concurrent.futures
+import errno
+import functools
 import logging
 import signal
 import sys
@@ -154,6 +156,8 @@ from ..protocol.packets import (
     TextPacket,
     packet_from_expr,
 )
+from . import sandbox
+from .sandbox import SANDBOX_MESSAGE
 from .loop import (
     CONNECT_TIMEOUT,
     EXIT_OK,
@@ -161,6 +165,9 @@ from .loop import (
     KERNEL_ERROR,
     KernelExit,
     KernelLoop,
+    KernelPolicy,
+    QUIT_ENDS,
+    QUIT_REFUSED,
     Stop,
     bad_request,
     configure_logging,
@@ -170,7 +177,10 @@ from .loop import (
     serve_kernel,
     short_repr,
 )
-from .mathics_exprs import ConversionError, from_mathics, to_mathics
+from . import wl_builtins
+from .mathics_exprs import ConversionError, from_mathics, mend_boxes, to_mathics
+from .short_form import short_text
+from .wl_builtins import Absorb
 
 __all__ = [
     "ABORT_GRACE",
@@ -265,6 +275,7 @@ def serve(
     *,
     eval_timeout: float | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
+    policy: KernelPolicy | None = None,
 ) -> int:
     """Connect to ``link_name`` and serve requests until told to stop.
 
@@ -276,6 +287,7 @@ def serve(
         eval_timeout: seconds an evaluation may run before it answers
             ``$Aborted`` by itself; None for no limit.
         connect_timeout: seconds to connect and finish the handshake.
+        policy: how the kernel may be used (a shared kernel refuses ``Quit[]``).
 
     Returns:
         The exit code for the process: 0 after TERMINATE, a closed link or
@@ -283,7 +295,8 @@ def serve(
     """
     kernel = prepare()
     return serve_kernel(
-        kernel, link_name, kernel_id, eval_timeout=eval_timeout, connect_timeout=connect_timeout
+        kernel, link_name, kernel_id, eval_timeout=eval_timeout,
+        connect_timeout=connect_timeout, policy=policy,
     )
 
 
@@ -429,6 +442,9 @@ class _LinkServerBuiltin(Builtin):  # type: ignore[misc]
         "nocallee": "`1`",
         "nocall": "`1`",
         "callfailed": "`1`",
+        "noquit": "`1`",
+        "quit": "`1`",
+        "sandbox": SANDBOX_MESSAGE,
     }
 
 
@@ -475,6 +491,10 @@ class _KernelEvaluation(Evaluation):  # type: ignore[misc]
     def __init__(self, kernel: MathicsKernel, definitions: Any, output: Output) -> None:
         super().__init__(definitions=definitions, output=output, catch_interrupt=False)
         self._safe_point = kernel._safe_point
+        # What AbortProtect and CheckAbort ask (wl_builtins.aborts): while
+        # abort_protect > 0 a stop waits; absorb_abort() takes back an ABORT.
+        self.abort_protect = 0
+        self.absorb_abort = functools.partial(kernel._absorb_abort, self)
 
     def check_stopped(self) -> None:
         if self.stopped:
@@ -591,7 +611,9 @@ class MathicsKernel(KernelLoop):
     interrupt menu); the ``--eval-timeout`` limit does the same after a
     ``General::timeout`` message; a syntax error in ``Input``'s answer asks
     again. Top-level ``Return[x]`` answers x, an uncaught ``Throw[x]``
-    ``Hold[Throw[x]]`` (with ``Throw::nocatch``), ``Quit[]`` ends the process.
+    ``Hold[Throw[x]]`` (with ``Throw::nocatch``), ``Quit[]`` ends the process
+    after ``LinkServer::quit`` -- except in a shared kernel (``--mode shared``),
+    where it is refused with ``LinkServer::noquit`` and answers ``$Failed``.
 
     Create it with :func:`prepare`; run it with :func:`serve` or
     :meth:`serve_link` (:class:`.loop.KernelLoop`'s, which returns the exit
@@ -606,6 +628,7 @@ class MathicsKernel(KernelLoop):
     def __init__(self) -> None:
         if not mathics3_builtins_modules:  # it warns when called twice
             import_and_load_builtins()
+        mend_boxes()  # before any evaluation: Mathics3's formatting needs it too
         session = MathicsSession(catch_interrupt=False)
         self._definitions: Any = session.definitions
         for builtin in (
@@ -614,14 +637,15 @@ class MathicsKernel(KernelLoop):
             _PauseBuiltin(expression=False),
             _CallBuiltin(expression=False),
             _LinkServerBuiltin(expression=False),
+            *wl_builtins.builtins(self._definitions),  # SocketConnect, BinarySerialize, ...
         ):
             builtin.contribute(self._definitions)
         self._definitions.clear_cache()
         # $Line has no value until Mathics3 numbers a first line; give it its
         # value, 0, so that $Line and In/Out work before that too.
         self._definitions.set_line_no(0)
-        # (symbol, line) of the In/Out rules this kernel stored (see _remember).
-        self._history_lines: set[tuple[str, int]] = set()
+        # The In/Out rules this kernel stored, by (symbol, line) (see _remember).
+        self._history_rules: dict[tuple[str, int], Any] = {}
         self._output = _LinkOutput(self)
         # The evaluation of requests, and the one of nested preemptive
         # requests; _evaluation is the one in use (see "Safe points").
@@ -658,6 +682,37 @@ class MathicsKernel(KernelLoop):
 
     def _version(self) -> str:
         return str(mathics.__version__)
+
+    def _sandboxed(self, scratch: str) -> None:
+        """Point Mathics3's temporary files at the scratch directory, and put the
+        sandbox's refusals in words (``LinkServer::sandbox``) with an audit hook.
+
+        The hook only speaks: the operating system refuses these things anyway
+        (:mod:`.sandbox`), and code that removes or dodges the hook gains nothing.
+        """
+        for name, module in list(sys.modules.items()):
+            if name.startswith("mathics") and isinstance(getattr(module, "TMP_DIR", None), str):
+                setattr(module, "TMP_DIR", scratch)  # Mathics3 copies its temporary directory around
+        directories = sys.modules.get("mathics.eval.directories")
+        if directories is not None and hasattr(directories, "DIRECTORY_STACK"):
+            directories.DIRECTORY_STACK[:] = [scratch]
+        watched = sandbox.AUDITED
+        reads = sandbox.allowed_reads()
+        main = threading.get_ident()
+
+        def audit(event: str, args: tuple[Any, ...]) -> None:
+            if event not in watched or threading.get_ident() != main or not self._in_eval:
+                return
+            what = sandbox.refusal(event, args, scratch, reads)
+            if what is None:
+                return
+            try:
+                self._evaluation.message("LinkServer", "sandbox", String(what))
+            except Exception:  # a message is not worth the kernel
+                log.exception("! kernel: could not issue LinkServer::sandbox")
+            raise PermissionError(errno.EPERM, f"the sandbox of this server forbids {what}")
+
+        sys.addaudithook(audit)
 
     def _start_serving(self) -> None:
         self._watchdog = _Watchdog(self._on_alarm)
@@ -746,6 +801,8 @@ class MathicsKernel(KernelLoop):
             TimeoutInterrupt: the evaluation must stop (``ev.stopped`` stays set).
         """
         if self._must_stop():
+            if ev.abort_protect and self._stop_waits():
+                return  # AbortProtect: the flag stays set, the stop comes after it
             raise TimeoutInterrupt
         # Cleared before the state is read again: a stop or PREEMPT written
         # after this sets the flag again (they write their state first).
@@ -755,6 +812,35 @@ class MathicsKernel(KernelLoop):
         if self._must_stop():
             ev.stopped = True
             raise TimeoutInterrupt
+
+    def _stop_waits(self) -> bool:
+        """True if the stop of the evaluation running now may wait for AbortProtect."""
+        reason = self._preempt_stop if self._preempt_nested else self._stop_reason
+        return reason is not _Stop.TERMINATE
+
+    def _absorb_abort(self, ev: Any) -> Absorb:
+        """Main thread, from CheckAbort in ``ev``: take back the client's ABORT, if it is pending.
+
+        In the Wolfram Language CheckAbort absorbs the abort it catches: the
+        request then goes on and answers its own result. Only an ABORT of the
+        request in hand is taken back; a time limit, TERMINATE and the stop of a
+        nested preemptive request are :attr:`Absorb.PENDING` and go on up.
+        """
+        with self._lock:
+            if self._preempt_nested:
+                return Absorb.NONE if self._preempt_stop is None else Absorb.PENDING
+            if self._stop_serial != self._serial or self._stop_reason is None:
+                return Absorb.NONE
+            if self._stop_reason is not _Stop.ABORT:
+                return Absorb.PENDING
+            self._stop_serial, self._stop_reason = -1, None
+            ev.stopped = False
+            watchdog = self._watchdog
+            if watchdog is not None:  # the stop put its escalation in the time limit's place
+                watchdog.disarm()
+                if self._deadline is not None:
+                    watchdog.arm(_Alarm(self._serial, self._deadline, "timeout"))
+        return Absorb.ABSORBED
 
     def _preempt_hint(self) -> None:
         # Loop thread, after _preempt_pending is set. Harmless when idle:
@@ -865,7 +951,9 @@ class MathicsKernel(KernelLoop):
         # Main thread, between two bytecodes of whatever it was running --
         # as Mathics3's own Ctrl-C handler raises AbortInterrupt. _in_eval is
         # written by this thread only, so the check cannot race.
-        if self._in_eval and self._must_stop():
+        if self._in_eval and self._must_stop() and not (
+            self._evaluation.abort_protect and self._stop_waits()
+        ):
             raise _HardStop
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -978,6 +1066,10 @@ class MathicsKernel(KernelLoop):
             return "$Aborted"
         ev = self._evaluation
         pre_print = self._definitions.get_ownvalues("System`$PrePrint")
+        if not pre_print:
+            short = short_text(result, self._definitions)
+            if short is not None:
+                return short
 
         def format_it() -> Any:
             shown = result
@@ -1019,16 +1111,36 @@ class MathicsKernel(KernelLoop):
             stored = ev.get_stored_result(result, defs.outputforms)
             self._remember("Out", Rule(Expression(SymbolOut, Integer(line_no)), stored), line_no)
             # Forget lines older than $HistoryLength, as Evaluation.evaluate does.
-            line = line_no - defs.get_history_length()
-            while line > 0:
-                unset_in = defs.unset("In", Expression(SymbolIn, Integer(line)))
-                unset_out = defs.unset("Out", Expression(SymbolOut, Integer(line)))
-                self._history_lines.discard(("In", line))
-                self._history_lines.discard(("Out", line))
-                if not (unset_in or unset_out):
-                    break
-                line -= 1
+            self._forget_before(line_no - defs.get_history_length() + 1)
         return result, line_no
+
+    def _forget_before(self, first_kept: int) -> None:
+        """Remove the ``In``/``Out`` rules this kernel stored for lines before ``first_kept``.
+
+        Mathics3's ``unset`` compares the pattern with every rule of the
+        symbol (``SameQ`` each): with a full history that was about 2 ms per
+        input line, for the two or four rules a line drops. The rules stored
+        by :meth:`_remember` are removed by identity instead; one that is no
+        longer there (the user redefined ``Out[n]``) takes the general path.
+        """
+        stale = [key for key in self._history_rules if key[1] < first_kept]
+        if not stale:
+            return
+        defs = self._definitions
+        for key in stale:
+            name, line = key
+            rule = self._history_rules.pop(key)
+            definition = defs.get_user_definition(defs.lookup_name(name))
+            rules = definition.downvalues
+            for i, stored in enumerate(rules):
+                if stored is rule:
+                    del rules[i]
+                    defs.mark_changed(definition)
+                    defs.clear_definitions_cache(name)
+                    break
+            else:
+                head = SymbolIn if name == "In" else SymbolOut
+                defs.unset(name, Expression(head, Integer(line)))
 
     def _remember(self, name: str, rule: Any, line_no: int) -> None:
         """Store ``In[n]``/``Out[n]`` as a rule, in O(log n) for a line never stored.
@@ -1040,10 +1152,12 @@ class MathicsKernel(KernelLoop):
         only needs its sorted place; anything else takes the general path.
         """
         defs = self._definitions
-        if (name, line_no) in self._history_lines:
-            defs.add_rule(name, rule)
+        key = (name, line_no)
+        if key in self._history_rules:
+            defs.add_rule(name, rule)  # replaces the rule of the same pattern
+            self._history_rules[key] = rule
             return
-        self._history_lines.add((name, line_no))
+        self._history_rules[key] = rule
         definition = defs.get_user_definition(defs.lookup_name(name))
         bisect.insort_left(definition.downvalues, rule, key=lambda r: r.pattern_precedence)
         defs.mark_changed(definition)
@@ -1093,7 +1207,14 @@ class MathicsKernel(KernelLoop):
             return self._top_level_interrupt("Continue", "nofdw", "System`Continue")
         except WLThrowInterrupt as thrown:
             return self._uncaught_throw(thrown)
-        except SystemExit as exc:  # Quit[] and Exit[]: the kernel ends
+        except SystemExit as exc:  # Quit[] and Exit[], however reached
+            if self.policy.refuses_quit:
+                # A shared kernel: ending it would end every client's session.
+                # The evaluation is abandoned where Quit[] ran, as an abort is.
+                self._message("LinkServer", "noquit", String(QUIT_REFUSED))
+                return SymbolFailed
+            if self.policy.mode == "pool":  # the kernel is the asker's alone: say so
+                self._message("LinkServer", "quit", String(QUIT_ENDS))
             raise _LinkGone(exc.code if isinstance(exc.code, int) else EXIT_OK) from None
         except RecursionError:
             log.warning("! kernel: Python's recursion limit hit in an evaluation")
@@ -1112,6 +1233,17 @@ class MathicsKernel(KernelLoop):
                 )
             log.exception("! kernel: Mathics3 raised in an evaluation")
             return _internal_error(f"{type(exc).__name__}: {exc}")
+        except PermissionError as exc:
+            if self.policy.scratch is None:
+                log.exception("! kernel: Mathics3 raised in an evaluation")
+                return _internal_error(f"{type(exc).__name__}: {exc}")
+            # The sandbox refused something a built-in did not expect to fail.
+            # The audit hook has said what (LinkServer::sandbox); if the OS
+            # refused it first, say so here. The answer is a plain $Failed.
+            if not str(exc.strerror).startswith("the sandbox"):
+                what = f"access to {exc.filename}" if exc.filename is not None else exc.strerror
+                self._message("LinkServer", "sandbox", String(str(what)))
+            return SymbolFailed
         except Exception as exc:  # the documented boundary: answer, don't die
             log.exception("! kernel: Mathics3 raised in an evaluation")
             return _internal_error(f"{type(exc).__name__}: {exc}")
@@ -1457,6 +1589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kernel_id,
         eval_timeout=args.eval_timeout,
         connect_timeout=args.connect_timeout,
+        policy=KernelPolicy.from_args(args),
     )
 
 

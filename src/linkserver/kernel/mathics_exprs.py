@@ -11,33 +11,52 @@ business; the bytes are :mod:`linkserver.wxf`'s.
 The mapping, both ways (``to_mathics`` reads the left column, ``from_mathics``
 writes it):
 
-==============================  =============================================
-Python (wolframclient)          Mathics3
-==============================  =============================================
-``int`` (any size)              ``Integer``
-``float``                       ``MachineReal``; nan is ``Indeterminate``,
-                                ±inf is ``DirectedInfinity[±1]``
-``decimal.Decimal``             ``PrecisionReal``; precision = the Decimal's
-                                number of significant digits (see below)
-``str`` / ``bytes``             ``String`` / ``ByteArray`` (also bytearray,
-                                memoryview on the way in)
-``True False None``             ``True False Null``
-``tuple`` (``list``, ``range``,  ``List[...]`` (``from_mathics`` gives tuples,
-``set`` on the way in)          as wolframclient decodes lists)
-``dict``                        ``Association[Rule[k, v], ...]``; an
-                                association that a dict cannot hold (delayed
-                                rules, keys equal in Python such as ``1`` and
-                                ``True``, unhashable keys) comes back as
-                                ``WLFunction(Association, ...)``
-``WLFunction(Rational, n, d)``  ``Rational`` atom (also ``Fraction``)
-``WLFunction(Complex, re, im)`` ``Complex`` atom (also ``complex``)
-``WLSymbol``                    ``Symbol`` (names: see below)
-``WLFunction(head, *args)``     ``Expression(head, *elements)``
-numpy arrays (packed or not)    nested ``List`` of numbers (Mathics3 has no
-                                packed arrays); a Mathics3 ``NumericArray``
-                                comes back as a numpy array
-Mathics3 objects                themselves
-==============================  =============================================
+==============================  =========================================  ===================
+Mathics3 object        wolframclient form (its FullForm)          back into Mathics3
+=====================  =========================================  ===================
+a box: any             the box's expression form, which is        that expression;
+``BoxExpression``      what Mathics3 prints for ``FullForm``      evaluation makes it
+(``RowBox``,           of it: ``SuperscriptBox["x", "2"]``,       a box again where
+``SuperscriptBox``,    ``RowBox[{"1", "+", "x"}]``,               Mathics3 has a rule
+``GraphicsBox``,       ``GraphicsBox[CircleBox[{0, 0}]]`` --      for it (the parser
+``CircleBox``,         at any depth, inside lists and             reads ``FullForm``
+``RasterBox``, ...;    ``Hold`` too                               text the same way)
+every concrete class)
+a ``String`` in a box  the string, quotes and all                 ``String``
+                       (``ToBoxes["a"]`` is ``"\\"a\\""``)
+``Image``              ``Image[data, type, ColorSpace -> cs,      an ``Image`` (first
+                       Interleaving -> True]``, the Wolfram       table); ``type``
+                       Language's own form: data a numpy          says how to read
+                       array (a WXF numeric array), a matrix      the data
+                       for one channel; type ``"Bit"`` (0/1
+                       bytes), ``"Byte"``, ``"Bit16"``,
+                       ``"Real32"`` or ``"Real64"`` (other pixel
+                       types as ``"Real64"``)
+``Dispatch``           ``Dispatch[{rules}]``, as                  the expression,
+                       ``BinarySerialize`` writes it              which evaluates to
+                                                                  a ``Dispatch``
+``ByteArray``          ``bytes``                                  ``ByteArray``
+``NumericArray``       a numpy array (an empty one as nested      nested ``List``
+                       tuples: WXF arrays have no empty
+                       dimension)
+``CompiledCode`` (the  the documented fallback for atoms with     the expression,
+third part of          no expression form, ``Head["<text>"]``     which stays as it
+``CompiledFunction``)  with the text Mathics3 shows:              is: to compile
+and any other atom     ``CompiledCode["-PythonizedCode-"]``       again, send
+                                                                  ``Compile[args,
+                                                                  body]``
+pattern and colour     their expression (``Blank[]``,             the expression
+objects (made while    ``RGBColor[1, 0, 0]``); other internal
+matching and drawing;  objects ``Name["-Name-"]``
+never a result)
+=====================  =========================================  ===================
+
+Subclasses Mathics3 uses for its own bookkeeping convert as their parents do
+(``StringFromPython`` as ``String``, ``SymbolConstant`` and ``BooleanType`` as
+``Symbol``, ``PredefinedExpression`` as ``Expression``). So every Mathics3
+object converts and no result answers ``unconvertible``: that error is left
+for a Python value that is not a Mathics3 object and for an expression
+nested deeper than Python's recursion limit.
 
 Symbol names follow what a Wolfram kernel does with text input and
 ``InputForm`` output. A name without a context (``x``, ``Plus``) is resolved
@@ -61,7 +80,13 @@ zero has no significant digits; it keeps its value only.)
 What does not survive: ``-0.0`` comes back as ``0.0`` (Mathics3 keeps one
 object per machine-real value), a numpy array's element type (it is a List
 in Mathics3), and a ``Rational[2, 4]`` or ``Complex[1, 0]`` is normalised as
-the Wolfram Language normalises it. Both conversions recurse: an expression
+the Wolfram Language normalises it. Boxes survive the conversion both ways,
+but not always an evaluation: a box expression is evaluated as Mathics3
+evaluates the same text typed in, and Mathics3 has no rule that makes a
+``GraphicsBox`` of an expression, so a box holding one (the colour swatch in
+``ToBoxes[Style[x, Red]]``) is boxed again as text; ``Hold[boxes]`` keeps
+them as they are. An image's meta information is not carried (Mathics3
+10.0.1 never sets it). Both conversions recurse: an expression
 nested deeper than Python's recursion limit (6200 once Mathics3 is loaded)
 is a :class:`ConversionError`, not a crash.
 """
@@ -89,7 +114,7 @@ from mathics.core.atoms import (
     String,
 )
 from mathics.core.atoms.arrays import NumericArray
-from mathics.core.element import BaseElement
+from mathics.core.element import BaseElement, BoxElementMixin
 from mathics.core.expression import Expression
 from mathics.core.list import ListExpression
 from mathics.core.symbols import (
@@ -113,7 +138,7 @@ from wolframclient.language.expression import (
     WLSymbolFactory,
 )
 
-__all__ = ["ConversionError", "from_mathics", "to_mathics"]
+__all__ = ["ConversionError", "from_mathics", "mend_boxes", "to_mathics"]
 
 
 class ConversionError(ValueError):
@@ -139,6 +164,7 @@ SymbolComplex = Symbol("System`Complex")
 SymbolRuleDelayed = Symbol("System`RuleDelayed")
 SymbolToExpression = Symbol("System`ToExpression")
 SymbolDispatch = Symbol("System`Dispatch")
+SymbolImage = Symbol("System`Image")
 
 _INFINITY = Expression(SymbolDirectedInfinity, Integer(1))
 _MINUS_INFINITY = Expression(SymbolDirectedInfinity, Integer(-1))
@@ -268,18 +294,20 @@ def _list(conv: _ToMathics, x: Any) -> BaseElement:
 def _wl_function(conv: _ToMathics, x: WLFunction) -> BaseElement:
     head = x.head
     args = x.args
-    if isinstance(head, WLSymbol) and len(args) == 2:
+    if isinstance(head, WLSymbol) and len(args) >= 2:
         # Rational and Complex arrive as functions (WXF has no token for
         # them); the client means the number, which is an atom in Mathics3.
+        # The same for an Image in the Wolfram Language's own form.
         name = head.name
-        if name in ("Rational", "System`Rational"):
-            number = _rational(args)
-            if number is not None:
-                return number
-        elif name in ("Complex", "System`Complex"):
-            number = _complex(conv, args)
-            if number is not None:
-                return number
+        atom: BaseElement | None = None
+        if name in ("Rational", "System`Rational") and len(args) == 2:
+            atom = _rational(args)
+        elif name in ("Complex", "System`Complex") and len(args) == 2:
+            atom = _complex(conv, args)
+        elif name in ("Image", "System`Image"):
+            atom = _image(conv, args)
+        if atom is not None:
+            return atom
     return Expression(conv(head), *[conv(arg) for arg in args])
 
 
@@ -306,6 +334,70 @@ def _complex(conv: _ToMathics, args: tuple[Any, ...]) -> BaseElement | None:
         parts.append(part)
     result: BaseElement = Complex(parts[0], parts[1])
     return result
+
+
+# Image data types (the Wolfram Language's names) -> numpy pixel types of a
+# Mathics3 Image. "Real" is the older name of "Real64"; "Bit" pixels are bool
+# in Mathics3 (Binarize makes them) and 0/1 bytes on the wire.
+_IMAGE_DTYPES: dict[str, Any] = {
+    "Bit": numpy.bool_,
+    "Byte": numpy.uint8,
+    "Bit16": numpy.uint16,
+    "Real32": numpy.float32,
+    "Real64": numpy.float64,
+    "Real": numpy.float64,
+}
+# The colour spaces Mathics3 converts between (mathics/builtin/colors/color_internals.py).
+_COLOR_SPACES = frozenset({"Grayscale", "RGB", "CMYK", "HSB", "XYZ", "LAB", "LUV", "LCH"})
+
+
+def _image(conv: _ToMathics, args: tuple[Any, ...]) -> BaseElement | None:
+    # Image[data, type, ColorSpace -> cs, Interleaving -> True]: what
+    # wolframclient sends a PIL image as and what from_mathics writes. Mathics3
+    # itself builds images only from Image[matrix] (values clipped to [0, 1],
+    # no type), so this form would stay an unevaluated expression. Anything
+    # else (planar data, other options) is left to Mathics3's rules: None.
+    data, kind, *options = args
+    dtype = _IMAGE_DTYPES.get(kind) if isinstance(kind, str) else None
+    if dtype is None:
+        return None
+    color_space: Any = None
+    for option in options:
+        if not (
+            isinstance(option, WLFunction)
+            and isinstance(option.head, WLSymbol)
+            and option.head.name in ("Rule", "System`Rule")
+            and len(option.args) == 2
+            and isinstance(option.args[0], WLSymbol)
+        ):
+            return None
+        name, value = option.args[0].name.rpartition("`")[2], option.args[1]
+        if name == "ColorSpace" and (value in _COLOR_SPACES or _is_automatic(value)):
+            color_space = value if isinstance(value, str) else None
+        elif not (name == "Interleaving" and value is True):
+            return None  # planar data, meta information: left for evaluation
+    if not isinstance(data, (numpy.ndarray, tuple, list)):
+        return None
+    try:
+        pixels = numpy.array(data)
+    except (TypeError, ValueError):  # ragged nesting
+        return None
+    if pixels.dtype.kind not in "biuf" or pixels.ndim not in (2, 3) or 0 in pixels.shape:
+        return None
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if channels > 4:
+        return None
+    pixels = pixels != 0 if dtype is numpy.bool_ else pixels.astype(dtype)
+    if color_space is None:  # Automatic, as Mathics3's Image[matrix] decides it
+        color_space = "RGB" if channels in (3, 4) else "Grayscale"
+    from mathics.builtin.image.base import Image  # pillow: only when needed
+
+    result: BaseElement = Image(pixels, color_space)
+    return result
+
+
+def _is_automatic(value: Any) -> bool:
+    return isinstance(value, WLSymbol) and value.name in ("Automatic", "System`Automatic")
 
 
 def _fraction(conv: _ToMathics, x: fractions.Fraction) -> BaseElement:
@@ -495,9 +587,19 @@ class _FromMathics:
         if isinstance(x, ByteArray):
             return bytes(x.value)
         if isinstance(x, NumericArray):
-            return numpy.array(x.value)
+            return _from_numeric_array(self, x)
         if isinstance(x, Atom):
+            if x.get_head() is SymbolImage and hasattr(x, "pixels"):
+                return _from_image(self, x)
             return _from_other_atom(self, x)
+        if isinstance(x, BoxElementMixin):
+            # A box (BoxExpression: RowBox, GraphicsBox, ...). Its expression
+            # form is what Mathics3 prints for FullForm of it, and its
+            # elements may hold boxes again (RowBox[{...}] does).
+            mend_boxes()
+            return self(x.to_expression())
+        if isinstance(x, BaseElement):
+            return _from_internal(self, x)
         raise ConversionError(f"{_short_repr(x)} is not a Mathics3 expression")
 
 
@@ -574,9 +676,121 @@ def _from_complex(conv: _FromMathics, x: Any) -> Any:
     return WLFunction(WLSymbol("Complex"), conv(x.real), conv(x.imag))
 
 
+# Two box classes of Mathics3 10.0.1 raise when asked for their expression
+# form, and with them every box that holds one (a parent's elements ask its
+# children) and Mathics3's own FullForm of them: SubsuperscriptBox.elements
+# calls elements_to_expressions without the box itself, RasterBox.elements
+# asks its Image atom for elements it does not have. mend_boxes gives each
+# the property its siblings have -- the parts the box was made of, then its
+# non-default options -- once per process, and only where the original fails
+# on a probe, so a Mathics3 that fixes them keeps its own.
+_boxes_mended = False
+
+
+def mend_boxes() -> None:
+    """Repair the two Mathics3 box classes whose expression form raises.
+
+    Mathics3 itself needs the repair too: it compares boxes by their
+    expression form while it formats (``ToBoxes[Subsuperscript[x, 1, 2]^2]``
+    raises inside Mathics3 10.0.1 without it). A kernel calls this once its
+    builtins are loaded; :func:`from_mathics` calls it before it converts
+    its first box. Idempotent, thread-free, quick after the first call.
+    """
+    global _boxes_mended
+    if _boxes_mended:
+        return
+    _boxes_mended = True
+    from mathics.builtin.box.image import RasterBox
+    from mathics.builtin.box.layout import SubsuperscriptBox
+    from mathics.format.box.common import elements_to_expressions
+
+    try:
+        SubsuperscriptBox(String("a"), String("b"), String("c")).elements
+    except TypeError:
+
+        def sub_super_elements(self: Any) -> Any:
+            if self._elements is None:
+                parts = (self.base, self.subindex, self.superindex)
+                self._elements = elements_to_expressions(self, parts, self.box_options)
+            return self._elements
+
+        SubsuperscriptBox.elements = property(sub_super_elements)
+    try:
+        RasterBox(Integer(0)).elements  # an Image has no elements; neither has 0
+    except AttributeError:
+
+        def raster_elements(self: Any) -> Any:
+            return (self.image,)
+
+        RasterBox.elements = property(raster_elements)
+
+
+def _from_numeric_array(conv: _FromMathics, x: Any) -> Any:
+    value = numpy.array(x.value)
+    if value.size == 0:
+        return _nested_tuples(value.tolist())  # WXF arrays have no empty dimension
+    return value
+
+
+def _nested_tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple([_nested_tuples(v) for v in value])
+    return value
+
+
+# numpy pixel type -> Image data type (see _IMAGE_DTYPES for the way in).
+_IMAGE_TYPES = {
+    numpy.dtype(numpy.bool_): "Bit",
+    numpy.dtype(numpy.uint8): "Byte",
+    numpy.dtype(numpy.uint16): "Bit16",
+    numpy.dtype(numpy.float32): "Real32",
+    numpy.dtype(numpy.float64): "Real64",
+}
+
+
+def _from_image(conv: _FromMathics, x: Any) -> Any:
+    # The Wolfram Language's own form of an image (FullForm of an Image there
+    # is Image[NumericArray[...], type, ColorSpace -> ..., Interleaving -> True]),
+    # so a Wolfram Language client deserialises an image. Mathics3 keeps every
+    # image as height x width x channels; one channel travels as a matrix, as
+    # ImageData gives it. Meta information is not carried (Mathics3 10.0.1
+    # never sets it).
+    pixels = x.pixels
+    kind = _IMAGE_TYPES.get(pixels.dtype)
+    if kind is None:  # int64, uint32, ...: the values, as reals
+        kind, pixels = "Real64", pixels.astype(numpy.float64)
+    elif kind == "Bit":
+        pixels = pixels.astype(numpy.uint8)  # WXF has no boolean arrays
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels.reshape(pixels.shape[:2])
+    data = _nested_tuples(pixels.tolist()) if pixels.size == 0 else numpy.array(pixels)
+    return WLFunction(
+        conv.symbol("System`Image"),
+        data,
+        kind,
+        WLFunction(conv.symbol("System`Rule"), conv.symbol("System`ColorSpace"), str(x.color_space)),
+        WLFunction(conv.symbol("System`Rule"), conv.symbol("System`Interleaving"), True),
+    )
+
+
+def _from_internal(conv: _FromMathics, x: Any) -> Any:
+    # Objects that Mathics3 builds while it matches patterns (PatternObject)
+    # or draws (colours, graphics directives) and that no evaluation returns;
+    # converted all the same, so that a result holding one cannot fail.
+    expr = getattr(x, "expr", None)  # a PatternObject keeps its expression
+    if isinstance(expr, BaseElement) and expr is not x:
+        return conv(expr)
+    to_expr = getattr(x, "to_expr", None)  # a colour directive
+    if callable(to_expr):
+        return conv(to_expr())
+    get_name = getattr(x, "get_name", None)  # every Builtin has it
+    name = get_name() if callable(get_name) else _SYSTEM + type(x).__name__.lstrip("_")
+    return WLFunction(conv(Symbol(name)), f"-{name.rpartition('`')[2]}-")
+
+
 def _from_other_atom(conv: _FromMathics, x: Any) -> Any:
     # Atoms WXF has no token for. Dispatch keeps its rules (as
-    # BinarySerialize writes it); the others (Image, CompiledCode) go as
+    # BinarySerialize writes it); the others (CompiledCode) go as
     # Head["<text>"] so the answer says what it was rather than failing.
     head = conv(x.get_head())
     if x.get_head() is SymbolDispatch and hasattr(x, "src"):

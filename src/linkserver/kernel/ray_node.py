@@ -39,6 +39,7 @@ from typing import Any
 
 from . import BACKENDS
 from .loop import WATCH_PID_ENV
+from .zygote import WATCH_OPTION
 
 __all__ = ["KernelActor", "NodeTemplate", "where"]
 
@@ -107,10 +108,10 @@ class NodeTemplate:
 
     def spawn(
         self, kernel_id: str, connect: str, eval_timeout: float | None,
-        memory_mb: int | None, watch_pid: int,
+        memory_mb: int | None, watch_pid: int, options: list[str],
     ) -> int:
         """Fork one kernel that dials ``connect`` as ``kernel_id`` and lives while
-        ``watch_pid`` does; return its pid.
+        ``watch_pid`` does, with the kernel policy ``options``; return its pid.
 
         Raises:
             RuntimeError: the template process has exited.
@@ -122,7 +123,8 @@ class NodeTemplate:
         with self._lock:
             try:
                 process.stdin.write(
-                    f"spawn {kernel_id} {connect} {timeout} {memory} {watch_pid}\n".encode()
+                    f"spawn {kernel_id} {connect} {timeout} {memory} "
+                    f"{' '.join(options)} {WATCH_OPTION}{watch_pid}\n".encode()
                 )
                 process.stdin.flush()
             except OSError as exc:

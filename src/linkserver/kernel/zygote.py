@@ -18,13 +18,20 @@ Protocol on stdin/stdout, one line each way (:class:`~linkserver.launcher.zygote
 is the only client)::
 
     zygote -> ready
-    server -> spawn ID CONNECT EVAL_TIMEOUT MEMORY_MB [WATCH_PID]   ("-" for no limit)
+    server -> spawn ID CONNECT EVAL_TIMEOUT MEMORY_MB [OPTION...]  ("-" for no limit)
     zygote -> spawned ID PID
 
-``WATCH_PID``, when given, is a process the kernel lives for: the kernel exits
-when it does (:func:`linkserver.kernel.loop.watch_guardian`). A Ray actor on a
-cluster node asks for kernels this way (:mod:`linkserver.kernel.ray_node`),
-since a fork of the template is not the actor's child.
+The OPTIONs are the kernel's policy options, one word each, as a kernel's
+own command line has them (``--mode=shared``; ``KernelSpec.policy_options``):
+a forked kernel learns its mode the way a fresh one does. A sandboxed kernel's
+``--sandbox=DIR`` is one of them; the child confines itself
+(:mod:`.sandbox`) in :func:`~.loop.serve_kernel`, while it has one thread --
+the fork left the template's others behind.
+
+One OPTION is the zygote's own: ``--watch-pid=PID`` names a process the kernel
+lives for: the kernel exits when it does (:func:`linkserver.kernel.loop.watch_guardian`).
+A Ray actor on a cluster node asks for kernels this way
+(:mod:`linkserver.kernel.ray_node`), since a fork of the template is not the actor's child.
 
 Children write nothing to the zygote's stdout (it is the launcher's pipe);
 they exit when their link closes. The zygote reaps them and exits when its
@@ -44,9 +51,12 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import BACKENDS
-from .loop import WATCH_PID_ENV
+from .loop import WATCH_PID_ENV, KernelPolicy, policy_parser
 
-__all__ = ["main"]
+__all__ = ["WATCH_OPTION", "main"]
+
+#: The spawn option that names the process a forked kernel lives for.
+WATCH_OPTION = "--watch-pid="
 
 
 def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
@@ -60,11 +70,13 @@ def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
 
 
 def _child(
-    backend: object, kernel_id: str, connect: str, timeout: str, memory: str, watch: str
+    backend: object, kernel_id: str, connect: str, timeout: str, memory: str,
+    options: list[str],
 ) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    if watch != "-":
-        os.environ[WATCH_PID_ENV] = watch  # serve() starts the watch once connected
+    for option in [o for o in options if o.startswith(WATCH_OPTION)]:
+        options.remove(option)
+        os.environ[WATCH_PID_ENV] = option[len(WATCH_OPTION):]  # serve() starts the watch
     # The launcher reads our parent's stdout: keep this child's output off it.
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -74,7 +86,10 @@ def _child(
         limit = int(memory) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     eval_timeout = None if timeout == "-" else float(timeout)
-    code: int = backend.serve(connect, kernel_id, eval_timeout=eval_timeout)  # type: ignore[attr-defined]
+    policy = KernelPolicy.from_args(policy_parser().parse_args(options))
+    code: int = backend.serve(  # type: ignore[attr-defined]
+        connect, kernel_id, eval_timeout=eval_timeout, policy=policy
+    )
     return code
 
 
@@ -91,16 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("ready", flush=True)
     for line in sys.stdin:
         words = line.split()
-        if len(words) not in (5, 6) or words[0] != "spawn":
+        if len(words) < 5 or words[0] != "spawn":
             print(f"error bad command {line.strip()[:80]!r}", flush=True)
             continue
-        _, kernel_id, connect, timeout, memory = words[:5]
-        watch = words[5] if len(words) == 6 else "-"
+        _, kernel_id, connect, timeout, memory, *options = words
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
             try:
-                code = _child(backend, kernel_id, connect, timeout, memory, watch)
+                code = _child(backend, kernel_id, connect, timeout, memory, options)
             except BaseException:  # the child must never return into the zygote's loop
                 import traceback
 

@@ -75,7 +75,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from ..errors import LinkError
+from ..errors import KernelError, PlacementError
 
 if TYPE_CHECKING:
     from ..aio.link import Link
@@ -89,23 +89,6 @@ __all__ = [
     "KernelStatistics",
     "LauncherStatistics",
 ]
-
-
-class KernelError(LinkError):
-    """A kernel could not be started or died."""
-
-    code = "kernel-error"
-
-
-class PlacementError(KernelError):
-    """No place can hold a kernel as asked: trying again will not help until the
-    cluster changes (a node with the resources joins, or the pool asks for less).
-
-    A broker tells the clients waiting for such a pool at once, in this
-    error's sentence, rather than letting them wait out their time.
-    """
-
-    code = "kernel-unplaceable"
 
 
 @dataclass(frozen=True, slots=True)

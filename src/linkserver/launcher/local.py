@@ -27,13 +27,13 @@ from wolframclient.language import wl
 from .. import records
 from ..aio.link import Link, LinkSettings
 from ..aio.server import LinkServer
-from ..errors import LinkError
-from ..kernel import FORKABLE
+from ..errors import LinkError, SandboxError
+from ..kernel import FORKABLE, sandbox
 from .base import KernelError, KernelHandle, KernelLauncher
 from .spec import KernelSpec
 from .zygote import Zygote
 
-__all__ = ["LocalKernelHandle", "LocalLauncher"]
+__all__ = ["LocalKernelHandle", "LocalLauncher", "SandboxError"]
 
 log = logging.getLogger("linkserver.kernel")
 
@@ -96,9 +96,41 @@ class LocalLauncher(KernelLauncher):
         )
         await self._server.start()
         self._server.on_link(self._greeted)
+        if self.spec.sandbox:
+            await self._check_sandbox()
         if self._use_zygote:
             self._zygote = Zygote(self.spec.backend, start_timeout=self.spec.start_timeout)
             await self._zygote.start()
+
+    def _scratch(self, kernel_id: str) -> str:
+        """A sandboxed kernel's scratch directory: the one place it may write."""
+        return os.path.join(self._dir, "scratch", kernel_id)
+
+    async def _check_sandbox(self) -> None:
+        """Try the sandbox once, in a throw-away process, before any kernel needs it.
+
+        Raises:
+            SandboxError: this operating system cannot apply it.
+        """
+        if any(c.isspace() for c in self._dir):  # the template's protocol splits on spaces
+            await self.aclose()
+            raise SandboxError(
+                f"--sandbox needs a kernel directory without spaces, not {self._dir!r}; "
+                "set TMPDIR to a directory whose path has none"
+            )
+        scratch = self._scratch("probe")
+        os.makedirs(scratch, mode=0o700)
+        try:
+            why = await asyncio.get_running_loop().run_in_executor(None, sandbox.probe, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if why is not None:
+            await self.aclose()
+            raise SandboxError(
+                f"the sandbox (--sandbox, sandbox = true) cannot confine kernels on this "
+                f"machine ({why}); it needs Linux with Landlock and seccomp, so serve without "
+                "it or on such a machine"
+            )
 
     async def _greeted(self, link: Link) -> None:
         """A kernel connected: read its KernelReady and wake whoever launched it."""
@@ -138,6 +170,7 @@ class LocalLauncher(KernelLauncher):
             link, info = await self._wait_ready(kernel_id, ready)
         except BaseException:
             _kill(pid)  # forked but never ready: it must not linger
+            self._remove_scratch(kernel_id)
             raise
         finally:
             self._pending.pop(kernel_id, None)
@@ -200,22 +233,33 @@ class LocalLauncher(KernelLauncher):
         """Return every kernel handed out whose link is still open."""
         return [handle for handle in self._handles if handle.alive]
 
+    def _remove_scratch(self, kernel_id: str) -> None:
+        if self.spec.sandbox:
+            shutil.rmtree(self._scratch(kernel_id), ignore_errors=True)
+
     def _ended(self, handle: KernelHandle) -> None:
         self._handles.discard(handle)
+        self._remove_scratch(handle.id)  # the kernel's files go with it
         process = self._processes.pop(handle.id, None)
         if process is not None and process.returncode is None:
             process.kill()  # its link is gone: it has nothing left to do
 
     async def _spawn(self, kernel_id: str) -> int:
         spec = self.spec
+        options = spec.policy_options()
+        scratch = None
+        if spec.sandbox:
+            scratch = self._scratch(kernel_id)
+            os.makedirs(scratch, mode=0o700)
+            options.append(f"--sandbox={scratch}")
         if self._zygote is not None and self._zygote.running:
             return await self._zygote.spawn(
-                kernel_id, self.address, eval_timeout=spec.eval_timeout, memory_mb=spec.memory_mb
+                kernel_id, self.address, eval_timeout=spec.eval_timeout, memory_mb=spec.memory_mb,
+                options=options,
             )
         # No template (or it died): a fresh process, slow but independent of it.
-        process = await asyncio.create_subprocess_exec(
-            *spec.argv(self.address, kernel_id), stdin=asyncio.subprocess.DEVNULL
-        )
+        argv = spec.argv(self.address, kernel_id, scratch)
+        process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
         if spec.memory_mb is not None:
             limit = spec.memory_mb * 1024 * 1024
             resource.prlimit(process.pid, resource.RLIMIT_AS, (limit, limit))

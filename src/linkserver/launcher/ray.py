@@ -421,6 +421,7 @@ class RayLauncher(KernelLauncher):
                 try:
                     pid = int(await self._within(_result(template.spawn.remote(
                         kernel_id, self.address, spec.eval_timeout, spec.memory_mb, guardian,
+                        spec.policy_options(),
                     )), deadline, "forked"))
                 except ray.exceptions.RayError as exc:  # the template died or broke
                     self._templates.pop(node.id, None)  # the next kernel there starts a new one

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 from ..kernel import BACKENDS
 
-__all__ = ["KernelSpec", "RayOptions"]
+__all__ = ["KernelSpec", "QUIT_ALLOWED", "RayOptions"]
+
+#: Who may end a shared kernel with ``Quit[]`` (``[access] quit``, docs/configuration.md).
+QUIT_ALLOWED = ("nobody", "anyone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,13 @@ class KernelSpec:
             before the kernel serves anyone.
         kernel_path: the Wolfram Engine's kernel for the ``wolfram`` backend
             (``--kernel-path``); None looks for one.
+        mode: ``"shared"`` for a kernel every client of a pool shares, ``"pool"``
+            for a client's own; a shared kernel refuses ``Quit[]`` (``--mode``).
+        quit_allowed: who may end a shared kernel with ``Quit[]``: ``"nobody"``
+            (the default: an admin stops the server instead) or ``"anyone"``.
+        sandbox: confine each kernel by the operating system to a scratch
+            directory of its own, with no programs and no network
+            (``--sandbox``, :mod:`linkserver.kernel.sandbox`); Mathics3 only.
     """
 
     backend: str = "mathics"
@@ -39,6 +49,9 @@ class KernelSpec:
     start_timeout: float = 120.0
     init: str | None = None
     kernel_path: str | None = None
+    mode: str = "pool"
+    quit_allowed: str = "nobody"
+    sandbox: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -50,20 +63,48 @@ class KernelSpec:
             raise ValueError("memory_mb below 64 MB leaves a kernel no room to start")
         if self.kernel_path is not None and self.backend != "wolfram":
             raise ValueError(f"kernel_path is for the wolfram backend, not {self.backend!r}")
+        if self.mode not in ("shared", "pool"):
+            raise ValueError(f"mode must be 'shared' or 'pool', not {self.mode!r}")
+        if self.quit_allowed not in QUIT_ALLOWED:
+            raise ValueError(f"quit_allowed must be one of {', '.join(QUIT_ALLOWED)}")
+        if self.sandbox and self.backend != "mathics":
+            # The Wolfram Engine runs as a program of its own, which a sandbox forbids.
+            raise ValueError("sandbox is for the mathics backend; the wolfram one runs a program")
 
     @property
     def module(self) -> str:
         """The Python module that runs this backend."""
         return BACKENDS[self.backend]
 
-    def argv(self, connect: str, kernel_id: str) -> list[str]:
-        """The command line that starts one kernel connecting to ``connect``."""
-        argv = [sys.executable, "-m", self.module, "--connect", connect, "--kernel-id", kernel_id]
+    def argv(self, connect: str, kernel_id: str, scratch: str | None = None) -> list[str]:
+        """The command line that starts one kernel connecting to ``connect``.
+
+        A sandboxed kernel (``scratch``: its directory) starts through
+        :mod:`linkserver.kernel.sandbox`, which confines it before it loads the backend.
+        """
+        start = ["-m", self.module]
+        if scratch is not None:
+            start = ["-m", "linkserver.kernel.sandbox", "--kernel", self.module]
+        argv = [sys.executable, *start, "--connect", connect, "--kernel-id", kernel_id]
         if self.eval_timeout is not None:
             argv += ["--eval-timeout", repr(self.eval_timeout)]
         if self.kernel_path is not None:
             argv += ["--kernel-path", self.kernel_path]
-        return argv
+        if scratch is not None:
+            argv.append(f"--sandbox={scratch}")
+        return argv + self.policy_options()
+
+    def policy_options(self) -> list[str]:
+        """The kernel options that say how it may be used (mode, Quit), one word each.
+
+        Part of :meth:`argv`, and what a template passes on to the kernels it
+        forks (:mod:`linkserver.kernel.zygote`): the kernel learns its mode
+        from these, whichever way it was started.
+        """
+        options = [f"--mode={self.mode}"]
+        if self.mode == "shared":
+            options.append(f"--quit-allowed={self.quit_allowed}")
+        return options
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,12 +98,14 @@ class Zygote:
         self._pids.clear()
 
     async def spawn(
-        self, kernel_id: str, connect: str, *, eval_timeout: float | None, memory_mb: int | None
+        self, kernel_id: str, connect: str, *, eval_timeout: float | None, memory_mb: int | None,
+        options: list[str] | None = None,
     ) -> int:
         """Fork one kernel that connects to ``connect`` as ``kernel_id``; return its pid.
 
         The pid comes back as soon as the fork happened; the kernel is ready
         when it greets on its link, which is the caller's to wait for.
+        ``options`` are the kernel's policy options (``KernelSpec.policy_options``).
 
         Raises:
             KernelError: the template is gone, or did not report the fork in time.
@@ -115,8 +117,11 @@ class Zygote:
         self._pids[kernel_id] = future
         timeout = "-" if eval_timeout is None else repr(eval_timeout)
         memory = "-" if memory_mb is None else str(memory_mb)
+        extra = "".join(f" {option}" for option in options or ())
         try:
-            process.stdin.write(f"spawn {kernel_id} {connect} {timeout} {memory}\n".encode())
+            process.stdin.write(
+                f"spawn {kernel_id} {connect} {timeout} {memory}{extra}\n".encode()
+            )
             await process.stdin.drain()
             return await asyncio.wait_for(future, self.start_timeout)
         except TimeoutError as exc:

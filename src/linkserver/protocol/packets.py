@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from wolframclient.language.expression import WLFunction, WLSymbol
 
@@ -50,6 +50,7 @@ __all__ = [
     "packet_from_expr",
     "packet_type",
     "short_head",
+    "short_name",
 ]
 
 
@@ -317,37 +318,46 @@ class InputStringPacket(Packet):
 _BY_HEAD: dict[str, type[Packet]] = {
     cls.head: cls for cls in Packet.__subclasses__()
 }
+# Arguments per head, computed once: dataclasses.fields() costs a microsecond a call.
+_ARITY: dict[str, int] = {head: len(fields(cls)) for head, cls in _BY_HEAD.items()}
 
 
-def short_head(name: str | None) -> str | None:
-    """Return a head's name without its context (``"System`ReturnPacket"`` -> ``"ReturnPacket"``).
+@overload
+def short_name(name: str) -> str: ...
+@overload
+def short_name(name: None) -> None: ...
+@overload
+def short_name(name: str | None) -> str | None: ...
+def short_name(name: str | None) -> str | None:
+    """A symbol's name without its context: ``"System`ReturnPacket"`` -> ``"ReturnPacket"``.
 
-    Packet heads are recognised by their short name, so that a client that
-    writes ``System`ReturnPacket`` and one that writes ``ReturnPacket`` mean the
-    same packet. ``None`` (no head) stays ``None``.
+    Packet heads arrive either way (``BinarySerialize`` drops ``System``` and a
+    Wolfram Language client may not), so every side compares short names.
+    ``None`` (no head) stays ``None``.
     """
     return name.rpartition("`")[2] if name else name
 
 
-def _head_name(expr: Any) -> str | None:
+def short_head(expr: Any) -> str:
+    """The short name of ``expr``'s head (``"ReturnPacket"``), or "" if its head is no symbol."""
     if isinstance(expr, WLFunction) and isinstance(expr.head, WLSymbol):
-        name: str = expr.head.name
-        return name.rpartition("`")[2]
-    return None
+        return short_name(str(expr.head.name))
+    return ""
 
 
 def packet_type(expr: Any) -> PacketType:
     """Return the WSTP packet number of ``expr`` (``ILLEGAL`` if it is no packet), like ``WSNextPacket``."""
-    cls = _BY_HEAD.get(_head_name(expr) or "")
+    cls = _BY_HEAD.get(short_head(expr))
     return cls.number if cls is not None else PacketType.ILLEGAL
 
 
 def packet_from_expr(expr: Any) -> Packet | None:
     """Return the packet object for ``expr``, or None if its head is no packet head or its arity is wrong."""
-    cls = _BY_HEAD.get(_head_name(expr) or "")
+    head = short_head(expr)
+    cls = _BY_HEAD.get(head)
     if cls is None:
         return None
     args = expr.args
-    if len(args) != len(fields(cls)):
+    if len(args) != _ARITY[head]:
         return None
     return cls(*args)
