@@ -150,6 +150,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="named pools from a TOML or JSON file (see docs/configuration.md); "
                        "replaces --mode, --kernel, --pool-*, --keepalive, --eval-timeout, "
                        "--kernel-memory and --max-queued")
+    serve.add_argument("--ray", default=_env("RAY", "") or None, metavar="ADDRESS",
+                       help="place kernels on a Ray cluster: auto, HOST:PORT, ray://HOST:PORT, "
+                       "or local (a private single-node Ray); pools choose with placement = "
+                       "\"local\" or \"ray\" (README, Kernels on a cluster; needs "
+                       "pip install 'linkserver[ray]')")
+    serve.add_argument("--kernel-interface", default=_env("KERNEL_INTERFACE", "") or None,
+                       metavar="HOST",
+                       help="with --ray: the address kernels on the cluster's nodes dial back to "
+                       "(default: this node's address as Ray knows it)")
     serve.add_argument("--key-file", default=_env("KEY_FILE", "") or None, metavar="PATH",
                        help="the admin key clients must prove, read from the first line of "
                        "PATH (default: a fresh random key, written to the connection file)")
@@ -457,7 +466,9 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
     config = _server_config(args)
     service = KernelService(args.port, args.interface, config=config, settings=settings,
                             log_streams=args.log_streams, tls=security.tls,
-                            max_links=args.max_links, stop_allowed=config.stop_allowed, status_allowed=config.status_allowed)
+                            max_links=args.max_links, stop_allowed=config.stop_allowed,
+                            status_allowed=config.status_allowed, ray=args.ray,
+                            kernel_interface=args.kernel_interface)
     print(f"linkserver {__version__}: starting kernels for pool(s) "
           f"{', '.join(p.name for p in config.pools)}...", flush=True)
     # Made first so its counters see the first kernels start.
@@ -479,8 +490,13 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
         limit = f", evaluations limited to {pool.eval_timeout:g} s" if pool.eval_timeout else ""
         limit += ", sandboxed (Landlock, seccomp)" if pool.sandbox else ""
         default = " (default)" if pool.name == config.default else ""
-        print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}"
+        where = (f", on Ray ({pool.ray.describe()} each, namespace {pool.ray.namespace})"
+                 if pool.placed(args.ray) == "ray" else "")
+        print(f"  pool {pool.name}{default}: {pool.backend} kernels, {what}{limit}{where}"
               f" -> {service.name}{suffix}", flush=True)
+        problem = service.pools[pool.name].problem
+        if problem:
+            print(f"  pool {pool.name}: {problem}", flush=True)
     if side is not None:
         try:
             await side.start()

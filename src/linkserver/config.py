@@ -17,11 +17,13 @@ from typing import Any
 
 from .errors import ConfigError
 from .kernel import BACKENDS
-from .launcher.spec import KernelSpec
+from .launcher.spec import KernelSpec, RayOptions
 
 __all__ = ["ConfigError", "PoolConfig", "ServerConfig", "load_config"]
 
 MODES = ("shared", "pool")
+#: Where a pool's kernels run: this machine, or nodes of a Ray cluster.
+PLACEMENTS = ("local", "ray")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,9 @@ class PoolConfig:
         memory_mb: address-space limit per kernel; None for no limit.
         init: Wolfram Language code evaluated in every new kernel before use.
         max_queued: requests one link may have waiting; more are refused at once.
+        placement: ``"local"`` (processes on this machine) or ``"ray"`` (actors
+            on a Ray cluster); None follows the server: Ray with ``--ray``.
+        ray: what each kernel books on Ray (``[pools.NAME.ray]``).
         sandbox: confine kernels by the operating system (``serve --sandbox``).
         cull_idle: seconds a client may send nothing before its kernel is ended
             (pool mode; 0 never). Persistent kernels follow their keep-alive instead.
@@ -61,9 +66,15 @@ class PoolConfig:
     memory_mb: int | None = None
     init: str | None = None
     max_queued: int = 1000
+    placement: str | None = None
+    ray: RayOptions = RayOptions()
     sandbox: bool = False
     cull_idle: float = 0.0
     cull: str = "fresh"
+
+    def placed(self, ray_address: str | None) -> str:
+        """Where this pool's kernels run on a server started with ``ray_address``."""
+        return self.placement or ("ray" if ray_address else "local")
 
     def spec(self, *, quit_allowed: str = "nobody") -> KernelSpec:
         """The kernel spec of this pool's kernels (``quit_allowed``: ``[access] quit``)."""
@@ -103,8 +114,8 @@ class ServerConfig:
 _TYPES: dict[str, tuple[type, ...]] = {
     "mode": (str,), "backend": (str,), "kernel_path": (str,), "min": (int,), "max": (int,),
     "wait": (int, float), "keepalive": (int, float), "eval_timeout": (int, float),
-    "memory_mb": (int,), "init": (str,), "max_queued": (int,), "sandbox": (bool,),
-    "cull_idle": (int, float), "cull": (str,),
+    "memory_mb": (int,), "init": (str,), "max_queued": (int,), "placement": (str,),
+    "sandbox": (bool,), "cull_idle": (int, float), "cull": (str,),
 }
 _KEYS = tuple(f.name for f in fields(PoolConfig) if f.name != "name")
 
@@ -118,6 +129,8 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
     at = f"{where}.{name}"
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise ConfigError(f"{at}: a pool name uses letters, digits, '-' and '_' only")
+    values = dict(values)
+    ray_table = values.pop("ray", None)
     for key, value in values.items():
         if key not in _TYPES:
             known = ", ".join(_KEYS)
@@ -127,7 +140,13 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
         ):
             wanted = " or ".join(t.__name__ for t in _TYPES[key])
             raise ConfigError(f"{at}.{key} must be {wanted}, not {value!r}")
+    if ray_table is not None:
+        values["ray"] = _check_ray(f"{at}.ray", ray_table)
     pool = PoolConfig(name=name, **values)
+    if pool.placement is not None and pool.placement not in PLACEMENTS:
+        raise ConfigError(f"{at}.placement must be 'local' or 'ray', not {pool.placement!r}")
+    if ray_table is not None and pool.placement == "local":
+        raise ConfigError(f"{at}.ray is for placement = \"ray\"; this pool's placement is \"local\"")
     if pool.mode not in MODES:
         raise ConfigError(f"{at}.mode must be 'shared' or 'pool', not {pool.mode!r}")
     if pool.backend not in BACKENDS:
@@ -145,6 +164,9 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
         raise ConfigError(f"{at}.max_queued must be at least 1")
     if pool.memory_mb is not None and pool.memory_mb < 64:
         raise ConfigError(f"{at}.memory_mb below 64 leaves a kernel no room to start")
+    if pool.sandbox and pool.placement == "ray":
+        raise ConfigError(f"{at}.sandbox is for kernels on this machine; a pool placed on "
+                          "Ray runs its kernels as Ray's workers, which the sandbox cannot confine")
     if pool.sandbox and pool.backend != "mathics":
         raise ConfigError(f"{at}.sandbox is for backend = \"mathics\"; the wolfram backend "
                           "runs a program of its own, which the sandbox forbids")
@@ -159,6 +181,41 @@ def check_pool(name: str, values: dict[str, Any], where: str = "pools") -> PoolC
     if pool.mode == "shared" and pool.keepalive:
         raise ConfigError(f"{at}.keepalive is for pool mode; a shared kernel never goes away")
     return pool
+
+
+_RAY_KEYS = ("num_cpus", "memory_mb", "resources", "namespace")
+
+
+def _check_ray(at: str, table: Any) -> RayOptions:
+    """Check a ``[pools.NAME.ray]`` table: what each kernel books on Ray."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{at} must be a table, e.g. [{at}] num_cpus = 1")
+    for key in table:
+        if key not in _RAY_KEYS:
+            raise ConfigError(f"{at}.{key} is not a Ray setting; the settings are: "
+                              + ", ".join(_RAY_KEYS))
+    num_cpus = table.get("num_cpus", 1)
+    if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or num_cpus < 0:
+        raise ConfigError(f"{at}.num_cpus must be a number of CPUs, 0 or more, not {num_cpus!r}")
+    memory_mb = table.get("memory_mb")
+    if memory_mb is not None and (isinstance(memory_mb, bool) or not isinstance(memory_mb, int)
+                                  or memory_mb <= 0):
+        raise ConfigError(f"{at}.memory_mb must be a positive whole number of MiB, not {memory_mb!r}")
+    resources = table.get("resources", {})
+    if not isinstance(resources, dict):
+        raise ConfigError(f"{at}.resources must be a table of amounts, e.g. {{ gpu_node = 1 }}")
+    pairs = []
+    for resource, amount in sorted(resources.items()):
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
+            raise ConfigError(f"{at}.resources.{resource} must be a positive amount, not {amount!r}")
+        if resource in ("CPU", "GPU", "memory"):
+            raise ConfigError(f"{at}.resources.{resource}: book {resource} with num_cpus or "
+                              "memory_mb; resources is for custom ones")
+        pairs.append((str(resource), float(amount)))
+    namespace = table.get("namespace", "linkserver")
+    if not isinstance(namespace, str) or not namespace:
+        raise ConfigError(f"{at}.namespace must be a non-empty string, not {namespace!r}")
+    return RayOptions(float(num_cpus), memory_mb, tuple(pairs), namespace)
 
 
 def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:

@@ -27,6 +27,7 @@ The tree::
     ├── MapError                      a map could not run at all (too many kernels, setup failed)
     ├── MapItemError                  one item of a map failed: a result, never raised by map
     ├── KernelError                   a kernel could not be started, or died starting
+    │   └── PlacementError            no node of the cluster can hold a kernel as asked
     ├── ConfigError                   a configuration file or option is not valid (also ``ValueError``)
     ├── SecurityError                 a key, certificate or connection file is unusable (also ``ValueError``)
     ├── RecordsError                  a log file or stream log directory cannot be used (also ``ValueError``)
@@ -59,6 +60,7 @@ __all__ = [
     "MapError",
     "MapItemError",
     "NotALinkServerError",
+    "PlacementError",
     "ProtocolError",
     "RecordsError",
     "RemoteProtocolError",
@@ -261,6 +263,17 @@ class KernelError(LinkError):
     """A kernel could not be started, or died before it was ready."""
 
     code = "kernel-error"
+
+
+class PlacementError(KernelError):
+    """No place can hold a kernel as asked: trying again will not help until the
+    cluster changes (a node with the resources joins, or the pool asks for less).
+
+    A broker tells the clients waiting for such a pool at once, in this
+    error's sentence, rather than letting them wait out their time.
+    """
+
+    code = "kernel-unplaceable"
 
 
 class ConfigError(LinkError, ValueError):

@@ -33,6 +33,7 @@ from .broker.worker import as_request
 from .config import MODES, PoolConfig, ServerConfig
 from .errors import LinkError, SelectError
 from .launcher import KernelLauncher, KernelSpec, LocalLauncher
+from .launcher.ray import RayCluster, RayLauncher
 from .names import DEFAULT_HOST, DEFAULT_PORT
 from .protocol import CloseCode, answers
 from .status import STATUS_MESSAGE, status_expr
@@ -70,19 +71,41 @@ class ServiceStatistics:
     links: int
     pools: str
     broker: Any
+    #: where the default pool's kernels run ("local" or "ray")
+    placement: str = "local"
+    #: every live kernel of every pool: "POOL ID pid PID [on NODE]"
+    where: tuple[str, ...] = ()
+    #: one sentence per pool that cannot start kernels now
+    problems: tuple[str, ...] = ()
 
 
 class Pool:
-    """One named pool: its configuration, its kernel launcher and its broker."""
+    """One named pool: its configuration, its kernel launcher and its broker.
+
+    Args:
+        config: the pool's settings.
+        zygote: fork kernels from a warm template.
+        control: the server's hook for requests meant for itself.
+        cluster: the server's Ray connection, for a pool placed on Ray.
+        kernel_interface: where a Ray pool's kernel endpoint listens (and its
+            kernels dial); by default this node's address as Ray knows it.
+    """
 
     def __init__(
         self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None,
+        cluster: RayCluster | None = None, kernel_interface: str | None = None,
         quit_allowed: str = "nobody",
     ) -> None:
         self.config = config
-        self.launcher: KernelLauncher = LocalLauncher(
-            config.spec(quit_allowed=quit_allowed), zygote=zygote
-        )
+        spec = config.spec(quit_allowed=quit_allowed)
+        self.launcher: KernelLauncher
+        if cluster is not None:
+            self.launcher = RayLauncher(
+                spec, config.ray, cluster, pool=config.name,
+                interface=kernel_interface, zygote=zygote,
+            )
+        else:
+            self.launcher = LocalLauncher(spec, zygote=zygote)
         self.broker: SharedBroker | PoolBroker
         if config.mode == "shared":
             self.broker = SharedBroker(self.launcher, control=control, max_queued=config.max_queued)
@@ -101,7 +124,17 @@ class Pool:
             KernelError: the kernels did not start.
         """
         await self.launcher.start()
-        await self.broker.start()
+        if isinstance(self.broker, PoolBroker):
+            # A cluster may lack a pool's resources for now: the server starts all the
+            # same and says so to that pool's clients and in status.
+            await self.broker.start(strict=self.launcher.placement == "local")
+        else:
+            await self.broker.start()
+
+    @property
+    def problem(self) -> str:
+        """Why this pool cannot start kernels now; "" when it can."""
+        return getattr(self.broker, "problem", "")
 
     def health(self) -> str | None:
         """None if this pool can serve a new client now or soon; else a short reason."""
@@ -140,6 +173,12 @@ class KernelService:
             or ``"anyone"``. An *admin* is a client that proved a key of role
             ``"admin"`` (``settings.keys``); on a server without keys, a client
             on this machine (docs/protocol.md §8.8).
+        ray: the Ray cluster that places the kernels of every pool whose
+            ``placement`` is not ``"local"`` -- any ``ray.init`` address
+            (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``) or ``"local"``
+            for a private single-node Ray; None places kernels on this machine.
+        kernel_interface: the address Ray pools' kernel endpoints listen on
+            and their kernels dial (default: this node's address as Ray knows it).
         quit_allowed: who may end a shared kernel with ``Quit[]``: ``"nobody"``
             (refused in the kernel) or ``"anyone"``; None takes ``config``'s.
     """
@@ -163,6 +202,8 @@ class KernelService:
         max_links: int | None = DEFAULT_MAX_LINKS,
         stop_allowed: str = "admin",
         status_allowed: str = "admin",
+        ray: str | None = None,
+        kernel_interface: str | None = None,
         quit_allowed: str | None = None,
     ) -> None:
         if stop_allowed not in ACCESS or status_allowed not in ACCESS:
@@ -179,8 +220,27 @@ class KernelService:
             ),))
         self.config = config
         quit_allowed = quit_allowed or config.quit_allowed
+        placed = {p.name: p.placed(ray) for p in config.pools}
+        if ray is None and "ray" in placed.values():
+            wanted = next(name for name, where in placed.items() if where == "ray")
+            raise ValueError(
+                f"pool {wanted!r} has placement = \"ray\": start the server with --ray ADDRESS "
+                "(auto, HOST:PORT, ray://HOST:PORT, or local)"
+            )
+        sandboxed = next((p.name for p in config.pools if p.sandbox and placed[p.name] == "ray"),
+                         None)
+        if sandboxed is not None:
+            raise ValueError(
+                f"pool {sandboxed!r} is sandboxed and placed on Ray: the sandbox is for "
+                "kernels on this machine (give that pool placement = \"local\")"
+            )
+        self.cluster = RayCluster(ray) if ray is not None and "ray" in placed.values() else None
         self.pools = {
-            p.name: Pool(p, zygote=zygote, control=self._control, quit_allowed=quit_allowed)
+            p.name: Pool(
+                p, zygote=zygote, control=self._control, kernel_interface=kernel_interface,
+                cluster=self.cluster if placed[p.name] == "ray" else None,
+                quit_allowed=quit_allowed,
+            )
             for p in config.pools
         }
         self.default = self.pools[config.default]
@@ -236,6 +296,8 @@ class KernelService:
         except BaseException:
             for pool in self.pools.values():
                 await pool.aclose()
+            if self.cluster is not None:
+                await self.cluster.aclose()
             raise
         self.server.on_link(self._attach)
         self._started = time.monotonic()
@@ -402,6 +464,15 @@ class KernelService:
             links=len(self._links),
             pools=", ".join(self.pools),
             broker=self.broker.statistics(),
+            placement=self.launcher.placement,
+            where=tuple(
+                f"{name} {k.id} pid {k.pid}" + (f" on {k.node}" if k.node else "")
+                for name, pool in self.pools.items()
+                for k in pool.launcher.statistics().kernels
+            ),
+            problems=tuple(
+                f"pool {name}: {pool.problem}" for name, pool in self.pools.items() if pool.problem
+            ),
         )
 
     async def aclose(self) -> None:
@@ -413,6 +484,8 @@ class KernelService:
             link.close_nowait(CloseCode.GOING_AWAY, "the server is shutting down")
         for pool in self.pools.values():
             await pool.launcher.aclose()
+        if self.cluster is not None:
+            await self.cluster.aclose()
         records.event("service-stopped", server=self.name)
 
     async def __aenter__(self) -> KernelService:

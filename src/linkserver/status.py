@@ -51,4 +51,13 @@ def format_status(expr: Any) -> str:
     if not data:
         return f"unexpected answer: {expr!r}"
     width = max(len(str(k)) for k in data)
-    return "\n".join(f"{str(k).ljust(width)}  {v}" for k, v in data.items())
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, (list, tuple)):  # one line each: kernels, problems
+            if not value:
+                continue
+            lines.append(f"{str(key).ljust(width)}  {value[0]}")
+            lines += [f"{''.ljust(width)}  {item}" for item in value[1:]]
+        else:
+            lines.append(f"{str(key).ljust(width)}  {value}")
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from linkserver.config import ConfigError, PoolConfig, ServerConfig, load_config, parse_config
+from linkserver.launcher import RayOptions
 
 TOML = """
 default = "main"
@@ -75,12 +76,50 @@ def test_default_is_the_first_pool() -> None:
         ({"pools": {"a": {"keepalive": 60}}}, "keepalive is for pool mode"),
         ({"pools": {"a b": {}}}, "letters, digits"),
         ({"pools": {"a": {}}, "default": "b"}, "default = 'b' names no pool"),
+        ({"pools": {"a": {"placement": "yarn"}}}, "placement must be 'local' or 'ray'"),
+        ({"pools": {"a": {"placement": "local", "ray": {}}}}, "pools.a.ray is for placement"),
+        ({"pools": {"a": {"ray": 1}}}, "pools.a.ray must be a table"),
+        ({"pools": {"a": {"ray": {"gpus": 1}}}}, "pools.a.ray.gpus is not a Ray setting"),
+        ({"pools": {"a": {"ray": {"num_cpus": -1}}}}, "num_cpus must be a number of CPUs"),
+        ({"pools": {"a": {"ray": {"num_cpus": True}}}}, "num_cpus must be a number"),
+        ({"pools": {"a": {"ray": {"memory_mb": 1.5}}}}, "memory_mb must be a positive whole"),
+        ({"pools": {"a": {"ray": {"resources": 3}}}}, "resources must be a table"),
+        ({"pools": {"a": {"ray": {"resources": {"gpu_node": 0}}}}},
+         "resources.gpu_node must be a positive amount"),
+        ({"pools": {"a": {"ray": {"resources": {"CPU": 1}}}}}, "book CPU with num_cpus"),
+        ({"pools": {"a": {"ray": {"namespace": ""}}}}, "namespace must be a non-empty string"),
     ],
 )
 def test_errors_name_the_setting(data: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         parse_config(data)
     assert isinstance(info.value, ValueError)
+
+
+def test_a_ray_table_becomes_what_each_kernel_books() -> None:
+    config = parse_config({"pools": {
+        "big": {"mode": "pool", "placement": "ray", "ray": {
+            "num_cpus": 1, "memory_mb": 2048, "resources": {"gpu_node": 1, "a": 0.5},
+            "namespace": "team"}},
+        "here": {"placement": "local"},
+        "either": {},
+    }})
+    big = config.pool("big")
+    assert big.ray == RayOptions(1.0, 2048, (("a", 0.5), ("gpu_node", 1.0)), "team")
+    assert big.ray.demand() == {"a": 0.5, "gpu_node": 1.0, "CPU": 1.0, "memory": 2048 * 2**20}
+    assert big.ray.describe() == "num_cpus=1, memory_mb=2048, a=0.5, gpu_node=1"
+    # Where each runs: "ray" and "local" are fixed; no placement follows --ray.
+    assert [p.placed(None) for p in config.pools] == ["ray", "local", "local"]
+    assert [p.placed("auto") for p in config.pools] == ["ray", "local", "ray"]
+    assert config.pool("either").ray == RayOptions()  # the defaults: 1 CPU, "linkserver"
+
+
+def test_a_ray_pool_without_a_ray_address_is_refused_before_anything_starts() -> None:
+    from linkserver.service import KernelService
+
+    config = parse_config({"pools": {"big": {"mode": "pool", "placement": "ray"}}})
+    with pytest.raises(ValueError, match="start the server with --ray ADDRESS"):
+        KernelService(0, "127.0.0.1", config=config)
 
 
 def test_unreadable_and_unparsable_files(tmp_path: Path) -> None:
@@ -101,7 +140,9 @@ def test_the_documented_example_is_valid() -> None:
     import tomllib
 
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
-    (example,) = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
+    example, *others = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
+    for other in others:  # the smaller examples (Ray placement) are valid too
+        parse_config(tomllib.loads(other))
     config = parse_config(tomllib.loads(example))
     assert [p.name for p in config.pools] == ["main", "big"] and config.default == "main"
     assert config.pool("big").keepalive == 600

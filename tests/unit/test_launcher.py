@@ -14,6 +14,8 @@ import ast
 import asyncio
 import importlib.util
 import itertools
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from linkserver.aio import Link, link_pair
 from linkserver.broker.worker import KernelWorker
 from linkserver.errors import LinkError
 from linkserver.kernel import BACKENDS
+from linkserver.kernel.loop import EXIT_GUARDIAN_GONE
 from linkserver.launcher import (
     KernelError,
     KernelHandle,
@@ -170,6 +173,7 @@ def test_a_kernel_lost_by_its_launcher_costs_one_error_answer_and_is_replaced() 
         # on_dead ran at once: the running request is answered, not left waiting.
         packets = await answer(client)
         assert packets[0] == wl.MessagePacket(wl.LinkServer, "kerneldied")
+        assert "node-k1 was lost" in packets[1].args[0]  # the launcher's reason, told
         assert packets[-1] == wl.ReturnPacket(WLSymbol("$Failed"))
         assert (first.death, first.alive, first.terminated, first.killed) == (
             "node-k1 was lost", False, 1, False)
@@ -252,3 +256,26 @@ def test_the_child_side_loads_nothing_of_the_launcher_and_the_launcher_no_backen
         imported = _imports(path)
         assert not imported & backends, (path.name, imported & backends)
         assert not any(n.split(".")[0] == "mathics" for n in imported), path.name
+
+
+def test_a_kernel_watching_its_guardian_exits_when_the_guardian_does() -> None:
+    # A kernel forked for a Ray actor is not the actor's child: it watches the actor's
+    # pid and must exit the moment the actor does (linkserver.kernel.loop.watch_guardian).
+    guardian = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    kernel = subprocess.Popen([
+        sys.executable, "-c",
+        "import sys, time; from linkserver.kernel.loop import watch_guardian; "
+        f"watch_guardian({guardian.pid}); print('watching', flush=True); time.sleep(60)",
+    ], stdout=subprocess.PIPE)
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline() == b"watching\n"
+        assert kernel.poll() is None
+        guardian.kill()
+        guardian.wait()
+        assert kernel.wait(TIMEOUT) == EXIT_GUARDIAN_GONE
+    finally:
+        for process in (guardian, kernel):
+            process.kill()
+            process.wait()
+        if kernel.stdout is not None:
+            kernel.stdout.close()

@@ -25,13 +25,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from .. import records
 from ..aio.link import Link
 from ..errors import LinkError
-from ..launcher import KernelError, KernelHandle, KernelLauncher
+from ..launcher import KernelError, KernelHandle, KernelLauncher, PlacementError
 from ..protocol import CloseCode, answers
 from .control import Control
 from .worker import DEFAULT_MAX_QUEUED, KernelWorker, as_request
@@ -73,6 +74,7 @@ class PoolStatistics:
     waiting: int  #: links waiting for a kernel
     launching: int  #: kernels being started
     parked: int  #: persistent kernels waiting for their client to come back
+    problem: str = ""  #: why no kernel can start now (a placement failure); "" if none
 
 
 class PoolBroker:
@@ -131,6 +133,8 @@ class PoolBroker:
         self._parked: dict[str, tuple[KernelWorker, asyncio.TimerHandle]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: the sentence of the last PlacementError, until a kernel starts again
+        self.problem = ""
         #: why the last kernel launch failed, until one succeeds (the side port's /healthz)
         self.launch_failure: str | None = None
 
@@ -138,17 +142,33 @@ class PoolBroker:
     def _total(self) -> int:
         return len(self._warm) + self._launching + len(self._workers) + len(self._parked)
 
-    async def start(self) -> None:
+    async def start(self, *, strict: bool = True) -> None:
         """Start ``min_kernels`` kernels and wait until they are ready.
 
+        Args:
+            strict: raise if a kernel does not start. A pool on a cluster
+                passes False: the server then starts all the same, the pool
+                keeps trying in the background, and a placement failure is
+                its :attr:`problem` (told to waiting clients and in ``status``).
+
         Raises:
-            KernelError: a kernel did not start.
+            KernelError: a kernel did not start (``strict`` only).
         """
-        kernels = await asyncio.gather(
-            *(self._launcher.launch() for _ in range(self.min_kernels))
+        results = await asyncio.gather(
+            *(self._launcher.launch() for _ in range(self.min_kernels)),
+            return_exceptions=not strict,
         )
-        for kernel in kernels:
-            self._add_warm(kernel)
+        failures = []
+        for result in results:
+            if isinstance(result, KernelHandle):
+                self._add_warm(result)
+            elif isinstance(result, KernelError):
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+        if failures:
+            self._launch_failed(failures[0])
+            self._schedule(self._retry_later())
 
     def _add_warm(self, kernel: KernelHandle) -> None:
         self._warm.append(kernel)
@@ -192,17 +212,22 @@ class PoolBroker:
         link.on_end(self._link_gone)
         self._balance()
 
-    def _refuse(self, link: Link) -> None:
+    def _refuse(self, link: Link, reason: str | None = None) -> None:
         for entry in self._waiting:
             if entry[0] is link:
                 self._waiting.remove(entry)
                 break
         else:
             return
+        entry[1].cancel()
         records.event("pool-refused", link=records.link_ref(link), peer=link.peer,
-                      wait_s=self.wait_timeout, kernels=self.max_kernels)
+                      wait_s=self.wait_timeout, kernels=self.max_kernels,
+                      reason=reason or self.problem or None)
+        if reason is None and self.problem:
+            reason = self.problem
         link.close_nowait(
             CloseCode.TOO_MANY_LINKS,
+            reason or
             f"all {self.max_kernels} kernels of this pool are in use and none came free "
             f"within {self.wait_timeout:g} s; try again later or ask for a larger pool",
         )
@@ -351,18 +376,38 @@ class PoolBroker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _schedule(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _launch_failed(self, exc: KernelError) -> None:
+        """A kernel did not start. If none can be placed at all, the links waiting
+        for one are told so now, in the error's sentence, not after their wait."""
+        if not (isinstance(exc, PlacementError) and exc.message == self.problem):
+            records.event("pool-launch-failed", reason=exc)  # once, not every retry
+        self.launch_failure = str(exc)
+        if isinstance(exc, PlacementError):
+            self.problem = exc.message
+            if not self._warm:
+                for link, _handle in list(self._waiting):
+                    self._refuse(link, exc.message)
+
+    async def _retry_later(self) -> None:
+        await asyncio.sleep(1.0)  # do not spin on a kernel that cannot start
+        self._balance()
+
     async def _launch(self) -> None:
         try:
             kernel = await self._launcher.launch()
         except KernelError as exc:
-            records.event("pool-launch-failed", reason=exc)
-            self.launch_failure = str(exc)
             self._launching -= 1
-            await asyncio.sleep(1.0)  # do not spin on a kernel that cannot start
-            self._balance()
+            self._launch_failed(exc)
+            await self._retry_later()
             return
         self.launch_failure = None
         self._launching -= 1
+        self.problem = ""
         if self._closed:
             kernel.link.close_nowait()
             kernel.kill()
@@ -394,6 +439,7 @@ class PoolBroker:
             waiting=len(self._waiting),
             launching=self._launching,
             parked=len(self._parked),
+            problem=self.problem,
         )
 
     async def aclose(self) -> None:

@@ -120,7 +120,8 @@ class KernelWorker:
         if kernel is not self.kernel:
             return
         self.kernel = None
-        reason = "it was stopped" if kernel.killed else "its process ended"
+        where = f" on node {kernel.node}" if kernel.node else ""
+        reason = kernel.death or ("it was stopped" if kernel.killed else f"its process ended{where}")
         self._do(self.core.kernel_died(reason, kernel.pid))
 
     async def _start_kernel(self) -> None:

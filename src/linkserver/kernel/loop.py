@@ -75,6 +75,7 @@ import dataclasses
 import enum
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -106,7 +107,9 @@ from ..protocol.packets import (
 
 __all__ = [
     "CONNECT_TIMEOUT",
+    "EXIT_GUARDIAN_GONE",
     "EXIT_OK",
+    "WATCH_PID_ENV",
     "EXIT_STARTUP_FAILED",
     "KERNEL_ERROR",
     "KernelExit",
@@ -134,6 +137,12 @@ CONNECT_TIMEOUT = 30.0
 # Exit codes of the process (backends add their own).
 EXIT_OK = 0  # TERMINATE, the link closed
 EXIT_STARTUP_FAILED = 3  # could not start, or could not reach the server (as cli.py)
+EXIT_GUARDIAN_GONE = 4  # the process this kernel lives for (its Ray actor) ended
+
+#: The environment variable naming a process whose end must end this kernel too:
+#: a kernel forked on a cluster node for a Ray actor is not that actor's child,
+#: so nothing else would stop it when Ray kills the actor (see watch_guardian).
+WATCH_PID_ENV = "LINKSERVER_WATCH_PID"
 
 # Field names of each packet class, in order (see KernelLoop._put).
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -723,6 +732,38 @@ class KernelLoop:
 # ------------------------------------------------------------ entry points
 
 
+def watch_guardian(pid: int) -> threading.Thread:
+    """End this process as soon as process ``pid`` ends (a daemon thread watches it).
+
+    A kernel placed by Ray runs for one actor; when Ray kills that actor or
+    loses its node the kernel must not live on, unwatched and still holding
+    its client's state. A pidfd wakes the thread the moment ``pid`` exits;
+    where there is none, it polls twice a second. The kernel then exits at
+    once: its socket closes, and the server answers the request in hand.
+    """
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            os._exit(EXIT_GUARDIAN_GONE)
+        except (AttributeError, OSError):  # no pidfds here: poll
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    os._exit(EXIT_GUARDIAN_GONE)
+                except PermissionError:
+                    pass  # it exists, under another user
+                time.sleep(0.5)
+        select.select([fd], [], [])
+        os._exit(EXIT_GUARDIAN_GONE)
+
+    thread = threading.Thread(target=watch, name="linkserver-guardian", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve_kernel(
     kernel: KernelLoop,
     link_name: str,
@@ -751,6 +792,9 @@ def serve_kernel(
         except OSError as exc:
             log.error("kernel.sandbox.failed: %s", exc.strerror or exc)
             return EXIT_STARTUP_FAILED
+    guardian = os.environ.get(WATCH_PID_ENV)
+    if guardian:
+        watch_guardian(int(guardian))
     try:
         link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT)
     except LinkError as exc:

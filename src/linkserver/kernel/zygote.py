@@ -28,6 +28,11 @@ a forked kernel learns its mode the way a fresh one does. A sandboxed kernel's
 (:mod:`.sandbox`) in :func:`~.loop.serve_kernel`, while it has one thread --
 the fork left the template's others behind.
 
+One OPTION is the zygote's own: ``--watch-pid=PID`` names a process the kernel
+lives for: the kernel exits when it does (:func:`linkserver.kernel.loop.watch_guardian`).
+A Ray actor on a cluster node asks for kernels this way
+(:mod:`linkserver.kernel.ray_node`), since a fork of the template is not the actor's child.
+
 Children write nothing to the zygote's stdout (it is the launcher's pipe);
 they exit when their link closes. The zygote reaps them and exits when its
 stdin closes.
@@ -46,9 +51,12 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import BACKENDS
-from .loop import KernelPolicy, policy_parser
+from .loop import WATCH_PID_ENV, KernelPolicy, policy_parser
 
-__all__ = ["main"]
+__all__ = ["WATCH_OPTION", "main"]
+
+#: The spawn option that names the process a forked kernel lives for.
+WATCH_OPTION = "--watch-pid="
 
 
 def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
@@ -66,6 +74,9 @@ def _child(
     options: list[str],
 ) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for option in [o for o in options if o.startswith(WATCH_OPTION)]:
+        options.remove(option)
+        os.environ[WATCH_PID_ENV] = option[len(WATCH_OPTION):]  # serve() starts the watch
     # The launcher reads our parent's stdout: keep this child's output off it.
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -10,7 +10,10 @@ without the broker knowing:
 - :mod:`.local` -- :class:`LocalLauncher`, kernels as processes on this
   machine (the default);
 - :mod:`.zygote` -- the server's end of the template process that forks warm
-  kernels (the template itself is :mod:`linkserver.kernel.zygote`).
+  kernels (the template itself is :mod:`linkserver.kernel.zygote`);
+- :mod:`.ray` -- :class:`~.ray.RayLauncher`, kernels as Ray actors on a
+  cluster's nodes that dial back over TCP (loaded only for ``--ray``: it
+  needs the optional ``ray`` package).
 
 The code that runs *in* kernels is :mod:`linkserver.kernel`.
 """
@@ -23,9 +26,10 @@ from .base import (
     KernelLauncher,
     KernelStatistics,
     LauncherStatistics,
+    PlacementError,
 )
 from .local import LocalKernelHandle, LocalLauncher
-from .spec import KernelSpec
+from .spec import KernelSpec, RayOptions
 
 __all__ = [
     "KernelError",
@@ -36,4 +40,6 @@ __all__ = [
     "LauncherStatistics",
     "LocalKernelHandle",
     "LocalLauncher",
+    "PlacementError",
+    "RayOptions",
 ]

@@ -60,6 +60,10 @@ the node it runs on.
 
 Errors.  A launcher raises only :class:`KernelError`, with one sentence that
 says what to do and the cause kept (``raise KernelError(...) from exc``).
+When no place can hold the kernel at all -- no cluster node offers the
+resources the pool asks for -- it raises the subclass
+:class:`PlacementError`, so that the broker can say so to waiting clients
+at once instead of retrying in silence.
 
 Everything here runs in the server's event loop; nothing blocks.
 """
@@ -71,7 +75,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from ..errors import KernelError
+from ..errors import KernelError, PlacementError
 
 if TYPE_CHECKING:
     from ..aio.link import Link
@@ -79,6 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KernelError",
+    "PlacementError",
     "KernelHandle",
     "KernelLauncher",
     "KernelStatistics",

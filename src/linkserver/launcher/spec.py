@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..kernel import BACKENDS
 
-__all__ = ["KernelSpec", "QUIT_ALLOWED"]
+__all__ = ["KernelSpec", "QUIT_ALLOWED", "RayOptions"]
 
 #: Who may end a shared kernel with ``Quit[]`` (``[access] quit``, docs/configuration.md).
 QUIT_ALLOWED = ("nobody", "anyone")
@@ -105,3 +105,50 @@ class KernelSpec:
         if self.mode == "shared":
             options.append(f"--quit-allowed={self.quit_allowed}")
         return options
+
+
+@dataclass(frozen=True, slots=True)
+class RayOptions:
+    """What each kernel of a pool placed on Ray asks of Ray (``[pools.NAME.ray]``).
+
+    Attributes:
+        num_cpus: Ray CPUs each kernel books (a kernel evaluates on one thread).
+        memory_mb: Ray ``memory`` each kernel books, in MiB; None books none.
+            (The pool's own ``memory_mb`` is the kernel's address-space limit.)
+        resources: custom Ray resources each kernel books, as sorted
+            ``(name, amount)`` pairs: ``{gpu_node = 1}`` places kernels only on
+            nodes started with that resource.
+        namespace: the Ray namespace its kernels' actors are named in.
+    """
+
+    num_cpus: float = 1.0
+    memory_mb: int | None = None
+    resources: tuple[tuple[str, float], ...] = ()
+    namespace: str = "linkserver"
+
+    def __post_init__(self) -> None:
+        if self.num_cpus < 0:
+            raise ValueError("num_cpus must not be negative")
+        if self.memory_mb is not None and self.memory_mb <= 0:
+            raise ValueError("memory_mb must be positive (leave it out to book none)")
+        if any(amount <= 0 for _name, amount in self.resources):
+            raise ValueError("each custom resource amount must be positive")
+        if not self.namespace:
+            raise ValueError("namespace must not be empty")
+
+    def demand(self) -> dict[str, float]:
+        """The Ray resources one kernel books, by Ray's names (memory in bytes)."""
+        need: dict[str, float] = dict(self.resources)
+        if self.num_cpus:
+            need["CPU"] = self.num_cpus
+        if self.memory_mb:
+            need["memory"] = float(self.memory_mb * 1024 * 1024)
+        return need
+
+    def describe(self) -> str:
+        """The demand as a person reads it: ``num_cpus=1, memory_mb=2048, gpu_node=1``."""
+        parts = [f"num_cpus={self.num_cpus:g}"]
+        if self.memory_mb:
+            parts.append(f"memory_mb={self.memory_mb}")
+        parts += [f"{name}={amount:g}" for name, amount in self.resources]
+        return ", ".join(parts)

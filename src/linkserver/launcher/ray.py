@@ -1,0 +1,554 @@
+"""Kernels on a Ray cluster: Ray places them, our own links carry the work.
+
+:class:`RayLauncher` keeps the contract of :mod:`.base` with kernels that
+run on whatever node of a Ray cluster Ray picks. Each kernel is a Ray actor
+(:class:`linkserver.kernel.ray_node.KernelActor`) that books the pool's
+resources (``[pools.NAME.ray]``: CPUs, memory, custom resources) and lives
+exactly as long as the kernel process beside it. That process dials back to
+this launcher's *kernel endpoint* -- a link server on TCP, at an address the
+cluster's nodes reach, that accepts only links proving a key made for this
+launcher -- and from then on every evaluation travels over that link, never
+as a Ray call (DESIGN.md "Kernels on a cluster").
+
+Warm starts.  The first kernel placed on a node starts a
+:class:`~linkserver.kernel.ray_node.NodeTemplate` actor pinned to that node,
+which loads the backend once (seconds) and forks every later kernel there
+(tens of milliseconds), as the local launcher's template does on this machine.
+
+Never a re-run.  Actors are created with ``max_restarts=0`` and
+``max_task_retries=0``: Ray must never bring a kernel back blank on its own.
+
+Death.  The kernel process watches its actor and exits with it, so a killed
+actor or a node whose raylet died ends the kernel's link at once. The
+launcher also waits on a call that returns only when the kernel ends; when
+Ray fails that call because the actor or its node died, the launcher calls
+:meth:`~.base.KernelHandle.lost` with a reason naming the node -- which is
+what ends the link when the node vanished without closing its sockets.
+
+Placement failures.  Before it asks Ray for an actor, the launcher checks
+that some live node offers the resources at all; if none does it raises
+:class:`~.base.PlacementError` with one sentence that says so, instead of
+leaving an actor pending for ever. A kernel Ray cannot place within
+``spec.start_timeout`` (every fitting node is full) is a plain
+:class:`~.base.KernelError`.
+
+Ray itself is imported only when a :class:`RayCluster` connects, so that a
+server without the ``ray`` extra loads none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from wolframclient.language import wl
+
+from .. import records
+from ..aio.link import Link, LinkSettings
+from ..aio.server import LinkServer
+from ..errors import LinkError
+from ..kernel import FORKABLE
+from ..kernel.ray_node import KernelActor, NodeTemplate
+from ..security import new_key
+from .base import KernelError, KernelHandle, KernelLauncher, PlacementError
+from .spec import KernelSpec, RayOptions
+
+__all__ = ["RayCluster", "RayKernelHandle", "RayLauncher", "RayNode"]
+
+log = logging.getLogger("linkserver.kernel")
+
+#: Seconds a snapshot of the cluster's nodes is reused for placement checks.
+_NODES_TTL = 2.0
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise KernelError(
+            "Ray is not installed; install it with: pip install 'linkserver[ray]'"
+        ) from exc
+    return ray
+
+
+class RayCluster:
+    """The server's one connection to a Ray cluster, shared by its Ray pools.
+
+    Ray allows one connection per process, so every :class:`RayLauncher` of
+    a server uses the same :class:`RayCluster`. If this process is already
+    connected (a test, an embedding program), it uses that connection and
+    leaves it open at the end.
+
+    Args:
+        address: anything ``ray.init(address=...)`` accepts -- ``"auto"``,
+            ``"HOST:PORT"``, ``"ray://HOST:PORT"`` -- or ``"local"`` for a
+            private single-node Ray started for this server.
+    """
+
+    def __init__(self, address: str = "local") -> None:
+        self.address = address
+        self.node_ip = ""
+        self._owned = False
+        self._connected = False
+        self._lock = asyncio.Lock()
+        self._nodes: list[dict[str, Any]] = []
+        self._nodes_at = -_NODES_TTL
+
+    @property
+    def connected(self) -> bool:
+        """True once :meth:`connect` succeeded (and until :meth:`aclose`)."""
+        return self._connected
+
+    async def connect(self) -> None:
+        """Connect to the cluster (once; later calls return at once).
+
+        Raises:
+            KernelError: Ray is not installed or the cluster cannot be reached.
+        """
+        async with self._lock:
+            if not self._connected:
+                await asyncio.to_thread(self._connect)
+                self._connected = True
+
+    def _connect(self) -> None:
+        ray = _import_ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False,
+                         configure_logging=False, log_to_driver=True)
+            except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+                raise KernelError(
+                    f"cannot reach the Ray cluster at {self.address!r} ({exc}); start one with "
+                    "'ray start --head' or pass --ray local"
+                ) from exc
+            self._owned = True
+        self.node_ip = ray.util.get_node_ip_address()
+        records.event("ray-connected", address=self.address, node_ip=self.node_ip,
+                      owned=self._owned)
+
+    async def nodes(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The cluster's nodes as ``ray.nodes()`` lists them (cached for 2 s unless ``fresh``)."""
+        now = time.monotonic()
+        if fresh or now - self._nodes_at >= _NODES_TTL:
+            ray = _import_ray()
+            self._nodes = await asyncio.to_thread(ray.nodes)
+            self._nodes_at = time.monotonic()
+        return self._nodes
+
+    async def aclose(self) -> None:
+        """Disconnect, and stop the private Ray this object started; idempotent."""
+        if self._connected and self._owned:
+            ray = _import_ray()
+            await asyncio.to_thread(ray.shutdown)
+        self._connected = False
+        self._owned = False
+
+
+@dataclass(frozen=True, slots=True)
+class RayNode:
+    """A Ray node as ``status`` and error messages name it."""
+
+    id: str
+    ip: str
+
+    def __str__(self) -> str:
+        return f"{self.id[:12]}@{self.ip}"
+
+
+def _ray_reason(exc: BaseException, node: RayNode) -> str:
+    """Why a kernel's actor is gone, in a few words for ``kerneldied``."""
+    text = str(exc).lower()
+    if "node" in text and ("died" in text or "dead" in text):
+        return f"Ray lost its node {node}"
+    return f"its Ray actor on node {node} died or was killed"
+
+
+class RayKernelHandle(KernelHandle):
+    """A kernel whose place is a Ray actor; killing it is ``ray.kill`` of the actor."""
+
+    placement = "ray"
+
+    def __init__(
+        self, kernel_id: str, pid: int, link: Link, info: dict[str, Any], *,
+        actor: Any, node: RayNode,
+    ) -> None:
+        super().__init__(kernel_id, pid, link, info)
+        self.actor = actor
+        self.ray_node = node
+
+    @property
+    def node(self) -> str | None:
+        """``NODEID@ADDRESS`` of the Ray node it runs on (the id cut to 12 digits)."""
+        return str(self.ray_node)
+
+    def _terminate(self) -> None:
+        _kill_actor(self.actor)
+
+
+def _kill_actor(actor: Any) -> None:
+    """End an actor at once (its kernel follows it); never raise."""
+    try:
+        ray = _import_ray()
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already gone, or Ray is shutting down
+        pass
+
+
+async def _result(ref: Any) -> Any:
+    """Await a Ray ObjectRef from any asyncio loop."""
+    return await asyncio.wrap_future(ref.future())
+
+
+class RayLauncher(KernelLauncher):
+    """Starts kernels of one :class:`KernelSpec` as Ray actors (the contract of :mod:`.base`).
+
+    Args:
+        spec: what kernels to run.
+        options: what each kernel books on Ray, and its namespace.
+        cluster: the server's connection to Ray.
+        pool: the pool's name, for actor names and messages.
+        interface: the address the kernel endpoint binds and kernels dial;
+            by default this node's address as Ray knows it.
+        zygote: fork a node's kernels from a template on that node (fast);
+            False starts each kernel as a fresh process.
+    """
+
+    placement = "ray"
+
+    def __init__(
+        self, spec: KernelSpec, options: RayOptions, cluster: RayCluster, *,
+        pool: str = "default", interface: str | None = None, zygote: bool = True,
+    ) -> None:
+        super().__init__(spec)
+        self.options = options
+        self.cluster = cluster
+        self.pool = pool
+        self._interface = interface
+        self._use_zygote = zygote and spec.backend in FORKABLE
+        #: tells this launcher's actors apart from another server's on the same cluster
+        self.token = uuid.uuid4().hex[:8]
+        self._key = new_key()
+        self._server: LinkServer | None = None
+        self._pending: dict[str, asyncio.Future[tuple[Link, dict[str, Any]]]] = {}
+        self._templates: dict[str, asyncio.Future[Any]] = {}
+        self._handles: set[RayKernelHandle] = set()
+        self._watchers: dict[RayKernelHandle, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._actor_class: Any = None
+        self._template_class: Any = None
+        self._closed = False
+
+    @property
+    def address(self) -> str:
+        """The kernel endpoint, ``PORT@HOST``, that kernels dial."""
+        if self._server is None:
+            return ""
+        return f"{self._server.port}@{self._interface}"
+
+    async def start(self) -> None:
+        """Connect to Ray and listen for kernels on TCP, with this launcher's key.
+
+        Raises:
+            KernelError: Ray is missing or unreachable, or the endpoint cannot listen.
+        """
+        await self.cluster.connect()
+        ray = _import_ray()
+        self._interface = self._interface or self.cluster.node_ip
+        settings = LinkSettings(idle_timeout=None, keys=(("kernel", self._key.encode()),))
+        self._server = LinkServer(0, self._interface, settings=settings)
+        try:
+            await self._server.start()
+        except LinkError as exc:
+            raise KernelError(
+                f"the kernel endpoint cannot listen on {self._interface} ({exc}); "
+                "choose a reachable address with --kernel-interface"
+            ) from exc
+        self._server.on_link(self._greeted)
+        common = {"max_restarts": 0, "max_task_retries": 0, "max_concurrency": 4}
+        self._actor_class = ray.remote(**common)(KernelActor)
+        self._template_class = ray.remote(**common)(NodeTemplate)
+        records.event("ray-launcher-started", pool=self.pool, endpoint=self.address,
+                      namespace=self.options.namespace)
+
+    async def _greeted(self, link: Link) -> None:
+        """A kernel dialled in with the key: read its KernelReady and wake its launch."""
+        try:
+            hello = await link.get(timeout=self.spec.start_timeout)
+            info = dict(hello.args[0]) if getattr(hello, "args", None) else {}
+            kernel_id = str(info.get("id", ""))
+        except (LinkError, TypeError, ValueError, IndexError) as exc:
+            records.event("kernel-rejected", reason=f"the connection did not greet: {exc}")
+            await link.aclose()
+            return
+        future = self._pending.pop(kernel_id, None)
+        if future is None or future.done():
+            records.event("kernel-rejected", reason=f"unexpected kernel id {kernel_id!r}")
+            await link.aclose()
+            return
+        future.set_result((link, info))
+
+    async def _check_placeable(self) -> None:
+        """Raise PlacementError when no live node offers what one kernel books."""
+        need = self.options.demand()
+        for fresh in (False, True):  # a cached "no" is checked afresh: a node may have joined
+            try:
+                nodes = await self.cluster.nodes(fresh=fresh)
+            except Exception as exc:
+                raise KernelError(
+                    f"cannot list the Ray cluster's nodes ({exc}); is it up?"
+                ) from exc
+            for node in nodes:
+                offered = node.get("Resources", {})
+                if node.get("Alive") and all(offered.get(k, 0.0) >= v for k, v in need.items()):
+                    return
+        raise PlacementError(
+            f"no node of the Ray cluster offers what a kernel of pool {self.pool!r} asks for "
+            f"({self.options.describe()}); add a node that has it or change [pools."
+            f"{self.pool}.ray]"
+        )
+
+    async def _within(self, awaitable: Awaitable[Any], deadline: float, what: str) -> Any:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(awaitable, max(remaining, 0.001))
+        except TimeoutError as exc:
+            raise KernelError(
+                f"a kernel of pool {self.pool!r} was not {what} within "
+                f"{self.spec.start_timeout:g} s; every node that fits may be busy "
+                "(see 'ray status')"
+            ) from exc
+
+    async def launch(self) -> KernelHandle:
+        """Place one kernel on Ray and return it once it dialled back and ran ``spec.init``.
+
+        Raises:
+            PlacementError: no node offers the resources the pool asks for.
+            KernelError: the launcher is closed, Ray failed, or the kernel was
+                not placed or ready within ``spec.start_timeout``.
+        """
+        if self._closed:
+            raise KernelError("the kernel launcher is closed; start a new one")
+        if self._server is None:
+            raise KernelError("the kernel launcher has not started; call start() first")
+        await self._check_placeable()
+        ray = _import_ray()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.start_timeout
+        kernel_id = uuid.uuid4().hex[:12]
+        ready: asyncio.Future[tuple[Link, dict[str, Any]]] = loop.create_future()
+        self._pending[kernel_id] = ready
+        actor: Any = None
+        exited: asyncio.Future[Any] | None = None
+        try:
+            options = self.options
+            actor = self._actor_class.options(
+                name=f"linkserver-kernel-{self.token}-{kernel_id}",
+                namespace=options.namespace,
+                num_cpus=options.num_cpus,
+                memory=options.memory_mb * 1024 * 1024 if options.memory_mb else None,
+                resources=dict(options.resources) or None,
+            ).remote()
+            placed = await self._placed(actor, deadline)
+            node = RayNode(str(placed["node_id"]), str(placed["ip"]))
+            pid = await self._start_kernel(actor, kernel_id, node, int(placed["pid"]), deadline)
+            exited = asyncio.ensure_future(_result(actor.wait.remote()))
+            link, info = await self._wait_ready(ready, exited, deadline, node)
+        except ray.exceptions.RayError as exc:
+            if exited is not None:
+                exited.cancel()
+            _kill_actor(actor)
+            raise KernelError(
+                f"Ray could not start a kernel of pool {self.pool!r}: {str(exc).splitlines()[0]}"
+            ) from exc
+        except BaseException:
+            if exited is not None:
+                exited.cancel()
+            if actor is not None:
+                _kill_actor(actor)  # placed but never ready: it must not linger
+            raise
+        finally:
+            self._pending.pop(kernel_id, None)
+        handle = RayKernelHandle(kernel_id, pid, link, info, actor=actor, node=node)
+        self._handles.add(handle)
+        self._watchers[handle] = asyncio.ensure_future(self._watch(handle, exited))
+        handle.on_dead(self._ended)
+        if self.spec.init:
+            try:
+                await self._initialise(handle)
+            except BaseException:
+                handle.stop()
+                raise
+        records.event("kernel-started", kernel=kernel_id, pid=pid, backend=self.spec.backend,
+                      placement="ray", node=str(node))
+        return handle
+
+    async def _placed(self, actor: Any, deadline: float) -> dict[str, Any]:
+        """Wait until Ray has placed ``actor`` and it answers; say so at once if the
+        cluster changes meanwhile so that no node can hold it (a pending actor
+        would otherwise wait for ever, silently)."""
+        where = asyncio.ensure_future(_result(actor.where.remote()))
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                done, _ = await asyncio.wait({where}, timeout=min(1.0, max(remaining, 0.001)))
+                if done:
+                    return dict(where.result())
+                if remaining <= 1.0:
+                    raise KernelError(
+                        f"a kernel of pool {self.pool!r} was not placed within "
+                        f"{self.spec.start_timeout:g} s; every node that fits may be busy "
+                        "(see 'ray status')"
+                    )
+                await self._check_placeable()
+        finally:
+            where.cancel()
+
+    async def _start_kernel(
+        self, actor: Any, kernel_id: str, node: RayNode, guardian: int, deadline: float
+    ) -> int:
+        """Fork the kernel from the node's template, or start it fresh; return its pid."""
+        spec = self.spec
+        if self._use_zygote:
+            template = await self._template(node, deadline)
+            if template is not None:
+                ray = _import_ray()
+                try:
+                    pid = int(await self._within(_result(template.spawn.remote(
+                        kernel_id, self.address, spec.eval_timeout, spec.memory_mb, guardian,
+                        spec.policy_options(),
+                    )), deadline, "forked"))
+                except ray.exceptions.RayError as exc:  # the template died or broke
+                    self._templates.pop(node.id, None)  # the next kernel there starts a new one
+                    records.event("kernel-template-failed", pool=self.pool, node=str(node),
+                                  reason=str(exc).splitlines()[0][:200])
+                else:
+                    await self._within(_result(actor.adopt.remote(pid)), deadline, "adopted")
+                    return pid
+        argv = spec.argv(self.address, kernel_id)[1:]  # the node's own Python runs it
+        return int(await self._within(
+            _result(actor.start.remote(argv, self._key, spec.memory_mb)), deadline, "started"
+        ))
+
+    async def _template(self, node: RayNode, deadline: float) -> Any:
+        """The node's template actor, started the first time a kernel lands there;
+        None if it cannot start (kernels there then start fresh)."""
+        future = self._templates.get(node.id)
+        if future is None:
+            future = asyncio.ensure_future(self._new_template(node))
+            self._templates[node.id] = future
+        try:
+            return await self._within(asyncio.shield(future), deadline, "forked")
+        except Exception as exc:
+            if self._templates.get(node.id) is future and future.done():
+                self._templates.pop(node.id, None)
+            records.event("kernel-template-failed", pool=self.pool, node=str(node), reason=exc)
+            return None
+
+    async def _new_template(self, node: RayNode) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        template = self._template_class.options(
+            name=f"linkserver-template-{self.token}-{node.id[:12]}",
+            namespace=self.options.namespace,
+            num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node.id, soft=False),
+        ).remote(self.spec.backend, self._key)
+        try:
+            info = await _result(template.ready.remote())
+        except BaseException:
+            _kill_actor(template)
+            raise
+        records.event("kernel-template-started", pool=self.pool, node=str(node),
+                      pid=info.get("template_pid"))
+        return template
+
+    async def _wait_ready(
+        self, ready: asyncio.Future[tuple[Link, dict[str, Any]]], exited: asyncio.Future[Any],
+        deadline: float, node: RayNode,
+    ) -> tuple[Link, dict[str, Any]]:
+        """Wait for the kernel's greeting, or for it to end first."""
+        remaining = max(deadline - asyncio.get_running_loop().time(), 0.001)
+        done, _ = await asyncio.wait(
+            {ready, exited}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready in done:
+            return ready.result()
+        if exited in done:
+            raise KernelError(
+                f"the {self.spec.backend} kernel on Ray node {node} ended before it was ready "
+                f"(code {exited.result() if exited.exception() is None else '?'}); see the "
+                "node's worker log"
+            )
+        raise KernelError(
+            f"a {self.spec.backend} kernel on Ray node {node} did not dial back within "
+            f"{self.spec.start_timeout:g} s; can the node reach {self.address}?"
+        )
+
+    async def _initialise(self, handle: KernelHandle) -> None:
+        """Run the pool's start-up code before any client waits for it (as the local
+        launcher does); its output is dropped."""
+        assert self.spec.init is not None
+        link = handle.link
+        try:
+            await link.put(wl.EvaluatePacket(wl.ToExpression(self.spec.init)))
+            while True:
+                packet = await link.get(timeout=self.spec.start_timeout)
+                if getattr(getattr(packet, "head", None), "name", "") == "ReturnPacket":
+                    break
+        except LinkError as exc:
+            await link.aclose()
+            raise KernelError(f"the kernel's start-up code did not finish: {exc}") from exc
+
+    async def _watch(self, handle: RayKernelHandle, exited: asyncio.Future[Any]) -> None:
+        """Turn Ray's news of the actor's (or its node's) death into :meth:`lost`."""
+        try:
+            await exited
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not handle.killed and handle.alive:
+                records.event("kernel-lost", kernel=handle.id, node=str(handle.ray_node),
+                              reason=str(exc).splitlines()[0][:200])
+                handle.lost(_ray_reason(exc, handle.ray_node))
+            return
+        if handle.alive and not handle.killed:
+            handle.lost(f"its process on Ray node {handle.ray_node} ended")
+
+    def handles(self) -> list[KernelHandle]:
+        """Return every kernel handed out whose link is still open."""
+        return [handle for handle in self._handles if handle.alive]
+
+    def _ended(self, handle: KernelHandle) -> None:
+        assert isinstance(handle, RayKernelHandle)
+        self._handles.discard(handle)
+        watcher = self._watchers.pop(handle, None)
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+        _kill_actor(handle.actor)  # its link is gone: free what it booked on Ray
+
+    async def aclose(self) -> None:
+        """Stop every kernel and template actor and the endpoint; the cluster stays."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in list(self._handles):
+            handle.link.close_nowait()
+        for handle in list(self._handles):
+            handle.kill()
+        for watcher in self._watchers.values():
+            watcher.cancel()
+        self._watchers.clear()
+        for future in self._templates.values():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                _kill_actor(future.result())
+            else:
+                future.cancel()
+        self._templates.clear()
+        if self._server is not None:
+            await self._server.aclose()
