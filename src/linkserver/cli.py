@@ -36,6 +36,7 @@ from .repl import repl
 from .script import FORMATS, Script
 from .client import Client
 from .config import MODES, ServerConfig, check_pool, load_config
+from .users import User
 from .security import (
     ConnectionInfo,
     SecurityError,
@@ -336,17 +337,29 @@ def _client_args(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
 class _Security:
     """What ``serve`` was told about keys and TLS, checked (protected mode included)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, users: tuple[User, ...] = ()) -> None:
         self.key: str | None = None
         keys: list[tuple[str, bytes]] = []
         if args.no_key and (args.key_file or args.user_key_file):
             raise SecurityError("--no-key contradicts --key-file/--user-key-file; choose one")
+        if args.no_key and users:
+            raise SecurityError(f"the configuration has users ({users[0].name}, ...), who are "
+                                "told apart by their keys: drop --no-key")
         if not args.no_key:
             admin = read_key_file(args.key_file) if args.key_file else check_key(new_key())
             self.key = admin.decode("utf-8")
             keys.append(("admin", admin))
             if args.user_key_file:
                 keys.append(("user", read_key_file(args.user_key_file)))
+            for user in users:
+                assert user.key_file is not None
+                keys.append((user.name, read_key_file(user.key_file)))
+        seen: dict[bytes, str] = {}
+        for label, key in keys:
+            if key in seen:
+                raise SecurityError(f"{seen[key]} and {label} have the same key: give each "
+                                    "user a key of their own")
+            seen[key] = label
         self.keys = tuple(keys)
         if bool(args.tls_cert) != bool(args.tls_key):
             raise SecurityError("--tls-cert and --tls-key go together: give both")
@@ -402,7 +415,8 @@ async def _serve(args: argparse.Namespace) -> int:
     wxf.set_max_digits(args.max_digits)
     os.environ["LINKSERVER_MAX_DIGITS"] = str(args.max_digits)
     advertiser = discovery.Advertiser(args.advertise, args.interface) if args.advertise else None
-    security = _Security(args)
+    config = None if args.demo else _server_config(args)
+    security = _Security(args, config.users if config is not None else ())
     settings = LinkSettings(
         max_frame_size=args.max_frame_size,
         handshake_timeout=args.handshake_timeout,
@@ -410,7 +424,7 @@ async def _serve(args: argparse.Namespace) -> int:
         keys=security.keys,
     )
     try:
-        return await _run_server(args, settings, security, advertiser)
+        return await _run_server(args, settings, security, config, advertiser)
     finally:
         if advertiser is not None:
             await advertiser.aclose()
@@ -442,6 +456,7 @@ def _advertise(advertiser: discovery.Advertiser | None, security: _Security, add
 
 
 async def _run_server(args: argparse.Namespace, settings: LinkSettings, security: _Security,
+                      config: ServerConfig | None,
                       advertiser: discovery.Advertiser | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -463,7 +478,7 @@ async def _run_server(args: argparse.Namespace, settings: LinkSettings, security
         await server.aclose()
         print("linkserver stopped", flush=True)
         return 0
-    config = _server_config(args)
+    assert config is not None
     service = KernelService(args.port, args.interface, config=config, settings=settings,
                             log_streams=args.log_streams, tls=security.tls,
                             max_links=args.max_links, stop_allowed=config.stop_allowed,

@@ -10,6 +10,7 @@ exactly what is wrong with a file that is not right. It starts nothing.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,10 +19,12 @@ from typing import Any
 from .errors import ConfigError
 from .kernel import BACKENDS
 from .launcher.spec import KernelSpec, RayOptions
+from .users import BUILT_IN, ROLES, User
 
 __all__ = ["ConfigError", "PoolConfig", "ServerConfig", "load_config"]
 
 MODES = ("shared", "pool")
+_USER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Where a pool's kernels run: this machine, or nodes of a Ray cluster.
 PLACEMENTS = ("local", "ray")
 
@@ -97,6 +100,8 @@ class ServerConfig:
     status_allowed: str = "admin"
     #: who may end a shared kernel with Quit[]: "nobody" or "anyone"
     quit_allowed: str = "nobody"
+    #: the users of ``[access.users.NAME]``, each with a key file, a role and limits
+    users: tuple[User, ...] = ()
 
     def pool(self, name: str | None) -> PoolConfig:
         """The pool called ``name`` (the default pool for None or "").
@@ -218,8 +223,13 @@ def _check_ray(at: str, table: Any) -> RayOptions:
     return RayOptions(float(num_cpus), memory_mb, tuple(pairs), namespace)
 
 
-def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:
+def parse_config(
+    data: Any, source: str = "the configuration", base: Path | None = None
+) -> ServerConfig:
     """Check a decoded TOML/JSON document and return the server's pools.
+
+    ``base`` is the folder relative key files of ``[access.users.NAME]`` are
+    in (the configuration file's); None leaves them as written.
 
     Raises:
         ConfigError: the document does not describe pools as docs/configuration.md says.
@@ -230,7 +240,7 @@ def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}; "
                           "expected 'pools' and optionally 'default' and 'access'")
-    access = _check_access(data.get("access", {}))
+    access, users = _check_access(data.get("access", {}), base)
     pools_data = data.get("pools")
     if not isinstance(pools_data, dict) or not pools_data:
         raise ConfigError(f"{source} needs a 'pools' table with at least one pool")
@@ -242,7 +252,7 @@ def parse_config(data: Any, source: str = "the configuration") -> ServerConfig:
     default = data.get("default", pools[0].name)
     if not isinstance(default, str) or default not in {p.name for p in pools}:
         raise ConfigError(f"default = {default!r} names no pool of {source}")
-    return ServerConfig(tuple(pools), default, **access)
+    return ServerConfig(tuple(pools), default, **access, users=users)
 
 
 _ACCESS = {
@@ -253,21 +263,78 @@ _ACCESS = {
 }
 
 
-def _check_access(values: Any) -> dict[str, str]:
-    """Check the ``[access]`` table: who may stop the server and see its status."""
+def _check_access(values: Any, base: Path | None) -> tuple[dict[str, str], tuple[User, ...]]:
+    """Check the ``[access]`` table: who may stop the server and see its status, and its users."""
     if not isinstance(values, dict):
         raise ConfigError("access must be a table, e.g. [access] stop = \"admin\"")
     out = {}
+    users = _check_users(values.get("users", {}), base)
     for key, value in values.items():
+        if key == "users":
+            continue
         if key not in _ACCESS:
             raise ConfigError(
-                f"access.{key} is not an access setting; the settings are: {', '.join(_ACCESS)}"
+                f"access.{key} is not an access setting; the settings are: "
+                f"{', '.join(_ACCESS)}, users"
             )
         if value not in _ACCESS[key]:
             allowed = ", ".join(repr(v) for v in _ACCESS[key])
             raise ConfigError(f"access.{key} must be one of {allowed}, not {value!r}")
         out[f"{key}_allowed"] = value
-    return out
+    return out, users
+
+
+#: ``[access.users.NAME]`` settings: name -> (types, the least value allowed).
+_USER_LIMITS: dict[str, tuple[tuple[type, ...], float]] = {
+    "kernels": ((int,), 1), "queued": ((int,), 1), "eval_seconds": ((int, float), 0.001),
+    "memory_mb": ((int,), 64),
+}
+_USER_KEYS = ("key_file", "role", *_USER_LIMITS)
+
+
+def _check_users(table: Any, base: Path | None) -> tuple[User, ...]:
+    """Check ``[access.users.NAME]`` tables: a key file, a role and limits each."""
+    if not isinstance(table, dict):
+        raise ConfigError("access.users must be a table of users, e.g. "
+                          "[access.users.alice] key_file = \"alice.key\"")
+    users = []
+    for name, values in table.items():
+        at = f"access.users.{name}"
+        if not isinstance(values, dict):
+            raise ConfigError(f"{at} must be a table, e.g. [{at}] key_file = \"{name}.key\"")
+        if name in BUILT_IN:
+            raise ConfigError(f"{at}: the name {name!r} is the server's own "
+                              f"(serve --{'user-' if name == 'user' else ''}key-file); "
+                              "choose another")
+        if not _USER_NAME.fullmatch(name):
+            raise ConfigError(f"{at}: a user's name is letters, digits, '-' and '_' "
+                              "(it appears in the log and the metrics)")
+        for key in values:
+            if key not in _USER_KEYS:
+                raise ConfigError(f"{at}.{key} is not a user setting; the settings are: "
+                                  + ", ".join(_USER_KEYS))
+        key_file = values.get("key_file")
+        if not isinstance(key_file, str) or not key_file:
+            raise ConfigError(f"{at}.key_file is needed: the file holding {name}'s key "
+                              "(linkserver keygen writes one)")
+        if base is not None:
+            key_file = str(base / key_file)
+        role = values.get("role", "user")
+        if role not in ROLES:
+            raise ConfigError(f"{at}.role must be 'admin' or 'user', not {role!r}")
+        limits: dict[str, Any] = {}
+        for key, (types, least) in _USER_LIMITS.items():
+            value: Any = values.get(key)
+            if value is None:
+                continue
+            good = not isinstance(value, bool) and isinstance(value, types)
+            if not good or values[key] < least:
+                wanted = "a whole number" if types == (int,) else "a number of seconds"
+                raise ConfigError(f"{at}.{key} must be {wanted}, at least {least:g}, "
+                                  f"not {value!r}")
+            limits[key] = value
+        users.append(User(str(name), role=role, key_file=key_file, **limits))
+    return tuple(users)
 
 
 def load_config(path: str | Path) -> ServerConfig:
@@ -288,4 +355,4 @@ def load_config(path: str | Path) -> ServerConfig:
             data = tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid {path.suffix[1:].upper() or 'TOML'}: {exc}") from exc
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), path.parent)

@@ -110,6 +110,11 @@ class Metrics:
                               "by pool.", ["pool"], registry=reg)
         self.culls = Counter("linkserver_kernel_culls", "Kernels ended for being idle, by pool.",
                              ["pool"], registry=reg)
+        self.user_requests = Counter("linkserver_user_requests", "Requests answered, by the "
+                                     "user whose key the client proved.", ["user"], registry=reg)
+        self.user_limits = Counter("linkserver_user_limits", "Times a user was refused or "
+                                   "aborted by a limit of theirs, by user and limit.",
+                                   ["user", "limit"], registry=reg)
         self.pool_refused = Counter("linkserver_pool_refused", "Links refused because a pool had "
                                     "no kernel free in time.", registry=reg)
         reg.register(_State(service))
@@ -157,6 +162,11 @@ class Metrics:
             if isinstance(ms, (int, float)):
                 self.latency.labels(pool, head).observe(ms / 1000)
                 self.evaluation.labels(pool).inc(ms / 1000)
+            user = fields.get("user")
+            if user is not None:
+                self.user_requests.labels(str(user)).inc()
+        elif name == "user-limit":
+            self.user_limits.labels(str(fields.get("user")), str(fields.get("limit"))).inc()
         elif name == "request-failed":
             self.requests.labels(self._pool(fields.get("worker")), "any",
                                  str(fields.get("tag") or "failed")[:32]).inc()

@@ -120,6 +120,8 @@ EVENTS: dict[str, tuple[str, int]] = {
     "pool-reattached": (_BROKER, _INFO),
     "pool-expired": (_BROKER, _INFO),
     "kernel-culled": (_BROKER, _INFO),
+    "user-limit": (_BROKER, _INFO),
+    "user-limit-skipped": (_BROKER, _WARNING),
     "pool-launch-failed": (_BROKER, _WARNING),
     "packet-sent": (_LINK, TRACE),
     "packet-received": (_LINK, TRACE),

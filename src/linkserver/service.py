@@ -17,6 +17,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from .aio.server import DEFAULT_MAX_LINKS, LinkServer
 from .broker.pool import PoolBroker
 from .broker.control import Control, is_stop_request
 from .broker.shared import SharedBroker
-from .broker.worker import as_request
+from .broker.worker import UserOf, as_request
 from .config import MODES, PoolConfig, ServerConfig
 from .errors import LinkError, SelectError
 from .launcher import KernelLauncher, KernelSpec, LocalLauncher
@@ -37,6 +38,7 @@ from .launcher.ray import RayCluster, RayLauncher
 from .names import DEFAULT_HOST, DEFAULT_PORT
 from .protocol import CloseCode, answers
 from .status import STATUS_MESSAGE, status_expr
+from .users import BUILT_IN, User
 from .wxf.peek import head_name
 
 __all__ = ["KernelService", "Pool", "SelectError", "ServiceStatistics"]
@@ -94,7 +96,7 @@ class Pool:
     def __init__(
         self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None,
         cluster: RayCluster | None = None, kernel_interface: str | None = None,
-        quit_allowed: str = "nobody",
+        quit_allowed: str = "nobody", user_of: UserOf | None = None,
     ) -> None:
         self.config = config
         spec = config.spec(quit_allowed=quit_allowed)
@@ -108,13 +110,15 @@ class Pool:
             self.launcher = LocalLauncher(spec, zygote=zygote)
         self.broker: SharedBroker | PoolBroker
         if config.mode == "shared":
-            self.broker = SharedBroker(self.launcher, control=control, max_queued=config.max_queued)
+            self.broker = SharedBroker(self.launcher, control=control,
+                                       max_queued=config.max_queued, user_of=user_of)
         else:
             self.broker = PoolBroker(
                 self.launcher, min_kernels=config.min, max_kernels=config.max,
                 wait_timeout=config.wait, keepalive=config.keepalive, control=control,
                 max_queued=config.max_queued,
                 cull_idle=config.cull_idle, cull_close=config.cull == "close",
+                user_of=user_of,
             )
 
     async def start(self) -> None:
@@ -235,11 +239,13 @@ class KernelService:
                 "kernels on this machine (give that pool placement = \"local\")"
             )
         self.cluster = RayCluster(ray) if ray is not None and "ray" in placed.values() else None
+        #: who each key stands for, by the key's label (:attr:`Link.role`)
+        self.users: dict[str, User] = {**BUILT_IN, **{u.name: u for u in config.users}}
         self.pools = {
             p.name: Pool(
                 p, zygote=zygote, control=self._control, kernel_interface=kernel_interface,
                 cluster=self.cluster if placed[p.name] == "ray" else None,
-                quit_allowed=quit_allowed,
+                quit_allowed=quit_allowed, user_of=self.user_of,
             )
             for p in config.pools
         }
@@ -330,6 +336,14 @@ class KernelService:
         """The first packet chooses the pool: LinkServerSelect, or a request for the default."""
         name = head_name(payload)
         if name is None or name.rpartition("`")[2] != SELECT:
+            refusal = self.default.broker.over_limit(link)
+            if refusal is not None:  # answered; the next packet may try again
+                try:
+                    final = as_request(payload)[1]
+                except LinkError:
+                    final = answers.EVALUATE_FINAL
+                self._refuse(link, "userlimit", refusal, final)
+                return
             link.set_receiver(None)
             link.push_back(payload)  # ahead of anything that arrived after it
             self.default.broker.attach(link)
@@ -381,6 +395,10 @@ class KernelService:
                                   "or it never was") from None
             bound(str(kernel_id))
             return
+        refusal = pool.broker.over_limit(link)
+        if refusal is not None:
+            link.set_receiver(lambda p: self._first_packet(link, p))
+            raise SelectError("userlimit", refusal)
         try:
             pool.broker.attach(link, persistent=persistent, on_bound=bound)
         except ValueError as exc:
@@ -424,6 +442,17 @@ class KernelService:
                     "MessageTemplate": f"only {self._who(self.status_allowed)} may see the status"}))
             link.put_payload_nowait(wxf.dumps(answer))
 
+    def user_of(self, link: Hashable) -> User | None:
+        """The user ``link``'s key stands for; None on a server without keys."""
+        assert isinstance(link, Link)
+        label = link.role
+        return self.users.get(label) if label is not None else None
+
+    def admin_keys(self) -> list[bytes]:
+        """The keys of role admin (the side port takes them as bearer tokens)."""
+        return [key for label, key in self.keys
+                if (user := self.users.get(label)) is not None and user.role == "admin"]
+
     def allowed(self, link: Link, who: str) -> bool:
         """Whether ``link`` may do what ``who`` (``"admin"``, ``"anyone"``, ``"nobody"``) allows."""
         if who == "anyone":
@@ -431,14 +460,15 @@ class KernelService:
         if who == "nobody":
             return False
         if self._keyed:
-            return link.role == "admin"
+            user = self.user_of(link)
+            return user is not None and user.role == "admin"
         return _is_local(link.peer)
 
     def _who(self, who: str) -> str:
         if who == "nobody":
             return "nobody (the server's settings forbid it)"
         if self._keyed:
-            return "a client holding the admin key"
+            return "a client holding an admin key"
         return "a client on this machine"
 
     def log_stream(

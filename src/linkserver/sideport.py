@@ -69,7 +69,7 @@ class SidePort:
         self._service = service
         self._port = port
         self._interface = interface
-        self._admin = [key for role, key in service.keys if role == "admin"]
+        self._admin = service.admin_keys()
         self._keyed = bool(service.keys)
         self.metrics = Metrics(service)
         self._server: asyncio.Server | None = None

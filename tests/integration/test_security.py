@@ -281,7 +281,7 @@ def test_only_admins_stop_the_server_or_see_its_status() -> None:
         with linkserver.connect(service.name, TIMEOUT, key=USER) as user:
             user.send_message(STATUS_MESSAGE)
             refused = user.get(timeout=KERNEL_TIMEOUT)
-            assert "only a client holding the admin key" in str(refused)
+            assert "only a client holding an admin key" in str(refused)
             user.put(wl.EvaluatePacket(wl.Set(wl.Global.__getattr__("$KeepRunning"), False)))
             packets = collect(user, "ReturnPacket", KERNEL_TIMEOUT)
             assert wl.MessagePacket(wl.LinkServer, "notallowed") in packets

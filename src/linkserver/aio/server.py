@@ -163,7 +163,7 @@ class LinkServer:
         self._opened += 1
         self._live[link.link_id] = link
         records.event("link-opened", link=records.link_ref(link), peer=link.peer,
-                      mode=link.mode.name.lower(), server=self.name)
+                      mode=link.mode.name.lower(), server=self.name, user=link.role)
         if self.log_streams is not None:
             try:
                 link.log_stream(self.log_streams)

@@ -93,6 +93,7 @@ from ..protocol.packets import (
     UNINSTALL,
     short_name,
 )
+from ..users import User
 from ..wxf.peek import head_name
 from .control import is_stop_request
 from .queue import FairQueue
@@ -108,6 +109,7 @@ __all__ = [
     "ServerRequest",
     "StartKernel",
     "StopKernel",
+    "TimeLimit",
     "ToClient",
     "ToKernel",
     "as_request",
@@ -220,6 +222,18 @@ class ServerRequest(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class TimeLimit(Action):
+    """Call :meth:`KernelCore.time_limit_passed` with ``serial`` after ``seconds``.
+
+    Asked when a request of a user with ``eval_seconds`` starts; a call that
+    comes after the request ended does nothing, so the glue need not cancel it.
+    """
+
+    serial: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Idle(Action):
     """Nothing runs and nothing waits (a pool may give the kernel to someone else)."""
 
@@ -246,6 +260,8 @@ class Request:
     started: float = field(default=0.0)
     #: the request packet's head, short (the request-done record)
     head: str | None = field(default=None)
+    #: its number, when a time limit of its user watches it (:class:`TimeLimit`)
+    serial: int = field(default=0)
 
 
 @dataclass(eq=False)
@@ -273,6 +289,8 @@ class KernelCore:
         kernel_id: that kernel's id.
         server_requests: hand ``$KeepRunning = False`` to the server as a
             :class:`ServerRequest` (else it goes to the kernel like any request).
+        user_of: the :class:`~linkserver.users.User` a link stands for, whose
+            ``queued`` and ``eval_seconds`` limits the core applies; None for none.
     """
 
     def __init__(
@@ -284,8 +302,11 @@ class KernelCore:
         kernel_up: bool = False,
         kernel_id: str = "",
         server_requests: bool = True,
+        user_of: Callable[[Hashable], User | None] | None = None,
     ) -> None:
         self.id = worker_id
+        self._user_of = user_of
+        self._serial = 0
         self._server_requests = server_requests
         self.max_queued = max_queued
         self._clock = clock
@@ -431,8 +452,24 @@ class KernelCore:
                 "answers before sending more",
             )
             return
+        user = self._user_of(link) if self._user_of is not None else None
+        if user is not None and user.queued is not None and self._queued_by(user) >= user.queued:
+            self._over_limit(request, user, "queued")
+            return
         self._queue.push(link, request)
         self._dispatch()
+
+    def _queued_by(self, user: User) -> int:
+        """Requests ``user``'s links have waiting in this kernel's queue."""
+        user_of = self._user_of
+        assert user_of is not None
+        return sum(self._queue.queued(link) for link in self._queue.owners()
+                   if link is not None and (u := user_of(link)) is not None and u.name == user.name)
+
+    def _over_limit(self, request: Request, user: User, limit: str) -> None:
+        self._out.append(Record("user-limit", {"user": user.name, "limit": limit,
+                                               "link": request.link, "worker": self.id}))
+        self._answer_failure(request, "userlimit", user.over(limit))
 
     def submit_own(self, payload: bytes) -> list[Action]:
         """Queue a request of the server's own (its output is dropped)."""
@@ -525,6 +562,35 @@ class KernelCore:
         self.current = request
         request.started = self._clock()
         self._out.append(ToKernel(request.payload))
+        if self._user_of is not None and request.link is not None:
+            user = self._user_of(request.link)
+            if user is not None and user.eval_seconds is not None:
+                self._serial += 1
+                request.serial = self._serial
+                self._out.append(TimeLimit(request.serial, user.eval_seconds))
+
+    def time_limit_passed(self, serial: int) -> list[Action]:
+        """The :class:`TimeLimit` ``serial`` asked for is up: abort that request if it runs.
+
+        Its link is told why first (``LinkServer::userlimit``, side output);
+        the kernel's own ``$Aborted`` then ends the request as any abort does.
+        """
+        request = self.current
+        if self._calls:  # a request paused under a call: the evaluation is its caller's
+            request = self._calls[0].caller
+        if (request is None or request.serial != serial or request.answered
+                or request.link is None or self._user_of is None):
+            return self._take()
+        user = self._user_of(request.link)
+        if user is None or user.eval_seconds is None:
+            return self._take()
+        self._out.append(Record("user-limit", {"user": user.name, "limit": "eval_seconds",
+                                               "link": request.link, "worker": self.id}))
+        for packet in answers.message("userlimit", user.over("eval_seconds")):
+            self._send(request.link, packet)
+        if self.kernel_up:
+            self._out.append(KernelUrgent(UrgentMessage.ABORT, 0))
+        return self._take()
 
     # ----------------------------------------------------- kernel's packets
 

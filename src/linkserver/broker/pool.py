@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -35,7 +36,7 @@ from ..errors import LinkError
 from ..launcher import KernelError, KernelHandle, KernelLauncher, PlacementError
 from ..protocol import CloseCode, answers
 from .control import Control
-from .worker import DEFAULT_MAX_QUEUED, KernelWorker, as_request
+from .worker import DEFAULT_MAX_QUEUED, KernelWorker, UserOf, as_request
 
 __all__ = ["PoolBroker", "PoolStatistics"]
 
@@ -94,6 +95,9 @@ class PoolBroker:
             keep-alive governs them.
         cull_close: close a culled client's link (reason ``culled``) instead of
             answering its next request with the news and giving it a fresh kernel.
+        user_of: the user each link stands for: their ``kernels`` and
+            ``memory_mb`` limits apply here, ``queued`` and ``eval_seconds`` in
+            each kernel's core.
     """
 
     mode = "pool"
@@ -110,8 +114,12 @@ class PoolBroker:
         max_queued: int = DEFAULT_MAX_QUEUED,
         cull_idle: float = 0.0,
         cull_close: bool = False,
+        user_of: UserOf | None = None,
     ) -> None:
         self._max_queued = max_queued
+        self._user_of = user_of
+        #: the user each parked persistent kernel was kept for (their ``kernels`` count it)
+        self._parked_for: dict[str, str] = {}
         self.cull_idle = cull_idle
         self.cull_close = cull_close
         self._cull_timers: dict[Link, asyncio.TimerHandle] = {}
@@ -179,6 +187,24 @@ class PoolBroker:
             self._warm.remove(kernel)
             self._balance()
 
+    def over_limit(self, link: Link) -> str | None:
+        """Why ``link``'s user may not have one more kernel now; None if they may."""
+        user = self._user_of(link) if self._user_of is not None else None
+        if user is None or user.kernels is None:
+            return None
+        held = sum(1 for other in [*self._workers, *(w for w, _h in self._waiting)]
+                   if self._user_name(other) == user.name)
+        held += sum(1 for name in self._parked_for.values() if name == user.name)
+        if held < user.kernels:
+            return None
+        records.event("user-limit", user=user.name, limit="kernels",
+                      link=records.link_ref(link), held=held)
+        return user.over("kernels")
+
+    def _user_name(self, link: Link) -> str | None:
+        user = self._user_of(link) if self._user_of is not None else None
+        return user.name if user is not None else None
+
     def attach(
         self,
         link: Link,
@@ -242,10 +268,15 @@ class PoolBroker:
                 is the kernel's last client and it is discarded afterwards.
 
         Raises:
-            KeyError: no kernel of that id is parked (unknown, expired, or in use).
+            KeyError: no kernel of that id is parked (unknown, expired, in use,
+                or kept for another user).
         """
+        owner = self._parked_for.get(kernel_id)
+        if owner is not None and owner != self._user_name(link):
+            raise KeyError(kernel_id)  # kept for another user: as if there were none
         worker, timer = self._parked.pop(kernel_id)
         timer.cancel()
+        self._parked_for.pop(kernel_id, None)
         if persistent:
             self._persistent.add(link)
         self._workers[link] = worker
@@ -330,6 +361,9 @@ class PoolBroker:
         if worker is not None and persistent and not self._closed:
             timer = asyncio.get_running_loop().call_later(self.keepalive, self._expire, worker.id)
             self._parked[worker.id] = (worker, timer)
+            name = self._user_name(link)
+            if name is not None:
+                self._parked_for[worker.id] = name
             records.event("pool-parked", worker=worker.id, keepalive_s=self.keepalive)
         elif worker is not None:
             # The kernel held this client's state: it is not reused (no leaks).
@@ -338,6 +372,7 @@ class PoolBroker:
 
     def _expire(self, kernel_id: str) -> None:
         entry = self._parked.pop(kernel_id, None)
+        self._parked_for.pop(kernel_id, None)
         if entry is not None:
             records.event("pool-expired", worker=kernel_id)
             self._discard(entry[0], "its keep-alive time passed")
@@ -359,8 +394,12 @@ class PoolBroker:
             if link.closed:
                 self._warm.appendleft(kernel)
                 continue
+            user = self._user_of(link) if self._user_of is not None else None
+            if user is not None and user.memory_mb is not None:
+                _limit_memory(kernel, user.memory_mb, user.name)
             worker = KernelWorker(
-                self._launcher, kernel, control=self._control, max_queued=self._max_queued
+                self._launcher, kernel, control=self._control, max_queued=self._max_queued,
+                user_of=self._user_of,
             )
             self._workers[link] = worker
             worker.attach(link)
@@ -469,3 +508,24 @@ class PoolBroker:
             kernel.kill()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _limit_memory(kernel: KernelHandle, memory_mb: int, user: str) -> None:
+    """Lower the address-space limit of ``kernel`` (a process of this machine) for ``user``.
+
+    Only ever lowers it: a pool's own ``memory_mb`` below the user's stays. A
+    kernel on another node (Ray) keeps its pool's limit; the record says so.
+    """
+    limit = memory_mb * 1024 * 1024
+    if kernel.node or kernel.pid is None:
+        records.event("user-limit-skipped", user=user, limit="memory_mb", worker=kernel.id,
+                      reason="the kernel runs on another node")
+        return
+    try:
+        _soft, hard = resource.prlimit(kernel.pid, resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY and hard <= limit:
+            return
+        resource.prlimit(kernel.pid, resource.RLIMIT_AS, (limit, limit))
+    except OSError as exc:  # it died meanwhile, or this system forbids it
+        records.event("user-limit-skipped", user=user, limit="memory_mb", worker=kernel.id,
+                      reason=exc.strerror or str(exc))

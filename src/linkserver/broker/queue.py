@@ -92,6 +92,10 @@ class FairQueue(Generic[O, T]):
         queue = self._turns.get(owner)
         return len(queue) if queue is not None else 0
 
+    def owners(self) -> Iterator[O]:
+        """The owners with items waiting."""
+        return iter(self._turns)
+
     def drain(self) -> Iterator[tuple[O, T]]:
         """Remove and yield everything, in serving order."""
         while self._turns:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..aio.link import Link
 from ..launcher import KernelLauncher
 from .control import Control
-from .worker import DEFAULT_MAX_QUEUED, KernelWorker
+from .worker import DEFAULT_MAX_QUEUED, KernelWorker, UserOf
 
 __all__ = ["SharedBroker", "SharedStatistics"]
 
@@ -36,6 +36,8 @@ class SharedBroker:
         launcher: where the kernel comes from (it is replaced if it dies).
         control: the server's hook for requests meant for itself.
         max_queued: requests one link may have waiting.
+        user_of: the user each link stands for (their ``queued`` and
+            ``eval_seconds`` limits apply; a shared kernel is no one's to hold).
     """
 
     mode = "shared"
@@ -43,8 +45,10 @@ class SharedBroker:
     def __init__(
         self, launcher: KernelLauncher, *, control: Control | None = None,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        user_of: UserOf | None = None,
     ) -> None:
         self._launcher = launcher
+        self._user_of = user_of
         self._control = control
         self._max_queued = max_queued
         self._worker: KernelWorker | None = None
@@ -57,8 +61,13 @@ class SharedBroker:
         """
         kernel = await self._launcher.launch()
         self._worker = KernelWorker(
-            self._launcher, kernel, control=self._control, max_queued=self._max_queued
+            self._launcher, kernel, control=self._control, max_queued=self._max_queued,
+            user_of=self._user_of,
         )
+
+    def over_limit(self, link: Link) -> None:
+        """Nothing: a shared kernel is everyone's, so no user holds it (pools have limits)."""
+        return None
 
     def attach(
         self,

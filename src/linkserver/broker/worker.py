@@ -33,12 +33,17 @@ from .core import (
     ServerRequest,
     StartKernel,
     StopKernel,
+    TimeLimit,
     ToClient,
     ToKernel,
     as_request,
 )
+from ..users import User
 
-__all__ = ["DEFAULT_MAX_QUEUED", "KernelWorker", "Request", "as_request"]
+#: Which user a link stands for (None: no user, no limits); the service's.
+UserOf = Callable[[Hashable], User | None]
+
+__all__ = ["DEFAULT_MAX_QUEUED", "KernelWorker", "Request", "UserOf", "as_request"]
 
 
 class KernelWorker:
@@ -52,6 +57,7 @@ class KernelWorker:
             = False``); without one they go to the kernel.
         max_queued: requests one link may have waiting; more are answered at
             once with the ``queuefull`` failure (docs/protocol.md §8.3).
+        user_of: the user each link stands for, whose limits apply (docs/configuration.md).
     """
 
     def __init__(
@@ -62,8 +68,10 @@ class KernelWorker:
         on_idle: Callable[[KernelWorker], None] | None = None,
         control: Control | None = None,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        user_of: UserOf | None = None,
     ) -> None:
         self._launcher = launcher
+        self._user_of = user_of
         self._on_idle = on_idle
         self._control = control
         self.kernel: KernelHandle | None = None
@@ -77,7 +85,7 @@ class KernelWorker:
         self.core = KernelCore(
             self.id, clock=time.perf_counter, max_queued=max_queued,
             kernel_up=kernel is not None, kernel_id=kernel.id if kernel is not None else "",
-            server_requests=control is not None,
+            server_requests=control is not None, user_of=user_of,
         )
         if kernel is not None:
             self._adopt(kernel)
@@ -190,6 +198,11 @@ class KernelWorker:
                     self._starting = asyncio.ensure_future(self._start_kernel())
             elif kind is StopKernel:
                 self._stop_kernel()
+            elif kind is TimeLimit:
+                assert isinstance(action, TimeLimit)
+                serial = action.serial
+                asyncio.get_running_loop().call_later(
+                    action.seconds, lambda: self._do(self.core.time_limit_passed(serial)))
 
     @staticmethod
     def _to_client(link: Hashable, payload: bytes) -> None:
@@ -210,8 +223,7 @@ class KernelWorker:
             kernel.link.close_nowait()
             kernel.kill()
 
-    @staticmethod
-    def _record(record: Record) -> None:
+    def _record(self, record: Record) -> None:
         event = record.event
         if event == "request-done" and not records.enabled(event):
             return
@@ -220,4 +232,7 @@ class KernelWorker:
         if link is not None:
             assert isinstance(link, Link)
             fields["link"] = records.link_ref(link)
+            user = self._user_of(link) if self._user_of is not None else None
+            if user is not None:
+                fields.setdefault("user", user.name)
         records.event(event, **fields)

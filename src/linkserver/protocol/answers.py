@@ -19,7 +19,7 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 from .. import wxf
 
-__all__ = ["ENTER_FINAL", "EVALUATE_FINAL", "aborted", "failure", "value"]
+__all__ = ["ENTER_FINAL", "EVALUATE_FINAL", "aborted", "failure", "message", "value"]
 
 #: The final packet of an ``EvaluatePacket`` request.
 EVALUATE_FINAL = "ReturnPacket"
@@ -55,10 +55,14 @@ def aborted(final: str) -> list[bytes]:
     return value(final, "$Aborted")
 
 
-def failure(final: str, tag: str, text: str) -> list[bytes]:
-    """The packets of the failure ``LinkServer::tag``, one sentence ``text`` saying why."""
+def message(tag: str, text: str) -> list[bytes]:
+    """The packets of the message ``LinkServer::tag`` (side output: no final packet)."""
     return [
         _packet("MessagePacket", WLSymbol("LinkServer"), tag),
         _packet("TextPacket", f"LinkServer::{tag}: {text}"),
-        *value(final, "$Failed"),
     ]
+
+
+def failure(final: str, tag: str, text: str) -> list[bytes]:
+    """The packets of the failure ``LinkServer::tag``, one sentence ``text`` saying why."""
+    return [*message(tag, text), *value(final, "$Failed")]
