@@ -191,11 +191,15 @@ def test_execute_gives_input_form(kernel: BlockingKernelClient) -> None:
 def test_cell_with_several_inputs_numbers_them_as_the_server(kernel: BlockingKernelClient) -> None:
     reply, outputs = execute(kernel, "jupyterA = 5;\njupyterA + 1\njupyterA^2")
     assert reply["status"] == "ok"
-    counts = [content["execution_count"] for kind, content in outputs if kind == "execute_result"]
-    assert [d["text/plain"] for d in _results(outputs)] == ["6", "25"]
-    assert counts[1] == counts[0] + 1 == reply["execution_count"]
+    # One execute_result, the cell's last; the result before it is shown as display_data.
+    assert [(kind, c["data"]["text/plain"]) for kind, c in outputs] == [
+        ("display_data", "6"), ("execute_result", "25")]
+    (count,) = [c["execution_count"] for kind, c in outputs if kind == "execute_result"]
+    assert count == reply["execution_count"]
     _, outputs = execute(kernel, "%")  # the previous output, as in a notebook
     assert _results(outputs) == [{"text/plain": "25"}]
+    reply, outputs = execute(kernel, 'jupyterA\nPrint["after"]')
+    assert [kind for kind, _c in outputs] == ["display_data", "stream"]  # in order
 
 
 def test_print_and_messages_are_streams(kernel: BlockingKernelClient) -> None:

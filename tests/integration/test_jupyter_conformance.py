@@ -6,7 +6,6 @@ class, a kernel spec installed into a temporary Jupyter path, and a history stor
 of the test's own.
 
 What the suite asks that linkserver-jupyter does not offer, and so skips:
-``display_data`` (results, graphics included, are ``execute_result``s),
 ``clear_output`` (no Wolfram Language call asks for it) and ``invalid`` for
 is_complete (the kernel's own parser judges input, not the door).
 """
@@ -55,6 +54,12 @@ class LinkserverJupyterConformance(jkt.KernelTests):  # type: ignore[misc]
         {"code": "6*7", "result": "42"},
         {"code": "Expand[(a + b)^2]", "result": "a^2 + 2*a*b + b^2"},
         {"code": "Range[3]", "result": "{1, 2, 3}"},
+    ]
+    # A result that something follows in its cell is display_data; the last, execute_result.
+    code_display_data: ClassVar[list[dict[str, str]]] = [
+        {"code": "Plot[Sin[t], {t, 0, 1}]\n6*7", "mime": "image/svg+xml"},
+        {"code": "Plot[Sin[t], {t, 0, 1}]\nPrint[1]", "mime": "image/png"},
+        {"code": "Range[3]\n6*7", "mime": "text/plain"},
     ]
     code_history_pattern = "6[*]?"
     supported_history_operations = ("tail", "range", "search")

@@ -450,9 +450,15 @@ class LinkserverKernel(Kernel):
         error: dict[str, Any] | None = None
         aborted = False
         last: str | None = None  # the text of the cell's last result, for the history
+        # A cell has one execute_result, its last result; a result that anything follows
+        # (another result, printed text) is shown as display_data when that comes.
+        pending: Result | None = None
         try:
             while True:
                 event = await events.get()
+                if pending is not None and isinstance(event, (Stream, Result)):
+                    self._publish_result(pending, final=False)
+                    pending = None
                 if isinstance(event, Stream):
                     if not silent:
                         self._publish("stream", {"name": event.name, "text": event.text})
@@ -461,7 +467,7 @@ class LinkserverKernel(Kernel):
                     if event.text == "$Aborted":
                         aborted = True
                     elif not silent:
-                        self._publish_result(event)
+                        pending = event
                 elif isinstance(event, BadSyntax):
                     error = self._error(event.name, event.text)
                 elif isinstance(event, InputRequest):
@@ -475,6 +481,8 @@ class LinkserverKernel(Kernel):
                     break
         finally:
             await running
+            if pending is not None:
+                self._publish_result(pending, final=True)
         if aborted and error is None:
             error = self._error("$Aborted", "the evaluation was aborted", ["$Aborted"])
         if store_history and not silent:
@@ -538,8 +546,12 @@ class LinkserverKernel(Kernel):
         return {"status": "ok", "history": [
             [s, line, [source, outputs.get((s, line))]] for s, line, source in found]}
 
-    def _publish_result(self, result: Result) -> None:
+    def _publish_result(self, result: Result, *, final: bool) -> None:
+        """The cell's last result as its ``execute_result``; an earlier one as ``display_data``."""
         data = result.data or {"text/plain": result.text}
+        if not final:
+            self._publish("display_data", {"data": data, "metadata": {}, "transient": {}})
+            return
         count = result.line if result.line is not None else self.execution_count
         self._publish("execute_result", {"execution_count": count, "data": data, "metadata": {}})
 
