@@ -75,9 +75,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from ..errors import KernelError, PlacementError
+from .. import records
+from ..errors import KernelError, LinkError, PlacementError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..aio.link import Link
     from .spec import KernelSpec
 
@@ -88,7 +91,34 @@ __all__ = [
     "KernelLauncher",
     "KernelStatistics",
     "LauncherStatistics",
+    "Pending",
+    "take_greeting",
 ]
+
+#: Launches waiting for their kernel's greeting, by the id each kernel was started with.
+Pending = dict[str, "asyncio.Future[tuple[Link, dict[str, Any]]]"]
+
+
+async def take_greeting(link: Link, timeout: float, pending: Pending) -> None:
+    """A kernel dialled in: read its ``KernelReady`` and wake the launch that waits for it.
+
+    A connection that does not greet within ``timeout`` seconds, or greets
+    with an id no launch waits for, is closed and recorded (``kernel-rejected``).
+    """
+    try:
+        hello = await link.get(timeout=timeout)
+        info = dict(hello.args[0]) if getattr(hello, "args", None) else {}
+        kernel_id = str(info.get("id", ""))
+    except (LinkError, TypeError, ValueError, IndexError) as exc:
+        records.event("kernel-rejected", reason=f"the connection did not greet: {exc}")
+        await link.aclose()
+        return
+    future = pending.pop(kernel_id, None)
+    if future is None or future.done():
+        records.event("kernel-rejected", reason=f"unexpected kernel id {kernel_id!r}")
+        await link.aclose()
+        return
+    future.set_result((link, info))
 
 
 @dataclass(frozen=True, slots=True)

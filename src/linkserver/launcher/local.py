@@ -29,7 +29,7 @@ from ..aio.link import Link, LinkSettings
 from ..aio.server import LinkServer
 from ..errors import LinkError, SandboxError
 from ..kernel import FORKABLE, sandbox
-from .base import KernelError, KernelHandle, KernelLauncher
+from .base import KernelError, KernelHandle, KernelLauncher, Pending, take_greeting
 from .spec import KernelSpec
 from .zygote import Zygote
 
@@ -72,7 +72,7 @@ class LocalLauncher(KernelLauncher):
         self._use_zygote = zygote and spec.backend in FORKABLE
         self._dir = ""
         self._server: LinkServer | None = None
-        self._pending: dict[str, asyncio.Future[tuple[Link, dict[str, Any]]]] = {}
+        self._pending: Pending = {}
         self._zygote: Zygote | None = None
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._handles: set[KernelHandle] = set()
@@ -134,20 +134,7 @@ class LocalLauncher(KernelLauncher):
 
     async def _greeted(self, link: Link) -> None:
         """A kernel connected: read its KernelReady and wake whoever launched it."""
-        try:
-            hello = await link.get(timeout=self.spec.start_timeout)
-            info = dict(hello.args[0]) if getattr(hello, "args", None) else {}
-            kernel_id = str(info.get("id", ""))
-        except (LinkError, TypeError, ValueError, IndexError) as exc:
-            records.event("kernel-rejected", reason=f"the connection did not greet: {exc}")
-            await link.aclose()
-            return
-        future = self._pending.pop(kernel_id, None)
-        if future is None or future.done():
-            records.event("kernel-rejected", reason=f"unexpected kernel id {kernel_id!r}")
-            await link.aclose()
-            return
-        future.set_result((link, info))
+        await take_greeting(link, self.spec.start_timeout, self._pending)
 
     async def launch(self) -> KernelHandle:
         """Start one kernel and return it once it is ready to evaluate.

@@ -55,7 +55,14 @@ from ..errors import LinkError
 from ..kernel import FORKABLE
 from ..kernel.ray_node import KernelActor, NodeTemplate
 from ..security import new_key
-from .base import KernelError, KernelHandle, KernelLauncher, PlacementError
+from .base import (
+    KernelError,
+    KernelHandle,
+    KernelLauncher,
+    Pending,
+    PlacementError,
+    take_greeting,
+)
 from .spec import KernelSpec, RayOptions
 
 __all__ = ["RayCluster", "RayKernelHandle", "RayLauncher", "RayNode"]
@@ -234,7 +241,7 @@ class RayLauncher(KernelLauncher):
         self.token = uuid.uuid4().hex[:8]
         self._key = new_key()
         self._server: LinkServer | None = None
-        self._pending: dict[str, asyncio.Future[tuple[Link, dict[str, Any]]]] = {}
+        self._pending: Pending = {}
         self._templates: dict[str, asyncio.Future[Any]] = {}
         self._handles: set[RayKernelHandle] = set()
         self._watchers: dict[RayKernelHandle, asyncio.Task[None]] = {}
@@ -277,20 +284,7 @@ class RayLauncher(KernelLauncher):
 
     async def _greeted(self, link: Link) -> None:
         """A kernel dialled in with the key: read its KernelReady and wake its launch."""
-        try:
-            hello = await link.get(timeout=self.spec.start_timeout)
-            info = dict(hello.args[0]) if getattr(hello, "args", None) else {}
-            kernel_id = str(info.get("id", ""))
-        except (LinkError, TypeError, ValueError, IndexError) as exc:
-            records.event("kernel-rejected", reason=f"the connection did not greet: {exc}")
-            await link.aclose()
-            return
-        future = self._pending.pop(kernel_id, None)
-        if future is None or future.done():
-            records.event("kernel-rejected", reason=f"unexpected kernel id {kernel_id!r}")
-            await link.aclose()
-            return
-        future.set_result((link, info))
+        await take_greeting(link, self.spec.start_timeout, self._pending)
 
     async def _check_placeable(self) -> None:
         """Raise PlacementError when no live node offers what one kernel books."""
