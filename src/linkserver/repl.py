@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sqlite3
 import sys
 import time
@@ -39,7 +40,7 @@ from .history import HistoryStore
 from .link import Link
 from .protocol.packets import EnterTextPacket
 
-__all__ = ["TextSession", "balanced", "interruptible_get", "repl"]
+__all__ = ["AbortOnInterrupt", "TextSession", "balanced", "repl"]
 
 CONTINUATION = "        "  # as wide as "In[1]:= ", so continued lines line up
 
@@ -78,26 +79,74 @@ def balanced(text: str) -> bool:
     return depth <= 0 and not in_string and not in_comment
 
 
-def interruptible_get(link: Link, on_interrupt: Callable[[], None] | None = None
-                      ) -> Callable[[], Any]:
-    """``link.get`` for a terminal: Ctrl-C while waiting aborts the evaluation instead.
+class AbortOnInterrupt:
+    """While an answer is read, Ctrl-C aborts the evaluation instead of ending the program.
 
-    The kernel then answers ``$Aborted``, and the wait goes on for it.
+    Used as ``with AbortOnInterrupt(link) as ctrl_c: read_answer(..., ctrl_c.get, ...,
+    on_input=ctrl_c.asking(ask))``. On the main thread a SIGINT handler notes the
+    Ctrl-C wherever it lands -- in the wait, or while an event is written between two
+    waits -- and the wait sends the abort within a quarter of a second; the kernel
+    then answers ``$Aborted`` and the wait goes on for it. While ``Input[]`` asks at
+    the terminal, Ctrl-C is a ``KeyboardInterrupt`` as it always was. Off the main
+    thread no handler can be set, and a ``KeyboardInterrupt`` in the wait aborts.
     """
 
-    def get() -> Any:
+    def __init__(self, link: Link, on_interrupt: Callable[[], None] | None = None) -> None:
+        self._link = link
+        self._on_interrupt = on_interrupt
+        self._pending = False
+        self._asking = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> AbortOnInterrupt:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._noted)
+            self._installed = True
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def _noted(self, _signum: int, _frame: Any) -> None:
+        if self._asking:
+            raise KeyboardInterrupt
+        self._pending = True
+
+    def _abort(self) -> None:
+        self._pending = False
+        self._link.abort()
+        if self._on_interrupt is not None:
+            self._on_interrupt()
+
+    def get(self) -> Any:
+        """``link.get``, sending an abort for each Ctrl-C noted meanwhile."""
         while True:
+            if self._pending:
+                self._abort()
             try:
-                # A short wait, so that Ctrl-C is seen at once.
-                return link.get(timeout=0.25)
+                # A short wait, so that a Ctrl-C is acted on at once.
+                return self._link.get(timeout=0.25)
             except LinkTimeout:
                 continue
-            except KeyboardInterrupt:
-                link.abort()
-                if on_interrupt is not None:
-                    on_interrupt()
+            except KeyboardInterrupt:  # no handler of ours (not the main thread)
+                self._abort()
 
-    return get
+    def asking(self, ask: Callable[[Any], str]) -> Callable[[Any], str]:
+        """``ask``, with Ctrl-C a ``KeyboardInterrupt`` while it runs."""
+
+        def asked(event: Any) -> str:
+            self._asking = True
+            try:
+                return ask(event)
+            finally:
+                self._asking = False
+
+        return asked
 
 
 @dataclass
@@ -129,8 +178,9 @@ class TextSession:
         """
         request = EnterTextPacket(text)
         self.link.put(request.to_expr())
-        outcome = read_answer(Gatherer.for_request(request), interruptible_get(
-            self.link, on_interrupt), self.link.put, on_event=self._write, on_input=self._ask)
+        with AbortOnInterrupt(self.link, on_interrupt) as ctrl_c:
+            outcome = read_answer(Gatherer.for_request(request), ctrl_c.get, self.link.put,
+                                  on_event=self._write, on_input=ctrl_c.asking(self._ask))
         if outcome.prompt:
             self.prompt = outcome.prompt
         self.failed = self.failed or outcome.failed

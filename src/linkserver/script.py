@@ -33,7 +33,7 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 from . import gather
 from .link import Link
 from .protocol.packets import EnterTextPacket, EvaluatePacket, short_head
-from .repl import interruptible_get
+from .repl import AbortOnInterrupt
 from .wxf.digits import digits_of
 
 __all__ = ["FORMATS", "PRINTS", "Script", "json_text"]
@@ -79,13 +79,15 @@ class Script:
         self._held, self._failed = None, False
         request = EnterTextPacket(code)
         self.link.put(request.to_expr())
-        get = interruptible_get(self.link, on_interrupt)
-        outcome = gather.read_answer(gather.Gatherer.for_request(request), get, self.link.put,
-                                     on_event=self._event, on_input=self._input)
-        # "all": results were written in place, or held with what followed them.
-        items = (self._held or []) if self.results == "all" else self._chosen(outcome)
-        self._held = None
-        texts = self._texts([item for item in items if isinstance(item, gather.Result)], get)
+        with AbortOnInterrupt(self.link, on_interrupt) as ctrl_c:
+            outcome = gather.read_answer(
+                gather.Gatherer.for_request(request), ctrl_c.get, self.link.put,
+                on_event=self._event, on_input=ctrl_c.asking(self._input))
+            # "all": results were written in place, or held with what followed them.
+            items = (self._held or []) if self.results == "all" else self._chosen(outcome)
+            self._held = None
+            texts = self._texts([item for item in items if isinstance(item, gather.Result)],
+                                ctrl_c.get)
         for item in items:
             text = item.text if isinstance(item, gather.Printed) else texts.get(id(item))
             if text is not None:

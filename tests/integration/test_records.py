@@ -70,7 +70,7 @@ def test_link_opened_and_closed_are_logged_with_their_fields(
     line = records.LogfmtFormatter().format(record)
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info link-opened link=[0-9a-f]{12} "
-        rf"peer=\d+@127\.0\.0\.1 mode=linkserver server={re.escape(server.name)}", line
+        rf"peer=\d+@127\.0\.0\.1 mode=linkserver server={re.escape(server.name)} user=-", line
     )
     accepted.close()
 

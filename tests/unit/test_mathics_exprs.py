@@ -239,7 +239,9 @@ def test_names_follow_the_current_context(defs: Any) -> None:
     context = defs.get_current_context()
     defs.set_current_context("Work`")
     try:
-        assert to_mathics(WLSymbol("v"), defs) is Symbol("Work`v")
+        # A name no other test makes: one that exists in Global` would be found there
+        # (the context path is searched first, as the Wolfram Language does).
+        assert to_mathics(WLSymbol("onlyInWork"), defs) is Symbol("Work`onlyInWork")
         assert to_mathics(WLSymbol("Plus"), defs) is Symbol("System`Plus")
         assert from_mathics(Symbol("Work`v"), defs) == WLSymbol("v")
         assert from_mathics(Symbol("Global`v"), defs) == WLSymbol("v")  # still on the path
