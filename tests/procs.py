@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import socket
+import subprocess
 import time
+from typing import Any
+
+from tests.timeouts import TIMEOUT
 
 
 def alive(pid: int) -> bool:
@@ -96,3 +101,15 @@ def read_to_eof(sock: socket.socket, timeout: float) -> bytes:
             break
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """End a process a test started: SIGTERM, then SIGKILL after TIMEOUT; close its stdout."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

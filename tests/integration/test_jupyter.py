@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 
 from linkserver.door.jupyter_install import install  # noqa: E402
-from tests.procs import free_port  # noqa: E402
+from tests.procs import free_port, stop  # noqa: E402
 from tests.timeouts import TIMEOUT  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -49,14 +48,7 @@ def serving() -> Iterator[subprocess.Popen[str]]:
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ pytest.importorskip("jupyterlab")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from linkserver.door.jupyter_install import install  # noqa: E402
-from tests.procs import free_port  # noqa: E402
+from tests.procs import free_port, stop  # noqa: E402
 from tests.timeouts import TIMEOUT  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -53,14 +52,6 @@ CELLS = [
     "browserX + 1",
 ]
 
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture
@@ -110,8 +101,8 @@ def lab(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{lab_port}/lab/tree/test.ipynb?token={token}"
     finally:
-        _stop(jupyter)
-        _stop(server)
+        stop(jupyter)
+        stop(server)
         log.close()
 
 

@@ -32,7 +32,7 @@ from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
-from tests.procs import alive, free_port  # noqa: E402
+from tests.procs import alive, free_port, stop  # noqa: E402
 from tests.timeouts import TIMEOUT, wait_until  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -58,19 +58,9 @@ def _serve(runtime: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
         match = re.search(r"listening on (\d+@[\w.:\[\]]+)", line)
         if match:
             return proc, match.group(1)
-    _stop(proc)
+    stop(proc)
     raise AssertionError("the linkserver did not start")
 
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 class Served:
@@ -98,7 +88,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         yield Served(address, runtime)
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def _door(served: Served, *args: str) -> StdioServerParameters:
@@ -371,7 +361,7 @@ def test_http_serves_tools_behind_the_servers_key(pool: Served) -> None:
 
         asyncio.run(main())
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 # ---------------------------------------------------------------- shared mode
@@ -398,7 +388,7 @@ def test_in_shared_mode_every_session_is_the_shared_kernel(
 
         _run(served, scenario)
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def _drawn(png: bytes) -> bool:

@@ -75,6 +75,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from wolframclient.language import wl
+
 from .. import records
 from ..errors import KernelError, LinkError, PlacementError
 
@@ -92,11 +94,34 @@ __all__ = [
     "KernelStatistics",
     "LauncherStatistics",
     "Pending",
+    "run_init",
     "take_greeting",
 ]
 
 #: Launches waiting for their kernel's greeting, by the id each kernel was started with.
 Pending = dict[str, "asyncio.Future[tuple[Link, dict[str, Any]]]"]
+
+
+async def run_init(handle: KernelHandle, spec: KernelSpec) -> None:
+    """Run ``spec.init`` in a kernel that has just greeted, before any client waits for it.
+
+    Its output is dropped.
+
+    Raises:
+        KernelError: the code did not finish within ``spec.start_timeout`` (the
+            kernel's link is closed).
+    """
+    assert spec.init is not None
+    link = handle.link
+    try:
+        await link.put(wl.EvaluatePacket(wl.ToExpression(spec.init)))
+        while True:
+            packet = await link.get(timeout=spec.start_timeout)
+            if getattr(getattr(packet, "head", None), "name", "") == "ReturnPacket":
+                break
+    except LinkError as exc:
+        await link.aclose()
+        raise KernelError(f"the kernel's start-up code did not finish: {exc}") from exc
 
 
 async def take_greeting(link: Link, timeout: float, pending: Pending) -> None:

@@ -22,14 +22,19 @@ import tempfile
 import uuid
 from typing import Any
 
-from wolframclient.language import wl
-
 from .. import records
 from ..aio.link import Link, LinkSettings
 from ..aio.server import LinkServer
-from ..errors import LinkError, SandboxError
+from ..errors import SandboxError
 from ..kernel import FORKABLE, sandbox
-from .base import KernelError, KernelHandle, KernelLauncher, Pending, take_greeting
+from .base import (
+    KernelError,
+    KernelHandle,
+    KernelLauncher,
+    Pending,
+    run_init,
+    take_greeting,
+)
 from .spec import KernelSpec
 from .zygote import Zygote
 
@@ -177,17 +182,7 @@ class LocalLauncher(KernelLauncher):
         """Run the pool's start-up code while the kernel is still warming, not when
         a client is already waiting for it. Its output is dropped; a failure is logged
         and the kernel is still used (the code's messages say what went wrong)."""
-        assert self.spec.init is not None
-        link = handle.link
-        try:
-            await link.put(wl.EvaluatePacket(wl.ToExpression(self.spec.init)))
-            while True:
-                packet = await link.get(timeout=self.spec.start_timeout)
-                if getattr(getattr(packet, "head", None), "name", "") == "ReturnPacket":
-                    break
-        except LinkError as exc:
-            await link.aclose()
-            raise KernelError(f"the kernel's start-up code did not finish: {exc}") from exc
+        await run_init(handle, self.spec)
 
     async def _wait_ready(
         self, kernel_id: str, ready: asyncio.Future[tuple[Link, dict[str, Any]]]

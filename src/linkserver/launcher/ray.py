@@ -46,8 +46,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from wolframclient.language import wl
-
 from .. import records
 from ..aio.link import Link, LinkSettings
 from ..aio.server import LinkServer
@@ -61,6 +59,7 @@ from .base import (
     KernelLauncher,
     Pending,
     PlacementError,
+    run_init,
     take_greeting,
 )
 from .spec import KernelSpec, RayOptions
@@ -487,17 +486,7 @@ class RayLauncher(KernelLauncher):
     async def _initialise(self, handle: KernelHandle) -> None:
         """Run the pool's start-up code before any client waits for it (as the local
         launcher does); its output is dropped."""
-        assert self.spec.init is not None
-        link = handle.link
-        try:
-            await link.put(wl.EvaluatePacket(wl.ToExpression(self.spec.init)))
-            while True:
-                packet = await link.get(timeout=self.spec.start_timeout)
-                if getattr(getattr(packet, "head", None), "name", "") == "ReturnPacket":
-                    break
-        except LinkError as exc:
-            await link.aclose()
-            raise KernelError(f"the kernel's start-up code did not finish: {exc}") from exc
+        await run_init(handle, self.spec)
 
     async def _watch(self, handle: RayKernelHandle, exited: asyncio.Future[Any]) -> None:
         """Turn Ray's news of the actor's (or its node's) death into :meth:`lost`."""
