@@ -31,6 +31,7 @@ from linkserver.errors import AuthenticationError, LinkError  # noqa: E402
 from linkserver.launcher import RayOptions  # noqa: E402
 from linkserver.launcher.ray import RayKernelHandle, RayLauncher  # noqa: E402
 from linkserver.portal import get_portal  # noqa: E402
+from linkserver.security import self_signed, server_context  # noqa: E402
 from linkserver.service import KernelService  # noqa: E402
 from linkserver.status import STATUS_MESSAGE  # noqa: E402
 from tests.packets import collect  # noqa: E402
@@ -169,6 +170,37 @@ def test_a_stranger_without_the_key_cannot_pose_as_a_kernel(service: KernelServi
     assert isinstance(launcher, RayLauncher)
     with pytest.raises(AuthenticationError):
         linkserver.connect(launcher.address, TIMEOUT, key="0" * 64)
+    # With the key but without a kernel's greeting, or with an id nobody waits for,
+    # the endpoint closes the link instead of serving it.
+    for first in (wl.f(1), wl.KernelReady({"id": "0123456789ab", "pid": 1})):
+        with linkserver.connect(launcher.address, TIMEOUT, key=launcher._key) as intruder:
+            intruder.put(first)
+            with pytest.raises(LinkError):
+                intruder.get(TIMEOUT)
+
+
+def test_a_server_with_tls_has_its_kernels_dial_its_endpoint_over_tls(
+    cluster: Cluster, tmp_path: Any,
+) -> None:
+    context, fingerprint = server_context(*self_signed(tmp_path))
+    config = ServerConfig((
+        PoolConfig("sealed", "pool", min=1, max=1, wait=RAY_TIMEOUT, ray=_options()),
+    ), "sealed")
+    sealed = KernelService(0, "127.0.0.1", config=config, ray=cluster.address, tls=context)
+    get_portal().call(sealed.start(), timeout=RAY_TIMEOUT)
+    try:
+        launcher = sealed.pools["sealed"].launcher
+        assert isinstance(launcher, RayLauncher)
+        # The endpoint has a certificate of its own, which its kernels pin.
+        assert launcher.fingerprint is not None and launcher.fingerprint != fingerprint
+        with linkserver.Client(sealed.name, tls=True, fingerprint=fingerprint,
+                               timeout=RAY_TIMEOUT) as client:
+            assert client.evaluate("1 + 1") == 2  # so its kernel came in over TLS
+        # It speaks nothing but TLS: the right key over plain TCP does not get in.
+        with pytest.raises(LinkError):
+            linkserver.connect(launcher.address, TIMEOUT, key=launcher._key, tls=False)
+    finally:
+        get_portal().call(sealed.aclose(), timeout=RAY_TIMEOUT)
 
 
 def test_a_killed_actor_costs_its_request_one_answer_naming_the_node(
