@@ -91,12 +91,14 @@ class Pool:
         cluster: the server's Ray connection, for a pool placed on Ray.
         kernel_interface: where a Ray pool's kernel endpoint listens (and its
             kernels dial); by default this node's address as Ray knows it.
+        kernel_tls: a Ray pool's kernel endpoint speaks TLS (the server does).
     """
 
     def __init__(
         self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None,
         cluster: RayCluster | None = None, kernel_interface: str | None = None,
         quit_allowed: str = "nobody", user_of: UserOf | None = None,
+        kernel_tls: bool = False,
     ) -> None:
         self.config = config
         spec = config.spec(quit_allowed=quit_allowed)
@@ -104,7 +106,7 @@ class Pool:
         if cluster is not None:
             self.launcher = RayLauncher(
                 spec, config.ray, cluster, pool=config.name,
-                interface=kernel_interface, zygote=zygote,
+                interface=kernel_interface, zygote=zygote, tls=kernel_tls,
             )
         else:
             self.launcher = LocalLauncher(spec, zygote=zygote)
@@ -169,7 +171,8 @@ class KernelService:
         zygote: fork kernels from a warm template (fast start).
         log_streams: write a stream log of every client link to a new file in
             this directory (see :meth:`log_stream`).
-        tls: speak TLS with this server context (:mod:`linkserver.security`).
+        tls: speak TLS with this server context (:mod:`linkserver.security`);
+            the kernel endpoints of Ray pools then speak TLS too.
         max_links: client links at most (see :class:`~linkserver.aio.LinkServer`).
         stop_allowed: who may stop the server with ``$KeepRunning = False``:
             ``"admin"`` (the default), ``"anyone"`` or ``"nobody"``.
@@ -246,6 +249,7 @@ class KernelService:
                 p, zygote=zygote, control=self._control, kernel_interface=kernel_interface,
                 cluster=self.cluster if placed[p.name] == "ray" else None,
                 quit_allowed=quit_allowed, user_of=self.user_of,
+                kernel_tls=tls is not None,
             )
             for p in config.pools
         }

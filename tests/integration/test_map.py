@@ -71,6 +71,8 @@ def test_results_come_in_the_items_order(client: linkserver.Client) -> None:
     assert client.map(None, ["1+1", "2+2"]) == [2, 4]
     assert client.map("StringLength", ["ab", "abc"]) == [2, 3]  # str items are strings
     assert client.map("#&", []) == []
+    # Null is a result like any other, not an item left unevaluated.
+    assert client.map("(Pause[0.01]; Null) &", range(3), kernels=MAX) == [None, None, None]
 
 
 def test_each_failing_item_is_its_own_result(client: linkserver.Client) -> None:

@@ -402,6 +402,10 @@ def test_eval_command_exit_codes(shared: KernelService) -> None:
         capture_output=True, text=True, timeout=KERNEL_TIMEOUT, stdin=subprocess.DEVNULL,
     )
     assert status.returncode == 0 and "shared" in status.stdout
+    # Each kernel on its own line with its pid; a local kernel names no node.
+    (kernel,) = shared.launcher.handles()
+    line = next(row for row in status.stdout.splitlines() if f" {kernel.id} " in row)
+    assert line.split()[-4:] == ["default", kernel.id, "pid", str(kernel.pid)]
     refused = subprocess.run(
         [sys.executable, "-m", "linkserver", "eval", "--name", "1@127.0.0.1", "1"],
         capture_output=True, text=True, timeout=KERNEL_TIMEOUT, stdin=subprocess.DEVNULL,

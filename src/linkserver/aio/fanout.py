@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Fanout", "FanoutStatistics", "Progress", "requests_for"]
 
+#: The place of an item whose result is not in yet (an item may answer Null, i.e. None).
+_PENDING: Any = object()
+
 #: ``on_progress(done, total)``: called each time an item's result is in.
 Progress = Callable[[int, int], object]
 
@@ -178,8 +181,10 @@ class Fanout:
         self._on_progress = on_progress
         self._wrap = wrap
         self._ahead = ahead
-        self._results: list[Any] = [r if isinstance(r, MapItemError) else None for r in requests]
-        self._done = sum(r is not None for r in self._results)
+        self._results: list[Any] = [
+            r if isinstance(r, MapItemError) else _PENDING for r in requests
+        ]
+        self._done = sum(r is not _PENDING for r in self._results)
         self._next = 0
         self._running: dict[int, Client] = {}  # item index -> the client evaluating it
         self._holding = 0  # links that hold a kernel
@@ -277,7 +282,7 @@ class Fanout:
             "not evaluated: no kernel was left to evaluate it"
             + (f" (the last link failed: {self._last_error})" if self._last_error else ""))
         for index, result in enumerate(self._results):
-            if result is None:
+            if result is _PENDING:
                 self._results[index] = MapItemError(index, self._items[index], why)
         return list(self._results)
 
@@ -295,7 +300,7 @@ class Fanout:
                 code="map-too-many-kernels",
             )
         wanted = self._kernels if self._kernels is not None else (most or 1)
-        pending = sum(r is None for r in self._results)
+        pending = sum(r is _PENDING for r in self._results)
         return max(1, min(wanted, pending))
 
     # -- workers
@@ -424,7 +429,7 @@ class Fanout:
         while self._next < len(self._requests):
             index = self._next
             self._next += 1
-            if self._results[index] is None:
+            if self._results[index] is _PENDING:
                 return index
         return None
 

@@ -143,6 +143,10 @@ EXIT_GUARDIAN_GONE = 4  # the process this kernel lives for (its Ray actor) ende
 #: a kernel forked on a cluster node for a Ray actor is not that actor's child,
 #: so nothing else would stop it when Ray kills the actor (see watch_guardian).
 WATCH_PID_ENV = "LINKSERVER_WATCH_PID"
+#: The environment variable that pins the certificate of a kernel endpoint that speaks
+#: TLS (``sha256:<hex>``): a kernel placed on Ray by a server with TLS dials its
+#: endpoint over TLS and accepts only that certificate (docs/protocol.md §8.12).
+FINGERPRINT_ENV = "LINKSERVER_KERNEL_FINGERPRINT"
 
 # Field names of each packet class, in order (see KernelLoop._put).
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -796,7 +800,9 @@ def serve_kernel(
     if guardian:
         watch_guardian(int(guardian))
     try:
-        link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT)
+        pinned = os.environ.get(FINGERPRINT_ENV) or None
+        link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT,
+                       tls=True if pinned else None, fingerprint=pinned)
     except LinkError as exc:
         log.error("kernel.connect.failed: %s", exc)
         return EXIT_STARTUP_FAILED

@@ -38,7 +38,7 @@ import threading
 from typing import Any
 
 from . import BACKENDS
-from .loop import WATCH_PID_ENV
+from .loop import FINGERPRINT_ENV, WATCH_PID_ENV
 from .zygote import WATCH_OPTION
 
 __all__ = ["KernelActor", "NodeTemplate", "where"]
@@ -46,6 +46,16 @@ __all__ = ["KernelActor", "NodeTemplate", "where"]
 #: The environment variable that carries the kernel endpoint's key to a kernel
 #: (read by :func:`linkserver.security.credentials_for`, as for any client).
 KEY_ENV = "LINKSERVER_KEY"
+
+
+def _kernel_env(key: str, fingerprint: str | None) -> dict[str, str]:
+    """This process's environment, with how a kernel proves itself to the endpoint."""
+    env = dict(os.environ)
+    env[KEY_ENV] = key
+    env.pop(FINGERPRINT_ENV, None)
+    if fingerprint:
+        env[FINGERPRINT_ENV] = fingerprint
+    return env
 
 
 def where() -> dict[str, Any]:
@@ -79,13 +89,14 @@ class NodeTemplate:
     Args:
         backend: a forkable backend (:data:`linkserver.kernel.FORKABLE`).
         key: the kernel endpoint's key, which every forked kernel proves.
+        fingerprint: the certificate of an endpoint that speaks TLS, which every
+            forked kernel pins; None for an endpoint without TLS.
     """
 
-    def __init__(self, backend: str, key: str) -> None:
+    def __init__(self, backend: str, key: str, fingerprint: str | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown kernel backend {backend!r}")
-        env = dict(os.environ)
-        env[KEY_ENV] = key
+        env = _kernel_env(key, fingerprint)
         env.pop(WATCH_PID_ENV, None)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "linkserver.kernel.zygote", "--backend", backend],
@@ -166,14 +177,16 @@ class KernelActor:
         self._pid = pid
         return pid
 
-    def start(self, args: list[str], key: str, memory_mb: int | None) -> int:
+    def start(
+        self, args: list[str], key: str, memory_mb: int | None, fingerprint: str | None = None,
+    ) -> int:
         """Start the kernel as a fresh child process (a backend that cannot fork).
 
         ``args`` is its command line after the interpreter: this node's own
-        Python runs it, wherever the server's is.
+        Python runs it, wherever the server's is. ``fingerprint`` pins the
+        certificate of an endpoint that speaks TLS.
         """
-        env = dict(os.environ)
-        env[KEY_ENV] = key
+        env = _kernel_env(key, fingerprint)
         env[WATCH_PID_ENV] = str(os.getpid())
         self._process = subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, env=env)
         self._pid = self._process.pid

@@ -127,11 +127,14 @@ async def run_init(handle: KernelHandle, spec: KernelSpec) -> None:
 async def take_greeting(link: Link, timeout: float, pending: Pending) -> None:
     """A kernel dialled in: read its ``KernelReady`` and wake the launch that waits for it.
 
-    A connection that does not greet within ``timeout`` seconds, or greets
-    with an id no launch waits for, is closed and recorded (``kernel-rejected``).
+    A connection whose first expression is not ``KernelReady[...]`` within
+    ``timeout`` seconds, or that greets with an id no launch waits for, is
+    closed and recorded (``kernel-rejected``).
     """
     try:
         hello = await link.get(timeout=timeout)
+        if getattr(getattr(hello, "head", None), "name", "") != "KernelReady":
+            raise ValueError(f"its first expression is not KernelReady[...]: {hello!r:.80}")
         info = dict(hello.args[0]) if getattr(hello, "args", None) else {}
         kernel_id = str(info.get("id", ""))
     except (LinkError, TypeError, ValueError, IndexError) as exc:

@@ -25,6 +25,12 @@ Ray fails that call because the actor or its node died, the launcher calls
 :meth:`~.base.KernelHandle.lost` with a reason naming the node -- which is
 what ends the link when the node vanished without closing its sockets.
 
+TLS.  A launcher made with ``tls=True`` (the server speaks TLS) makes a
+self-signed certificate for its endpoint when it starts, keeps it only in
+memory, and hands its fingerprint to every kernel, which dials over TLS and
+accepts only that certificate: evaluations between nodes are then encrypted
+as the clients' are (docs/protocol.md §8.12).
+
 Placement failures.  Before it asks Ray for an actor, the launcher checks
 that some live node offers the resources at all; if none does it raises
 :class:`~.base.PlacementError` with one sentence that says so, instead of
@@ -40,8 +46,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +60,7 @@ from ..aio.server import LinkServer
 from ..errors import LinkError
 from ..kernel import FORKABLE
 from ..kernel.ray_node import KernelActor, NodeTemplate
-from ..security import new_key
+from ..security import new_key, self_signed, server_context
 from .base import (
     KernelError,
     KernelHandle,
@@ -222,6 +230,8 @@ class RayLauncher(KernelLauncher):
             by default this node's address as Ray knows it.
         zygote: fork a node's kernels from a template on that node (fast);
             False starts each kernel as a fresh process.
+        tls: the endpoint speaks TLS with a certificate of its own that kernels
+            pin (for a server that speaks TLS to its clients).
     """
 
     placement = "ray"
@@ -229,6 +239,7 @@ class RayLauncher(KernelLauncher):
     def __init__(
         self, spec: KernelSpec, options: RayOptions, cluster: RayCluster, *,
         pool: str = "default", interface: str | None = None, zygote: bool = True,
+        tls: bool = False,
     ) -> None:
         super().__init__(spec)
         self.options = options
@@ -239,6 +250,9 @@ class RayLauncher(KernelLauncher):
         #: tells this launcher's actors apart from another server's on the same cluster
         self.token = uuid.uuid4().hex[:8]
         self._key = new_key()
+        self._tls = tls
+        #: the endpoint certificate's ``sha256:<hex>`` that kernels pin; None without TLS
+        self.fingerprint: str | None = None
         self._server: LinkServer | None = None
         self._pending: Pending = {}
         self._templates: dict[str, asyncio.Future[Any]] = {}
@@ -266,7 +280,14 @@ class RayLauncher(KernelLauncher):
         ray = _import_ray()
         self._interface = self._interface or self.cluster.node_ip
         settings = LinkSettings(idle_timeout=None, keys=(("kernel", self._key.encode()),))
-        self._server = LinkServer(0, self._interface, settings=settings)
+        context = None
+        if self._tls:
+            # The pair lives only in the context: its files go as soon as it is loaded.
+            with tempfile.TemporaryDirectory(prefix="linkserver-kernel-tls-") as scratch:
+                context, self.fingerprint = server_context(
+                    *self_signed(Path(scratch), self._interface)
+                )
+        self._server = LinkServer(0, self._interface, settings=settings, tls=context)
         try:
             await self._server.start()
         except LinkError as exc:
@@ -279,7 +300,7 @@ class RayLauncher(KernelLauncher):
         self._actor_class = ray.remote(**common)(KernelActor)
         self._template_class = ray.remote(**common)(NodeTemplate)
         records.event("ray-launcher-started", pool=self.pool, endpoint=self.address,
-                      namespace=self.options.namespace)
+                      namespace=self.options.namespace, tls=self._tls)
 
     async def _greeted(self, link: Link) -> None:
         """A kernel dialled in with the key: read its KernelReady and wake its launch."""
@@ -425,7 +446,8 @@ class RayLauncher(KernelLauncher):
                     return pid
         argv = spec.argv(self.address, kernel_id)[1:]  # the node's own Python runs it
         return int(await self._within(
-            _result(actor.start.remote(argv, self._key, spec.memory_mb)), deadline, "started"
+            _result(actor.start.remote(argv, self._key, spec.memory_mb, self.fingerprint)),
+            deadline, "started"
         ))
 
     async def _template(self, node: RayNode, deadline: float) -> Any:
@@ -451,7 +473,7 @@ class RayLauncher(KernelLauncher):
             namespace=self.options.namespace,
             num_cpus=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node.id, soft=False),
-        ).remote(self.spec.backend, self._key)
+        ).remote(self.spec.backend, self._key, self.fingerprint)
         try:
             info = await _result(template.ready.remote())
         except BaseException:
