@@ -124,7 +124,8 @@ class Link:
                 f"max_frame_size of {limit}; raise the limit on both ends",
                 code="frame-too-large",
             )
-        self._portal.call_soon(link.put_payload_nowait, payload)
+        if not link.put_payload_direct(payload):
+            self._portal.call_soon(link.put_payload_nowait, payload)
         if link._paused:  # the peer reads slower than we write: wait, don't pile up
             self.flush()
 

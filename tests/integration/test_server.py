@@ -205,3 +205,44 @@ def test_statistics_count_links(server: linkserver.LinkServer) -> None:
     assert stats.links_opened == 1 and stats.waiting == 1
     server.accept(timeout=TIMEOUT).close()
     client.close()
+
+
+def test_direct_writes_keep_order_when_the_socket_is_full() -> None:
+    # A blocking put writes to the socket from its own thread; what the socket
+    # does not take at once waits in a backlog that the loop writes before
+    # anything later. With the reader's transport paused the socket fills, so
+    # the large payloads leave remainders and the small ones, from two
+    # threads, must queue behind them.
+    listener = linkserver.listen(0)
+    writer = linkserver.connect(listener.name, timeout=TIMEOUT)
+    listener.activate(TIMEOUT)
+    transport = listener.aio._transport
+    assert transport is not None
+    listener._portal.run_sync(transport.pause_reading)  # type: ignore[attr-defined]
+    big = "x" * (1 << 20)
+    sent: list[object] = []
+    for i in range(8):
+        sent.extend([wl.big(i, big), wl.small(i)])
+    backlogged = threading.Event()
+
+    def put_all(items: list[object]) -> None:
+        for item in items:
+            writer.put(item)
+            if writer.aio._backlog:
+                backlogged.set()
+
+    threads = [threading.Thread(target=put_all, args=(part,)) for part in (sent[:8], sent[8:])]
+    threads[0].start()
+    assert backlogged.wait(TIMEOUT)  # the socket was full: the backlog path ran
+    threads[1].start()
+    listener._portal.run_sync(transport.resume_reading)  # type: ignore[attr-defined]
+    for thread in threads:
+        thread.join(TIMEOUT)
+    writer.flush()
+    got = [listener.get(TIMEOUT) for _ in sent]
+    assert sorted(repr(g) for g in got) == sorted(repr(s) for s in sent)
+    for part in (sent[:8], sent[8:]):  # each thread's order is kept
+        assert [g for g in got if g in part] == part
+    assert writer.aio.bytes_out > 8 * len(big)
+    writer.close()
+    listener.close()

@@ -21,6 +21,13 @@ Theory of operation
   it. A waiter that timed out is cancelled and skipped.
 * Bytes the connection queued are written right after each input. Time limits
   run from one timer per link (``Connection.check_timers``).
+* A blocking caller's expression is written by its own thread, straight to
+  the socket (:meth:`Link.put_payload_direct`): no hop through the loop. The
+  connection and every write are guarded by ``_wlock``, in whichever thread
+  they happen; a thread writes itself only while the transport holds nothing
+  unsent, and whatever the socket does not take at once goes to ``_backlog``,
+  which the loop writes before anything sent after it. TLS and traced links
+  write from the loop, as everything else does.
 * When the link ends -- closed by us, closed by the peer, broken -- every
   waiter is woken with the error; payloads that arrived before the end stay
   readable (nothing lost).
@@ -33,6 +40,7 @@ import concurrent.futures
 import logging
 import os
 import secrets
+import socket
 import threading
 import uuid
 from collections import deque
@@ -115,6 +123,14 @@ class LinkSettings:
         return LinkSettings(**values)
 
 
+def _unsent(transport: asyncio.BaseTransport) -> int:
+    """Bytes the transport holds unsent, read from another thread (unknown counts as some)."""
+    try:
+        return int(transport.get_write_buffer_size())  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return 1
+
+
 def _wake(waiter: Waiter, result: Any = None, error: BaseException | None = None) -> bool:
     """Complete ``waiter`` unless it is already done; return whether it took the value."""
     if waiter.done():
@@ -166,6 +182,11 @@ class Link(asyncio.Protocol):
         # Guards the queues, the waiter lists and _error together, so a thread
         # may register a waiter without a hop through the event loop.
         self._lock = threading.Lock()
+        # Guards the connection's state and every write (see theory of operation).
+        self._wlock = threading.RLock()
+        self._backlog: list[bytes | memoryview] = []  # unsent direct writes, in order
+        self._wsock: socket.socket | None = None  # a thread's own handle on the socket
+        self._wsock_tried = False
         self._message_handlers: list[Callable[[UrgentMessage | int, int], None]] = []
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._finished: asyncio.Future[None] = self._loop.create_future()
@@ -224,12 +245,14 @@ class Link(asyncio.Protocol):
         if conn is None:  # pragma: no cover - asyncio calls connection_made first
             return
         self.bytes_in += len(data)
-        conn.receive_data(data)
+        with self._wlock:
+            conn.receive_data(data)
         self._after_input(conn)
 
     def _after_input(self, conn: Connection) -> None:
         """Act on what the connection made of its last input, then write its answer."""
-        events = conn.events_received()
+        with self._wlock:
+            events = conn.events_received()
         if events:
             self._handle(events)
         self._flush_out()
@@ -240,6 +263,11 @@ class Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost()
+        with self._wlock:  # before asyncio closes the socket this handle shares
+            wsock, self._wsock, self._wsock_tried = self._wsock, None, True
+            self._backlog.clear()
+        if wsock is not None:
+            wsock.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -264,7 +292,8 @@ class Link(asyncio.Protocol):
         conn = self._conn
         if conn is None:
             return
-        conn.receive_eof()
+        with self._wlock:
+            conn.receive_eof()
         self._after_input(conn)
 
     def _flush_out(self) -> None:
@@ -272,10 +301,10 @@ class Link(asyncio.Protocol):
         transport = self._transport
         if conn is None or transport is None:
             return
-        data = conn.data_to_send()
-        if data and not transport.is_closing():
-            self.bytes_out += len(data)
-            transport.write(data)  # type: ignore[attr-defined]
+        with self._wlock:
+            data = conn.data_to_send()
+            if data and not transport.is_closing():
+                self._write(transport, data)
         if conn.should_close:
             if self._error is None:
                 self._end(conn.error or LinkClosed("the link is closed"))
@@ -287,7 +316,8 @@ class Link(asyncio.Protocol):
         if conn is None:
             return
         self._timer = None
-        deadline = conn.check_timers(self._loop.time())
+        with self._wlock:
+            deadline = conn.check_timers(self._loop.time())
         self._after_input(conn)
         if deadline is not None and not conn.should_close:
             self._timer = self._loop.call_at(deadline, self._on_timer)
@@ -420,13 +450,79 @@ class Link(asyncio.Protocol):
         conn = self._conn
         if conn is None:
             raise self._not_open()
-        conn.send_expression(payload)
-        if self._tap is not None:
-            self._tap.expression(">", payload)
-        data = conn.data_to_send()
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
+        with self._wlock:
+            conn.send_expression(payload)
+            if self._tap is not None:
+                self._tap.expression(">", payload)
+            data = conn.data_to_send()
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                self._write(transport, data)
+
+    def _write(self, transport: asyncio.BaseTransport, data: bytes) -> None:
+        # Loop thread, _wlock held: behind any direct write still unsent.
+        self.bytes_out += len(data)
+        if self._backlog:
+            self._backlog.append(data)
+        else:
             transport.write(data)  # type: ignore[attr-defined]
+
+    def put_payload_direct(self, payload: bytes) -> bool:
+        """Send one encoded expression from a thread other than the loop's, writing it itself.
+
+        Returns False, having sent nothing, where this link writes only from
+        its loop (TLS, a trace, a transport without a socket, not open): then
+        use :meth:`put_payload_nowait` in the loop.
+
+        Raises:
+            LinkClosed: the link is closing or closed.
+            LimitError: the payload exceeds the frame limit.
+        """
+        if self._tap is not None:
+            return False
+        with self._wlock:
+            conn, transport = self._conn, self._transport
+            if conn is None or transport is None or transport.is_closing():
+                return False
+            wsock = self._wsock if self._wsock_tried else self._own_socket(transport)
+            if wsock is None:
+                return False
+            conn.send_expression(payload)
+            data = conn.data_to_send()
+            self.bytes_out += len(data)
+            sent = 0
+            if not self._backlog and not self._paused and _unsent(transport) == 0:
+                try:
+                    sent = wsock.send(data)
+                except OSError:  # full, or broken: the loop's write finds out which
+                    sent = 0
+            if sent < len(data):
+                if not self._backlog:
+                    self._loop.call_soon_threadsafe(self._write_backlog)
+                self._backlog.append(memoryview(data)[sent:])
+        return True
+
+    def _own_socket(self, transport: asyncio.BaseTransport) -> socket.socket | None:
+        # _wlock held: a handle of our own on the transport's socket, made once.
+        self._wsock_tried = True
+        sock = transport.get_extra_info("socket")
+        if sock is None or transport.get_extra_info("sslcontext") is not None:
+            return None
+        try:
+            self._wsock = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
+        except OSError:
+            return None
+        self._wsock.setblocking(False)
+        return self._wsock
+
+    def _write_backlog(self) -> None:
+        # Loop thread: what direct writes left unsent, and what queued behind it.
+        with self._wlock:
+            chunks, self._backlog = self._backlog, []
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                for chunk in chunks:
+                    transport.write(chunk)  # type: ignore[attr-defined]
 
     def _not_open(self) -> LinkError:
         if self._error is not None:
@@ -449,7 +545,8 @@ class Link(asyncio.Protocol):
         conn = self._conn
         if conn is None:
             raise self._not_open()
-        conn.send_message(message, argument)
+        with self._wlock:
+            conn.send_message(message, argument)
         if self._tap is not None:
             self._tap.message(">", message, argument)
         self._flush_out()
@@ -725,7 +822,8 @@ class Link(asyncio.Protocol):
             return
         if self._tap is not None and self._error is None:
             self._tap.close_frame(">", code, reason)
-        conn.send_close(code, reason, now=self._loop.time())
+        with self._wlock:
+            conn.send_close(code, reason, now=self._loop.time())
         if self._error is None:
             self._end(LinkClosed("the link was closed by this side"))
         self._flush_out()
