@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -150,6 +151,20 @@ def test_input_is_answered_by_the_asking_client(shared: KernelService) -> None:
     assert prompts == ["number? "]
 
 
+def test_aborting_a_request_that_waits_for_input_keeps_the_link_served(
+    shared: KernelService,
+) -> None:
+    # The broker passes the asking link's next packet to the kernel as the
+    # answer to Input[]; once the request has its final answer ($Aborted
+    # here), the next packet is a request again, not a stray input answer.
+    with linkserver.connect(shared.name, timeout=TIMEOUT) as link:
+        link.put(wl.EvaluatePacket(wlexpr('Input["?"]')))
+        assert link.get(KERNEL_TIMEOUT) == wl.InputPacket("?")
+        link.abort()
+        assert link.get(KERNEL_TIMEOUT) == wl.ReturnPacket(WLSymbol("$Aborted"))
+        assert evaluate(link, wlexpr("1+1"))[-1] == wl.ReturnPacket(2)
+
+
 def test_status_message_is_answered(shared: KernelService) -> None:
     with linkserver.connect(shared.name) as link:
         link.send_message(STATUS_MESSAGE)
@@ -187,6 +202,63 @@ def test_many_clients_at_once_each_get_their_own_answers(shared: KernelService) 
     for t in threads:
         t.join(KERNEL_TIMEOUT)
     assert results == {i: [i * j for j in range(5)] for i in range(8)}
+
+
+class _GaveUp(Exception):
+    """Raised in the caller's thread in the middle of an answer, as Ctrl-C would be."""
+
+
+def test_an_answer_given_up_half_way_is_not_taken_for_the_next(shared: KernelService) -> None:
+    # The blocking client reads its answers in the caller's thread. One given
+    # up on half way (an exception from on_input, or a signal's in the middle
+    # of a wait) is aborted and read to its end on the loop: the next
+    # evaluation gets its own answer, never the rest of the last one.
+    def give_up(prompt: str) -> str:
+        raise _GaveUp(prompt)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise _GaveUp("signal")
+
+    with linkserver.Client(shared.name, on_input=give_up) as client:
+        with pytest.raises(_GaveUp):
+            client.evaluate('Print["before"]; x = Input["?"]; "late"')
+        assert client.evaluate("1+1") == 2
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(_GaveUp):
+                client.evaluate('Print["a"]; Pause[2]; "late"')
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert client.evaluate('"next"') == "next"
+
+
+def test_one_blocking_client_shared_by_threads_keeps_answers_apart(
+    shared: KernelService,
+) -> None:
+    results: dict[int, list[object]] = {}
+    with linkserver.Client(shared.name) as client:
+
+        def work(i: int) -> None:
+            results[i] = [client.evaluate(wl.Plus(i * 100, j)) for j in range(20)]
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(KERNEL_TIMEOUT)
+    assert results == {i: [i * 100 + j for j in range(20)] for i in range(4)}
+
+
+def test_installing_moves_evaluations_onto_the_loop_and_both_work(shared: KernelService) -> None:
+    # Before an install, evaluate reads in the caller's thread; after it, the
+    # call server reads the link and evaluations go through the loop.
+    with linkserver.Client(shared.name) as client:
+        assert client.evaluate("2+2") == 4
+        client.install("pyTwice", lambda v: 2 * v)
+        assert client.evaluate("pyTwice[21]") == 42
+        assert client.evaluate("3+3") == 6
 
 
 def test_pool_state_never_leaks_between_clients(pool: KernelService) -> None:

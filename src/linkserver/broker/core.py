@@ -619,6 +619,8 @@ class KernelCore:
         if head in _INPUT and link is not None:
             self._awaiting_input = link
         elif head == request.final:
+            if self._awaiting_input == link:  # answered (aborted) while it waited for input
+                self._awaiting_input = None
             self._out.append(Record("request-done", {
                 "link": link, "worker": self.id,
                 "head": request.head if request.head is not None
