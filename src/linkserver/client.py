@@ -2,23 +2,34 @@
 
 ``Client(name).evaluate("1+1")`` returns ``2``; ``evaluate_wrap`` returns
 the result with its messages and printed text. See the asyncio twin for the
-details; this class only moves calls onto the background loop.
+details; this class moves calls onto the background loop, except the plain
+evaluation of a client without installed functions: that one writes its
+request and reads its answer in the caller's own thread (one thread hop
+instead of two), with the same gatherer (:mod:`linkserver.gather`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
+import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from . import wxf
 from .aio.client import Client as AsyncClient
-from .aio.client import EvaluationResult
+from .aio.client import EvaluationResult, evaluation_request
 from .aio.fanout import requests_for
+from .errors import LinkError, LinkTimeout
+from .gather import Gatherer, InputRequest, aread_answer, read_answer
 from .link import Link
 from .portal import get_portal
+
+log = logging.getLogger("linkserver.client")
 
 __all__ = ["Client", "EvaluationResult"]
 
@@ -65,6 +76,11 @@ class Client:
         select: bool = False,
     ) -> None:
         self._portal = get_portal()
+        # One exchange in the caller's thread at a time, and none while an
+        # install runs (see _evaluate_here).
+        self._turn = threading.Lock()
+        self._finishing: concurrent.futures.Future[None] | None = None
+        self._answer_input: Callable[[InputRequest], str] | None = None
         ask = None
         if on_input is not None:
             blocking_input = on_input
@@ -72,6 +88,11 @@ class Client:
             async def ask(prompt: str) -> str:
                 # Off the event loop: a person may take minutes to answer.
                 return await asyncio.to_thread(blocking_input, prompt)
+
+            def answer_input(event: InputRequest) -> str:
+                return blocking_input(event.prompt)
+
+            self._answer_input = answer_input
 
         self._aio = AsyncClient(
             name, timeout=timeout, on_input=ask, pool=pool, persistent=persistent,
@@ -115,9 +136,82 @@ class Client:
         Raises:
             LinkError: the link failed (closed, broken, timed out).
         """
+        if self._aio._calls is None:
+            with self._turn:
+                if self._aio._calls is None:  # an install may have come first
+                    return self._evaluate_here(evaluation_request(expr, preemptive), timeout)
         return self._portal.call(
             self._aio.evaluate_wrap(expr, timeout=timeout, preemptive=preemptive)
         )
+
+    def _evaluate_here(self, request: Any, timeout: float | None) -> EvaluationResult:
+        """Send ``request`` and read its answer in this thread (``_turn`` held).
+
+        Only for a client with no installed functions: then nothing else reads
+        this link (the call server does not run, and installs wait for
+        ``_turn``). An exception that is not the link's (Ctrl-C, an
+        ``on_input`` that raises) gives the request up: it is aborted and its
+        answer read to its end on the loop, under the asyncio client's lock,
+        so the next exchange gets only its own answer.
+        """
+        self._portal._check_thread()  # waiting here on the loop's own thread would hang it
+        if self._finishing is not None:
+            try:
+                self._finishing.result()
+            except BaseException as exc:  # noqa: BLE001 - its answer was given up already
+                log.debug("the answer given up on ended with %r", exc)
+            self._finishing = None
+        aio_link = self._aio.link
+        link = Link(aio_link, self._portal)
+        taken: deque[bytes] = deque()  # a payload taken off the link, not yet read
+
+        def get() -> Any:
+            payload = aio_link.take_nowait()
+            if payload is None:
+                waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+                aio_link.register_waiter(waiter)
+                try:
+                    payload = waiter.result(timeout)
+                except concurrent.futures.TimeoutError:
+                    if waiter.cancel():
+                        raise LinkTimeout(
+                            f"no expression arrived on {link.name} within {timeout:g} s"
+                        ) from None
+                    payload = waiter.result()
+                except BaseException:
+                    if not waiter.cancel() and waiter.exception() is None:
+                        taken.append(waiter.result())
+                    raise
+            return wxf.loads(payload)
+
+        gatherer = Gatherer()
+        link.put(request)
+        try:
+            outcome = read_answer(gatherer, get, link.put, on_input=self._answer_input)
+        except LinkError:
+            raise
+        except BaseException:
+            if not gatherer.done:
+                self._finishing = self._portal.submit(self._finish_answer(gatherer, taken, timeout))
+            raise
+        return EvaluationResult.from_outcome(outcome)
+
+    async def _finish_answer(
+        self, gatherer: Gatherer, taken: deque[bytes], timeout: float | None
+    ) -> None:
+        """Abort a request the caller gave up on; read the rest of its answer and drop it."""
+        aio = self._aio
+        assert aio._lock is not None
+        await aio.link.abort()  # it may wait for input that will never come
+
+        async def get() -> Any:
+            if taken:
+                return wxf.loads(taken.popleft())
+            return await aio.link.get(timeout)
+
+        async with aio._lock:
+            await aread_answer(gatherer, get, aio.link.put,
+                               on_input=lambda event: aio.on_input(event.prompt))
 
     def evaluate(
         self, expr: Any, *, timeout: float | None = None, preemptive: bool = False
@@ -126,9 +220,7 @@ class Client:
 
         ``preemptive`` as in :meth:`evaluate_wrap`.
         """
-        return self._portal.call(
-            self._aio.evaluate(expr, timeout=timeout, preemptive=preemptive)
-        )
+        return self.evaluate_wrap(expr, timeout=timeout, preemptive=preemptive).result
 
     def install(self, name: str, function: Callable[..., Any]) -> Any:
         """Define ``name[args___]`` in the kernel to call ``function(*args)`` in this process.
@@ -151,7 +243,8 @@ class Client:
             return await asyncio.to_thread(function, *args)
 
         functools.update_wrapper(run, function)
-        return self._portal.call(self._aio.install(name, run))
+        with self._turn:  # no exchange of this thread's kind reads the link now
+            return self._portal.call(self._aio.install(name, run))
 
     def install_function(self, name: str | None = None) -> Callable[[F], F]:
         """Decorator: :meth:`install` the function as ``name`` (default: its own name)."""

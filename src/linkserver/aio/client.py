@@ -88,6 +88,16 @@ class EvaluationResult:
         return None
 
 
+def evaluation_request(expr: Any, preemptive: bool = False) -> Any:
+    """The packet that asks for ``expr`` (text is parsed by the kernel), preemptive or not."""
+    if isinstance(expr, str):
+        expr = wlexpr(expr)
+    request = wl.EvaluatePacket(expr)
+    if preemptive:
+        request = WLFunction(WLSymbol(PREEMPTIVE), request)
+    return request
+
+
 async def _default_input(prompt: str) -> str:
     return DEFAULT_INPUT
 
@@ -216,13 +226,7 @@ class Client:
             LinkError: the link failed (closed, broken, timed out).
         """
         await self.start()
-        assert self._lock is not None
-        if isinstance(expr, str):
-            expr = wlexpr(expr)
-        request = wl.EvaluatePacket(expr)
-        if preemptive:
-            request = WLFunction(WLSymbol(PREEMPTIVE), request)
-        return await self._exchange(request, timeout)
+        return await self._exchange(evaluation_request(expr, preemptive), timeout)
 
     async def _exchange(self, request: Any, timeout: float | None) -> EvaluationResult:
         """Send ``request``; gather its answer up to ``ReturnPacket``."""
