@@ -24,7 +24,7 @@ from . import wxf
 from .aio.client import Client as AsyncClient
 from .aio.client import EvaluationResult, evaluation_request
 from .aio.fanout import requests_for
-from .errors import LinkError, LinkTimeout
+from .errors import LinkError
 from .gather import Gatherer, InputRequest, aread_answer, read_answer
 from .link import Link
 from .portal import get_portal
@@ -161,28 +161,11 @@ class Client:
             except BaseException as exc:  # noqa: BLE001 - its answer was given up already
                 log.debug("the answer given up on ended with %r", exc)
             self._finishing = None
-        aio_link = self._aio.link
-        link = Link(aio_link, self._portal)
+        link = Link(self._aio.link, self._portal)
         taken: deque[bytes] = deque()  # a payload taken off the link, not yet read
 
         def get() -> Any:
-            payload = aio_link.take_nowait()
-            if payload is None:
-                waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-                aio_link.register_waiter(waiter)
-                try:
-                    payload = waiter.result(timeout)
-                except concurrent.futures.TimeoutError:
-                    if waiter.cancel():
-                        raise LinkTimeout(
-                            f"no expression arrived on {link.name} within {timeout:g} s"
-                        ) from None
-                    payload = waiter.result()
-                except BaseException:
-                    if not waiter.cancel() and waiter.exception() is None:
-                        taken.append(waiter.result())
-                    raise
-            return wxf.loads(payload)
+            return wxf.loads(link._get_payload(timeout, taken))
 
         gatherer = Gatherer()
         link.put(request)

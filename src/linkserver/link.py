@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,12 @@ class Link:
         """
         return wxf.loads(self._get_payload(timeout))
 
-    def _get_payload(self, timeout: float | None) -> bytes:
+    def _get_payload(self, timeout: float | None, taken: deque[bytes] | None = None) -> bytes:
+        """The next payload; one taken off the link while the wait was given up goes to ``taken``.
+
+        Without ``taken``, a wait ended by an exception of the caller's thread
+        (Ctrl-C) may lose the payload that arrived at that moment.
+        """
         link = self._aio
         payload = link.take_nowait()
         if payload is not None:
@@ -158,6 +164,10 @@ class Link:
                     f"no expression arrived on {self.name} within {timeout:g} s"
                 ) from None
             return waiter.result()
+        except BaseException:
+            if taken is not None and not waiter.cancel() and waiter.exception() is None:
+                taken.append(waiter.result())
+            raise
 
     def ready(self) -> bool:
         """True if :meth:`get` would return at once (``WSReady``)."""
