@@ -85,6 +85,9 @@ def _child(
     for option in [o for o in options if o.startswith(REDIAL_OPTION)]:
         options.remove(option)
         os.environ[REDIAL_ENV] = option[len(REDIAL_OPTION):]
+        # A kept kernel outlives the template (whose server may die): Ray kills a
+        # dead worker's whole process group, so it leaves the template's.
+        os.setsid()
     # The launcher reads our parent's stdout: keep this child's output off it.
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)

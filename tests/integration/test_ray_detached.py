@@ -1,0 +1,171 @@
+"""Kept kernels that outlive their server, on Ray's own test cluster on this machine.
+
+The cluster is test_ray.py's (a head and a ``side`` node, a temporary HOME).
+A server whose pool has a keep-alive places every kernel as a detached actor
+named from its ``server_id``; these tests kill such a server with SIGKILL (it
+runs as ``linkserver serve`` in a process of its own), stop one the orderly
+way, and run two servers side by side, and check that the kept kernels come
+back with their definitions to the same server identity and to no other.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'linkserver[ray]')")
+
+import linkserver  # noqa: E402
+from linkserver.config import PoolConfig, ServerConfig  # noqa: E402
+from linkserver.errors import LinkError  # noqa: E402
+from linkserver.portal import get_portal  # noqa: E402
+from linkserver.security import new_key  # noqa: E402
+from linkserver.service import KernelService  # noqa: E402
+from tests.integration.test_ray import RAY_TIMEOUT, _options, cluster  # noqa: E402,F401
+from tests.procs import stop  # noqa: E402
+from tests.timeouts import wait_until  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+NAMESPACE = "linkserver-kept-tests"
+#: Long enough that nothing expires while a test runs; the short pool's is one second.
+KEEP = RAY_TIMEOUT * 2
+
+
+def kept_actors(server_id: str, pool: str) -> set[str]:
+    """The kernel ids of the live actors named for ``server_id``'s ``pool``."""
+    prefix = f"linkserver-kept:{server_id}:{pool}:"
+    return {
+        entry["name"][len(prefix):]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["namespace"] == NAMESPACE and entry["name"].startswith(prefix)
+    }
+
+
+def _config_file(path: Path, server_id: str) -> Path:
+    path.write_text(f"""
+server_id = "{server_id}"
+[pools.kept]
+mode = "pool"
+min = 0
+max = 4
+wait = {RAY_TIMEOUT}
+keepalive = {KEEP}
+[pools.kept.ray]
+num_cpus = 0.25
+namespace = "{NAMESPACE}"
+""")
+    return path
+
+
+class Served:
+    """``linkserver serve`` in a process of its own (so that a test can SIGKILL it)."""
+
+    def __init__(self, address: str, config: Path, key_file: Path) -> None:
+        env = dict(os.environ)
+        src = str(Path(linkserver.__file__).parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "linkserver", "serve", "--ray", address, "--config",
+             str(config), "--port", "0", "--interface", "127.0.0.1", "--key-file",
+             str(key_file), "--log-level", "info"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        assert self.proc.stdout is not None
+        #: what it printed and logged, for the message of a failing assert
+        self.seen: list[str] = []
+        for line in self.proc.stdout:  # ends if the server exits: then the assert says why
+            self.seen.append(line)
+            if " listening on " in line:
+                self.name = line.split(" listening on ")[1].strip()
+                break
+        else:
+            raise AssertionError("the server did not start:\n" + "".join(self.seen))
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                self.seen.append(line)
+        except ValueError:  # closed
+            pass
+
+    def output(self) -> str:
+        return "".join(self.seen)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._reader.join(RAY_TIMEOUT)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            stop(self.proc)
+            self._reader.join(RAY_TIMEOUT)
+        print(self.output())  # shown by pytest when the test failed
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    key = new_key()
+    path = tmp_path_factory.mktemp("keys") / "admin.key"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    yield path, key
+
+
+def test_a_sigkilled_server_started_again_adopts_its_kept_kernels_with_their_definitions(
+    cluster: Any, key_file: tuple[Path, str], tmp_path: Path,
+) -> None:
+    path, key = key_file
+    config = _config_file(tmp_path / "pools.toml", "alpha")
+    first = Served(cluster.address, config, path)
+    try:
+        # One kept kernel parked (its client left), one kept and in use, one not kept.
+        with linkserver.Client(first.name, pool="kept", persistent=True, key=key,
+                               timeout=RAY_TIMEOUT) as parked:
+            assert parked.evaluate("x = 6 * 7") == 42
+            parked_id = parked.kernel_id
+        using = linkserver.Client(first.name, pool="kept", persistent=True, key=key,
+                                  timeout=RAY_TIMEOUT)
+        passing = linkserver.Client(first.name, pool="kept", key=key, timeout=RAY_TIMEOUT)
+        try:
+            assert using.evaluate("f[n_] := n + 1; f[1]") == 2
+            assert passing.evaluate("z = 3") == 3
+            assert len(kept_actors("alpha", "kept")) == 3
+            first.kill()
+            # The two kept kernels wait for their server; the one kept for no one ends.
+            assert wait_until(lambda: len(kept_actors("alpha", "kept")) == 2, RAY_TIMEOUT)
+        finally:
+            using.close()
+            passing.close()
+        waiting = kept_actors("alpha", "kept")
+        again = Served(cluster.address, config, path)
+        try:
+            # The same two actors, adopted: no kernel was placed anew for them.
+            assert kept_actors("alpha", "kept") == waiting
+            with linkserver.Client(again.name, pool="kept", kernel=parked_id, key=key,
+                                   timeout=RAY_TIMEOUT) as back:
+                assert back.evaluate("x") == 42
+            # The kernel that was in use when its server died comes back by its id too.
+            with linkserver.Client(again.name, pool="kept", kernel=using.kernel_id, key=key,
+                                   timeout=RAY_TIMEOUT) as back:
+                assert back.evaluate("f[41]") == 42
+            # Each was taken back by its last client (not persistent): now it ends.
+            assert wait_until(lambda: not kept_actors("alpha", "kept"), RAY_TIMEOUT)
+        finally:
+            again.close()
+    finally:
+        first.close()
