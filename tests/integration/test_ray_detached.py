@@ -26,10 +26,11 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'link
 import linkserver  # noqa: E402
 from linkserver.config import PoolConfig, ServerConfig  # noqa: E402
 from linkserver.errors import LinkError  # noqa: E402
+from linkserver.launcher import RayOptions  # noqa: E402
 from linkserver.portal import get_portal  # noqa: E402
 from linkserver.security import new_key  # noqa: E402
 from linkserver.service import KernelService  # noqa: E402
-from tests.integration.test_ray import RAY_TIMEOUT, _options, cluster  # noqa: E402,F401
+from tests.integration.test_ray import RAY_TIMEOUT, cluster  # noqa: E402,F401
 from tests.procs import stop  # noqa: E402
 from tests.timeouts import wait_until  # noqa: E402
 
@@ -169,3 +170,81 @@ def test_a_sigkilled_server_started_again_adopts_its_kept_kernels_with_their_def
             again.close()
     finally:
         first.close()
+
+
+def _service(address: str, server_id: str, *pools: tuple[str, float]) -> KernelService:
+    """A server in this process with a pool of each ``(name, keepalive)``, started."""
+    options = RayOptions(num_cpus=0.25, namespace=NAMESPACE)
+    config = ServerConfig(tuple(
+        PoolConfig(name, "pool", min=0, max=2, wait=RAY_TIMEOUT, keepalive=keep, ray=options)
+        for name, keep in pools
+    ), pools[0][0], server_id=server_id)
+    service = KernelService(0, "127.0.0.1", config=config, ray=address)
+    get_portal().call(service.start(), timeout=RAY_TIMEOUT)
+    return service
+
+
+def _close(*services: KernelService) -> None:
+    for service in services:
+        get_portal().call(service.aclose(), timeout=RAY_TIMEOUT)
+
+
+def test_two_servers_on_one_cluster_do_not_take_each_others_kernels(cluster: Any) -> None:
+    beta = _service(cluster.address, "beta", ("kept", KEEP))
+    try:
+        with linkserver.Client(beta.name, pool="kept", persistent=True,
+                               timeout=RAY_TIMEOUT) as client:
+            assert client.evaluate("w = 1") == 1
+            kernel = client.kernel_id
+        # Another server on the cluster and namespace does not even look at them ...
+        gamma = _service(cluster.address, "gamma", ("kept", KEEP))
+        # ... and a second one that claims the same identity while beta runs is refused
+        # by the kernel's actor: the kernel is linked to a live server.
+        twin = _service(cluster.address, "beta", ("kept", KEEP))
+        try:
+            for other in (gamma, twin):
+                with pytest.raises(LinkError, match="nokernel"):
+                    linkserver.Client(other.name, pool="kept", kernel=kernel,
+                                      timeout=RAY_TIMEOUT)
+                assert other.pools["kept"].broker.statistics().parked == 0
+        finally:
+            _close(gamma, twin)
+        # The kernel is still beta's, definitions and all.
+        with linkserver.Client(beta.name, pool="kept", kernel=kernel,
+                               timeout=RAY_TIMEOUT) as client:
+            assert client.evaluate("w + 1") == 2
+    finally:
+        _close(beta)
+
+
+def test_a_server_stopped_and_started_again_adopts_them_and_the_unadopted_end(
+    cluster: Any,
+) -> None:
+    """The orderly stop of an upgrade: kept kernels are let go, not stopped."""
+    first = _service(cluster.address, "delta", ("kept", KEEP), ("brief", 1.0))
+    try:
+        with linkserver.Client(first.name, pool="kept", persistent=True,
+                               timeout=RAY_TIMEOUT) as client:
+            assert client.evaluate("v = 5") == 5
+            kept = client.kernel_id
+        brief = linkserver.Client(first.name, pool="brief", persistent=True,
+                                  timeout=RAY_TIMEOUT)
+        assert brief.evaluate("u = 1") == 1
+        assert kept_actors("delta", "kept") and kept_actors("delta", "brief")
+    finally:
+        _close(first)
+    brief.close()
+    # Started again without the pool "brief": its kept kernel waits its keep-alive
+    # (one second) for a server that adopts it, and then it ends.
+    again = _service(cluster.address, "delta", ("kept", KEEP))
+    try:
+        assert wait_until(lambda: not kept_actors("delta", "brief"), RAY_TIMEOUT)
+        with linkserver.Client(again.name, pool="kept", kernel=kept, persistent=True,
+                               timeout=RAY_TIMEOUT) as client:
+            assert client.evaluate("v * 2") == 10
+    finally:
+        _close(again)
+    # Kept (persistent) again when this server stopped: it waits once more, for its
+    # keep-alive; nothing of it must outlive the module's cluster, so it is ended here.
+    for kernel_id in kept_actors("delta", "kept"):
+        ray.kill(ray.get_actor(f"linkserver-kept:delta:kept:{kernel_id}", NAMESPACE))
