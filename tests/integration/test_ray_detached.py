@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wolframclient.language import wl, wlexpr
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'linkserver[ray]')")
 
@@ -30,7 +31,7 @@ from linkserver.launcher import RayOptions  # noqa: E402
 from linkserver.portal import get_portal  # noqa: E402
 from linkserver.security import new_key  # noqa: E402
 from linkserver.service import KernelService  # noqa: E402
-from tests.integration.test_ray import RAY_TIMEOUT, cluster  # noqa: E402,F401
+from tests.integration.test_ray import RAY_TIMEOUT, cluster, evaluate  # noqa: E402,F401
 from tests.procs import stop  # noqa: E402
 from tests.timeouts import wait_until  # noqa: E402
 
@@ -139,13 +140,17 @@ def test_a_sigkilled_server_started_again_adopts_its_kept_kernels_with_their_def
                                timeout=RAY_TIMEOUT) as parked:
             assert parked.evaluate("x = 6 * 7") == 42
             parked_id = parked.kernel_id
-        using = linkserver.Client(first.name, pool="kept", persistent=True, key=key,
-                                  timeout=RAY_TIMEOUT)
+        using = linkserver.connect(first.name, RAY_TIMEOUT, key=key)
         passing = linkserver.Client(first.name, pool="kept", key=key, timeout=RAY_TIMEOUT)
         try:
-            assert using.evaluate("f[n_] := n + 1; f[1]") == 2
+            using.put(wl.LinkServerSelect({"pool": "kept", "persistent": True}))
+            using_id = using.get(RAY_TIMEOUT).args[0]["kernel"]
+            assert evaluate(using, wlexpr("f[n_] := n + 1; runs = 0; f[1]")) == [wl.ReturnPacket(2)]
             assert passing.evaluate("z = 3") == 3
             assert len(kept_actors("alpha", "kept")) == 3
+            # The kernel in use is evaluating when its server dies.
+            using.put(wl.EvaluatePacket(wlexpr('runs++; Print["running"]; While[True, 1]')))
+            assert using.get(RAY_TIMEOUT) == wl.TextPacket("running")
             first.kill()
             # The two kept kernels wait for their server; the one kept for no one ends.
             assert wait_until(lambda: len(kept_actors("alpha", "kept")) == 2, RAY_TIMEOUT)
@@ -160,10 +165,12 @@ def test_a_sigkilled_server_started_again_adopts_its_kept_kernels_with_their_def
             with linkserver.Client(again.name, pool="kept", kernel=parked_id, key=key,
                                    timeout=RAY_TIMEOUT) as back:
                 assert back.evaluate("x") == 42
-            # The kernel that was in use when its server died comes back by its id too.
-            with linkserver.Client(again.name, pool="kept", kernel=using.kernel_id, key=key,
+            # The kernel that was evaluating when its server died comes back by its id
+            # too: the evaluation was stopped, not run again, and the definitions stay.
+            with linkserver.Client(again.name, pool="kept", kernel=using_id, key=key,
                                    timeout=RAY_TIMEOUT) as back:
                 assert back.evaluate("f[41]") == 42
+                assert back.evaluate("runs") == 1
             # Each was taken back by its last client (not persistent): now it ends.
             assert wait_until(lambda: not kept_actors("alpha", "kept"), RAY_TIMEOUT)
         finally:
