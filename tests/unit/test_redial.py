@@ -35,7 +35,7 @@ class Rendezvous:
 
     def ask(self) -> concurrent.futures.Future[Endpoint | None]:
         future: concurrent.futures.Future[Endpoint | None] = concurrent.futures.Future()
-        threading.Thread(target=lambda: future.set_result(ask(self.it.path)),
+        threading.Thread(target=lambda: future.set_result(ask(self.it.path, os.getpid())),
                          daemon=True).start()
         return future
 
@@ -73,4 +73,12 @@ def test_only_the_actors_own_kernel_may_ask() -> None:
     place.it.keep(1, "worker1", None)
     assert place.ask().result(TIMEOUT) is None  # closed without an answer
     assert not place.ended.is_set() and not place.it.waiting
+    place.it.close()
+
+
+def test_a_kernel_believes_only_its_own_actor() -> None:
+    place = Rendezvous()
+    place.it.keep(1, "worker1", None)
+    assert ask(place.it.path, os.getpid() + 1_000_000) is None  # not its guardian
+    assert not place.ended.is_set()
     place.it.close()

@@ -830,7 +830,8 @@ def serve_kernel(
                 link.close()  # polite and bounded; nothing to do on a link already ended
             except LinkError:
                 pass
-        endpoint = redial.ask(rendezvous) if rendezvous and gone else None
+        endpoint = (redial.ask(rendezvous, int(guardian) if guardian else None)
+                    if rendezvous and gone else None)
         if endpoint is None:
             return code
         log.info("kernel.redial %s to %s", kernel_id, endpoint.connect)

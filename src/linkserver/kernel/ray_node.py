@@ -41,21 +41,19 @@ from __future__ import annotations
 import importlib
 import os
 import resource
+import secrets
 import select
-import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Any
 
 from . import BACKENDS
 from .loop import FINGERPRINT_ENV, WATCH_PID_ENV
-from .redial import REDIAL_ENV, Endpoint, format_answer
+from .redial import REDIAL_ENV, Endpoint, address, format_answer, peer_pid
 from .zygote import REDIAL_OPTION, WATCH_OPTION
 
 __all__ = ["KernelActor", "NodeTemplate", "where"]
@@ -179,8 +177,8 @@ class NodeTemplate:
 class _Rendezvous:
     """A kept kernel's actor's end of redialling (:mod:`.redial`).
 
-    One thread accepts the kernel's question on a Unix socket in a private
-    directory and answers it: ``exit`` if the kernel is not kept for a
+    One thread accepts the kernel's question on an abstract Unix socket of a
+    random name and answers it: ``exit`` if the kernel is not kept for a
     client, else the first endpoint a server hands over (:meth:`offer`)
     within ``keepalive`` seconds, else ``exit``. After an ``exit`` the
     kernel and the actor end (``on_end``).
@@ -195,10 +193,10 @@ class _Rendezvous:
         self.keepalive = keepalive
         self._kernel_pid = kernel_pid
         self._on_end = on_end
-        self._dir = tempfile.mkdtemp(prefix="linkserver-redial-")  # mode 0700
-        self.path = os.path.join(self._dir, "rendezvous")
+        #: ``$LINKSERVER_REDIAL`` for the kernel (kernel/redial.py)
+        self.path = f"@linkserver-redial-{secrets.token_hex(8)}"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.path)
+        self._listener.bind(address(self.path))
         self._listener.listen(1)
         self._cond = threading.Condition()
         #: (sequence, worker id, user) of the server's last :meth:`keep`
@@ -245,10 +243,8 @@ class _Rendezvous:
             except OSError:
                 return
             with conn:
-                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                        struct.calcsize("3i"))
-                if struct.unpack("3i", creds)[0] != self._kernel_pid():
-                    continue  # only our kernel may ask (the directory is ours alone anyway)
+                if peer_pid(conn) != self._kernel_pid():
+                    continue  # only our kernel may ask
                 endpoint = self._answer()
                 try:
                     conn.sendall(format_answer(endpoint))
@@ -261,7 +257,6 @@ class _Rendezvous:
 
     def close(self) -> None:
         self._listener.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class KernelActor:

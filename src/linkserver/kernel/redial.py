@@ -10,9 +10,13 @@ the kernel to end when no one adopted it within its keep-alive time or it was
 never kept for a client.
 
 This module is both halves' shared vocabulary and the kernel's half. The
-rendezvous is a Unix stream socket of the actor's, in a directory only the
-actor's user can enter, named to the kernel by ``$LINKSERVER_REDIAL``. The
-kernel connects and reads one line; nothing travels the other way::
+rendezvous is a Unix stream socket of the actor's in Linux's abstract
+namespace (so nothing is left on disk when Ray kills the actor), named to
+the kernel by ``$LINKSERVER_REDIAL`` as ``@NAME``, NAME random. Each side
+checks the other by the socket's peer credentials: the actor answers only
+its kernel's process, and the kernel believes only its guardian, the actor's
+process (``$LINKSERVER_WATCH_PID``). The kernel connects and reads one line;
+nothing travels the other way::
 
     actor -> dial PORT@HOST KEY FINGERPRINT     ("-" for an endpoint without TLS)
     actor -> exit
@@ -25,9 +29,11 @@ new server's key (and pins its certificate), and greets it with the same
 from __future__ import annotations
 
 import socket
+import struct
 from dataclasses import dataclass
 
-__all__ = ["REDIAL_ENV", "Endpoint", "ask", "format_answer", "parse_answer"]
+__all__ = ["REDIAL_ENV", "Endpoint", "address", "ask", "format_answer", "parse_answer",
+           "peer_pid"]
 
 #: The environment variable that names the actor's rendezvous socket to its kernel.
 REDIAL_ENV = "LINKSERVER_REDIAL"
@@ -45,6 +51,18 @@ class Endpoint:
     fingerprint: str | None  #: its certificate's fingerprint; None without TLS
 
 
+def address(name: str) -> str:
+    """The socket address of a rendezvous named ``@NAME`` (Linux's abstract namespace)."""
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
+def peer_pid(sock: socket.socket) -> int:
+    """The process id at the other end of a connected Unix socket."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid: int = struct.unpack("3i", creds)[0]
+    return pid
+
+
 def format_answer(endpoint: Endpoint | None) -> bytes:
     """The actor's one line: ``dial ...`` for ``endpoint``, ``exit`` for None."""
     if endpoint is None:
@@ -60,19 +78,25 @@ def parse_answer(line: bytes) -> Endpoint | None:
     return None
 
 
-def ask(path: str) -> Endpoint | None:
-    """Ask the actor at ``path`` where to dial; block until it answers.
+def ask(name: str, actor_pid: int | None) -> Endpoint | None:
+    """Ask the actor at rendezvous ``name`` where to dial; block until it answers.
 
     The actor bounds the wait by the kernel's keep-alive; if the actor
     itself dies, its socket closes (and the kernel's guardian ends the
     kernel anyway).
+
+    Args:
+        name: ``$LINKSERVER_REDIAL``.
+        actor_pid: the only process whose answer counts (the kernel's guardian).
 
     Returns:
         The endpoint, or None: the kernel must end.
     """
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(path)
+            sock.connect(address(name))
+            if actor_pid is not None and peer_pid(sock) != actor_pid:
+                return None  # someone else holds the name: never believe it
             data = b""
             while not data.endswith(b"\n") and len(data) < _MAX_LINE:
                 chunk = sock.recv(_MAX_LINE)
