@@ -49,6 +49,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import BACKENDS
@@ -189,7 +190,9 @@ class _Rendezvous:
         on_end: ends the kernel and the actor.
     """
 
-    def __init__(self, keepalive: float, kernel_pid: Any, on_end: Any) -> None:
+    def __init__(
+        self, keepalive: float, kernel_pid: Callable[[], int], on_end: Callable[[], None],
+    ) -> None:
         self.keepalive = keepalive
         self._kernel_pid = kernel_pid
         self._on_end = on_end
