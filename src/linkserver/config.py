@@ -25,6 +25,8 @@ __all__ = ["ConfigError", "PoolConfig", "ServerConfig", "load_config"]
 
 MODES = ("shared", "pool")
 _USER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: A server's identity on a Ray cluster (it is part of its kept kernels' actor names).
+SERVER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: Where a pool's kernels run: this machine, or nodes of a Ray cluster.
 PLACEMENTS = ("local", "ray")
 
@@ -102,6 +104,9 @@ class ServerConfig:
     quit_allowed: str = "nobody"
     #: the users of ``[access.users.NAME]``, each with a key file, a role and limits
     users: tuple[User, ...] = ()
+    #: the server's identity on a Ray cluster: a server started again with the same
+    #: one adopts the kernels kept for it; None: ``HOSTNAME-PORT`` (random with port 0)
+    server_id: str | None = None
 
     def pool(self, name: str | None) -> PoolConfig:
         """The pool called ``name`` (the default pool for None or "").
@@ -236,10 +241,15 @@ def parse_config(
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a table of settings")
-    unknown = set(data) - {"pools", "default", "access"}
+    unknown = set(data) - {"pools", "default", "access", "server_id"}
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}; "
-                          "expected 'pools' and optionally 'default' and 'access'")
+                          "expected 'pools' and optionally 'default', 'access' and 'server_id'")
+    server_id = data.get("server_id")
+    if server_id is not None and (not isinstance(server_id, str)
+                                  or not SERVER_ID.fullmatch(server_id)):
+        raise ConfigError(f"server_id must be 1-64 letters, digits, '.', '-' or '_', "
+                          f"not {server_id!r}")
     access, users = _check_access(data.get("access", {}), base)
     pools_data = data.get("pools")
     if not isinstance(pools_data, dict) or not pools_data:
@@ -252,7 +262,7 @@ def parse_config(
     default = data.get("default", pools[0].name)
     if not isinstance(default, str) or default not in {p.name for p in pools}:
         raise ConfigError(f"default = {default!r} names no pool of {source}")
-    return ServerConfig(tuple(pools), default, **access, users=users)
+    return ServerConfig(tuple(pools), default, **access, users=users, server_id=server_id)
 
 
 _ACCESS = {

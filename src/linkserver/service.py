@@ -15,6 +15,8 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
+import socket
 import ssl
 import time
 from collections.abc import Hashable
@@ -81,6 +83,15 @@ class ServiceStatistics:
     problems: tuple[str, ...] = ()
 
 
+def _default_server_id(port: int) -> str | None:
+    """``HOSTNAME-PORT``: the same server, restarted, is the same again; None for port 0
+    (a random identity: its kept kernels are never adopted by a later run)."""
+    if not port:
+        return None
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:50] or "host"
+    return f"{host}-{port}"
+
+
 class Pool:
     """One named pool: its configuration, its kernel launcher and its broker.
 
@@ -92,13 +103,14 @@ class Pool:
         kernel_interface: where a Ray pool's kernel endpoint listens (and its
             kernels dial); by default this node's address as Ray knows it.
         kernel_tls: a Ray pool's kernel endpoint speaks TLS (the server does).
+        server_id: the server's identity on the Ray cluster, for kept kernels.
     """
 
     def __init__(
         self, config: PoolConfig, *, zygote: bool = True, control: Control | None = None,
         cluster: RayCluster | None = None, kernel_interface: str | None = None,
         quit_allowed: str = "nobody", user_of: UserOf | None = None,
-        kernel_tls: bool = False,
+        kernel_tls: bool = False, server_id: str | None = None,
     ) -> None:
         self.config = config
         spec = config.spec(quit_allowed=quit_allowed)
@@ -107,6 +119,8 @@ class Pool:
             self.launcher = RayLauncher(
                 spec, config.ray, cluster, pool=config.name,
                 interface=kernel_interface, zygote=zygote, tls=kernel_tls,
+                keepalive=config.keepalive if config.mode == "pool" else 0.0,
+                server_id=server_id,
             )
         else:
             self.launcher = LocalLauncher(spec, zygote=zygote)
@@ -242,6 +256,9 @@ class KernelService:
                 "kernels on this machine (give that pool placement = \"local\")"
             )
         self.cluster = RayCluster(ray) if ray is not None and "ray" in placed.values() else None
+        #: who this server is on the Ray cluster: the kernels it keeps are named by it
+        #: (docs/cluster.md "Kernels that outlive the server")
+        self.server_id = config.server_id or _default_server_id(port)
         #: who each key stands for, by the key's label (:attr:`Link.role`)
         self.users: dict[str, User] = {**BUILT_IN, **{u.name: u for u in config.users}}
         self.pools = {
@@ -249,7 +266,7 @@ class KernelService:
                 p, zygote=zygote, control=self._control, kernel_interface=kernel_interface,
                 cluster=self.cluster if placed[p.name] == "ray" else None,
                 quit_allowed=quit_allowed, user_of=self.user_of,
-                kernel_tls=tls is not None,
+                kernel_tls=tls is not None, server_id=self.server_id,
             )
             for p in config.pools
         }

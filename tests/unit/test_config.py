@@ -88,6 +88,8 @@ def test_default_is_the_first_pool() -> None:
          "resources.gpu_node must be a positive amount"),
         ({"pools": {"a": {"ray": {"resources": {"CPU": 1}}}}}, "book CPU with num_cpus"),
         ({"pools": {"a": {"ray": {"namespace": ""}}}}, "namespace must be a non-empty string"),
+        ({"pools": {"a": {}}, "server_id": "lab a"}, "server_id must be 1-64 letters"),
+        ({"pools": {"a": {}}, "server_id": 7}, "server_id must be"),
     ],
 )
 def test_errors_name_the_setting(data: object, message: str) -> None:
@@ -112,6 +114,18 @@ def test_a_ray_table_becomes_what_each_kernel_books() -> None:
     assert [p.placed(None) for p in config.pools] == ["ray", "local", "local"]
     assert [p.placed("auto") for p in config.pools] == ["ray", "local", "ray"]
     assert config.pool("either").ray == RayOptions()  # the defaults: 1 CPU, "linkserver"
+
+
+def test_a_server_id_names_the_server_on_the_cluster_and_defaults_to_host_and_port() -> None:
+    from linkserver.service import KernelService
+
+    config = parse_config({"pools": {"a": {}}, "server_id": "lab-a.1"})
+    assert config.server_id == "lab-a.1"
+    assert KernelService(0, "127.0.0.1", config=config).server_id == "lab-a.1"
+    plain = parse_config({"pools": {"a": {}}})
+    assert plain.server_id is None
+    assert KernelService(31999, "127.0.0.1", config=plain).server_id.endswith("-31999")
+    assert KernelService(0, "127.0.0.1", config=plain).server_id is None  # random per run
 
 
 def test_a_ray_pool_without_a_ray_address_is_refused_before_anything_starts() -> None:

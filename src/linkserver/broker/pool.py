@@ -12,6 +12,14 @@ process or machine -- can take it back by the kernel's id
 (WSTPServer's "connect, disconnect and reconnect"). Parked kernels count
 towards the maximum.
 
+Kept kernels that outlive the server (a Ray pool's, :mod:`linkserver.launcher.ray`):
+the broker tells a persistent link's kernel that it is kept, with the id
+clients know it by and its user (:meth:`KernelHandle.keep`); at shutdown it
+lets such kernels go (:meth:`KernelHandle.release`) instead of stopping
+them; and when it starts it parks the kernels its launcher adopted from a
+previous run of the server (:meth:`KernelLauncher.adopt`), under their old
+ids, so that ``Client(..., kernel=ID)`` takes one back with its definitions.
+
 Theory of operation: ``_warm`` holds started kernels nobody uses yet;
 ``_launching`` counts kernels being started; ``_workers`` maps each served
 link to its worker. Whenever any of these change, :meth:`_balance` decides
@@ -34,6 +42,7 @@ from .. import records
 from ..aio.link import Link
 from ..errors import LinkError
 from ..launcher import KernelError, KernelHandle, KernelLauncher, PlacementError
+from ..launcher.base import KeptKernel
 from ..protocol import CloseCode, answers
 from .control import Control
 from .worker import DEFAULT_MAX_QUEUED, KernelWorker, UserOf, as_request
@@ -162,6 +171,9 @@ class PoolBroker:
         Raises:
             KernelError: a kernel did not start (``strict`` only).
         """
+        if self.keepalive > 0:
+            for kept in await self._launcher.adopt():
+                self._park_adopted(kept)
         results = await asyncio.gather(
             *(self._launcher.launch() for _ in range(self.min_kernels)),
             return_exceptions=not strict,
@@ -177,6 +189,24 @@ class PoolBroker:
         if failures:
             self._launch_failed(failures[0])
             self._schedule(self._retry_later())
+
+    def _park_adopted(self, kept: KeptKernel) -> None:
+        """Park a kept kernel a previous run of the server left, for its client to take back."""
+        worker = KernelWorker(
+            self._launcher, kept.handle, control=self._control, max_queued=self._max_queued,
+            user_of=self._user_of, worker_id=kept.worker,
+        )
+        timer = asyncio.get_running_loop().call_later(self.keepalive, self._expire, worker.id)
+        self._parked[worker.id] = (worker, timer)
+        if kept.user is not None:
+            self._parked_for[worker.id] = kept.user
+        records.event("pool-parked", worker=worker.id, keepalive_s=self.keepalive,
+                      adopted=True)
+
+    def _keep(self, worker: KernelWorker, user: str | None, kept: bool = True) -> None:
+        """Tell the worker's kernel whether it is kept (if it can outlive the server)."""
+        if worker.kernel is not None:
+            worker.kernel.keep(worker.id if kept else None, user)
 
     def _add_warm(self, kernel: KernelHandle) -> None:
         self._warm.append(kernel)
@@ -279,6 +309,7 @@ class PoolBroker:
         self._parked_for.pop(kernel_id, None)
         if persistent:
             self._persistent.add(link)
+        self._keep(worker, self._user_name(link), kept=persistent)
         self._workers[link] = worker
         worker.attach(link)
         link.on_end(self._link_gone)
@@ -364,6 +395,7 @@ class PoolBroker:
             name = self._user_name(link)
             if name is not None:
                 self._parked_for[worker.id] = name
+            self._keep(worker, name)  # again: its kernel may have been replaced meanwhile
             records.event("pool-parked", worker=worker.id, keepalive_s=self.keepalive)
         elif worker is not None:
             # The kernel held this client's state: it is not reused (no leaks).
@@ -403,6 +435,8 @@ class PoolBroker:
             )
             self._workers[link] = worker
             worker.attach(link)
+            if link in self._persistent:
+                self._keep(worker, user.name if user is not None else None)
             self._arm_cull(link, self.cull_idle)
             on_bound = self._bound_callbacks.pop(link, None)
             if on_bound is not None:
@@ -498,6 +532,13 @@ class PoolBroker:
             timer.cancel()
             parked.append(worker)
         self._parked.clear()
+        kept = parked + [w for link, w in self._workers.items() if link in self._persistent]
+        for worker in kept:
+            # A kernel that can outlive the server waits for the next run to adopt it.
+            kernel = worker.kernel
+            if kernel is not None and kernel.detached:
+                worker.kernel = None  # so that closing the worker does not stop it
+                kernel.release()
         for worker in list(self._workers.values()) + parked:
             await worker.aclose()
         self._workers.clear()

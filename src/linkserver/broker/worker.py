@@ -69,6 +69,7 @@ class KernelWorker:
         control: Control | None = None,
         max_queued: int = DEFAULT_MAX_QUEUED,
         user_of: UserOf | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self._launcher = launcher
         self._user_of = user_of
@@ -77,7 +78,8 @@ class KernelWorker:
         self.kernel: KernelHandle | None = None
         self._starting: asyncio.Task[None] | None = None
         #: what clients call this kernel: stable across restarts of its process
-        self.id = uuid.uuid4().hex[:12]
+        #: (and of the server, for a kept kernel adopted again: ``worker_id``)
+        self.id = worker_id or uuid.uuid4().hex[:12]
         #: when a client last sent a packet or a message (idle culling reads it)
         self.last_heard = time.monotonic()
         #: why the last kernel start failed, until one succeeds (the side port's /healthz)

@@ -88,7 +88,7 @@ from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
 from ..link import Link, connect
 from ..portal import Portal, get_portal
 from ..protocol import LinkMode, UrgentMessage
-from . import sandbox
+from . import redial, sandbox
 from ..protocol.packets import (
     CALL_ANSWER,
     INSTALL,
@@ -779,7 +779,10 @@ def serve_kernel(
 ) -> int:
     """Connect ``kernel`` to ``link_name``, serve, and close the link.
 
-    ``policy`` (the default: a pool kernel's) is set on the kernel first.
+    ``policy`` (the default: a pool kernel's) is set on the kernel first. A
+    kernel given a rendezvous in ``$LINKSERVER_REDIAL`` (a kept kernel of a Ray
+    pool, :mod:`.redial`) keeps its session when the server's end of its link
+    goes, and serves the server its actor names next.
 
     Returns:
         The exit code of :meth:`KernelLoop.serve_link`, or
@@ -799,27 +802,40 @@ def serve_kernel(
     guardian = os.environ.get(WATCH_PID_ENV)
     if guardian:
         watch_guardian(int(guardian))
-    try:
-        pinned = os.environ.get(FINGERPRINT_ENV) or None
-        link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT,
-                       tls=True if pinned else None, fingerprint=pinned)
-    except LinkError as exc:
-        log.error("kernel.connect.failed: %s", exc)
-        return EXIT_STARTUP_FAILED
-    try:
-        if scratch is not None:
-            try:
-                sandbox.confine_syscalls()
-            except OSError as exc:
-                log.error("kernel.sandbox.failed: %s", exc.strerror or exc)
-                return EXIT_STARTUP_FAILED
-            kernel._sandboxed(scratch)
-        return kernel.serve_link(link, kernel_id, eval_timeout=eval_timeout)
-    finally:
+    # A kept kernel of a Ray pool redials when its server goes (kernel/redial.py).
+    rendezvous = os.environ.get(redial.REDIAL_ENV)
+    key: str | None = None  # the first time: $LINKSERVER_KEY
+    pinned = os.environ.get(FINGERPRINT_ENV) or None
+    while True:
         try:
-            link.close()  # polite and bounded; nothing to do on a link already ended
-        except LinkError:
-            pass
+            link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT, key=key,
+                           tls=True if pinned else None, fingerprint=pinned)
+        except LinkError as exc:
+            log.error("kernel.connect.failed: %s", exc)
+            return EXIT_STARTUP_FAILED
+        try:
+            if scratch is not None:
+                try:
+                    sandbox.confine_syscalls()
+                except OSError as exc:
+                    log.error("kernel.sandbox.failed: %s", exc.strerror or exc)
+                    return EXIT_STARTUP_FAILED
+                kernel._sandboxed(scratch)
+                scratch = None  # confined once, for good
+            code = kernel.serve_link(link, kernel_id, eval_timeout=eval_timeout)
+            # Ended by the server's going, not by TERMINATE or Quit[] (the link is open then).
+            gone = link.closed
+        finally:
+            try:
+                link.close()  # polite and bounded; nothing to do on a link already ended
+            except LinkError:
+                pass
+        endpoint = (redial.ask(rendezvous, int(guardian) if guardian else None)
+                    if rendezvous and gone else None)
+        if endpoint is None:
+            return code
+        log.info("kernel.redial %s to %s", kernel_id, endpoint.connect)
+        link_name, key, pinned = endpoint.connect, endpoint.key, endpoint.fingerprint
 
 
 def _tcp_port(link_name: str) -> int | None:

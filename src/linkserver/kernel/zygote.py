@@ -32,6 +32,8 @@ One OPTION is the zygote's own: ``--watch-pid=PID`` names a process the kernel
 lives for: the kernel exits when it does (:func:`linkserver.kernel.loop.watch_guardian`).
 A Ray actor on a cluster node asks for kernels this way
 (:mod:`linkserver.kernel.ray_node`), since a fork of the template is not the actor's child.
+Another, ``--redial=PATH``, names the rendezvous where a kept kernel asks its
+actor for the next server when its own goes (:mod:`.redial`).
 
 Children write nothing to the zygote's stdout (it is the launcher's pipe);
 they exit when their link closes. The zygote reaps them and exits when its
@@ -52,11 +54,14 @@ from types import FrameType
 
 from . import BACKENDS
 from .loop import WATCH_PID_ENV, KernelPolicy, policy_parser
+from .redial import REDIAL_ENV
 
-__all__ = ["WATCH_OPTION", "main"]
+__all__ = ["REDIAL_OPTION", "WATCH_OPTION", "main"]
 
 #: The spawn option that names the process a forked kernel lives for.
 WATCH_OPTION = "--watch-pid="
+#: The spawn option that names a kept kernel's rendezvous (:mod:`.redial`).
+REDIAL_OPTION = "--redial="
 
 
 def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
@@ -77,6 +82,12 @@ def _child(
     for option in [o for o in options if o.startswith(WATCH_OPTION)]:
         options.remove(option)
         os.environ[WATCH_PID_ENV] = option[len(WATCH_OPTION):]  # serve() starts the watch
+    for option in [o for o in options if o.startswith(REDIAL_OPTION)]:
+        options.remove(option)
+        os.environ[REDIAL_ENV] = option[len(REDIAL_OPTION):]
+        # A kept kernel outlives the template (whose server may die): Ray kills a
+        # dead worker's whole process group, so it leaves the template's.
+        os.setsid()
     # The launcher reads our parent's stdout: keep this child's output off it.
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -54,6 +54,14 @@ first, so that a kernel still listening sees an orderly end.
 :meth:`KernelLauncher.aclose` stops every kernel the launcher started and
 whatever it started them with (listeners, templates, temporary files).
 
+Kernels that outlive the server.  A launcher may place kernels that survive
+the server's end (Ray's detached actors, :mod:`.ray`). The broker tells
+such a kernel for whom it is kept (:meth:`KernelHandle.keep`), lets it go
+at shutdown instead of stopping it (:meth:`KernelHandle.release`), and takes
+back, when it starts, the kept kernels a previous run of the same server
+left (:meth:`KernelLauncher.adopt`). Every other launcher keeps the defaults:
+nothing is kept, release stops, nothing is adopted.
+
 Status.  :meth:`KernelLauncher.statistics` is a frozen snapshot: where the
 launcher places kernels and, for each live one, its id, its process id and
 the node it runs on.
@@ -92,6 +100,7 @@ __all__ = [
     "KernelHandle",
     "KernelLauncher",
     "KernelStatistics",
+    "KeptKernel",
     "LauncherStatistics",
     "Pending",
     "run_init",
@@ -207,6 +216,8 @@ class KernelHandle(abc.ABC):
 
     #: What places kernels of this kind (``"local"``, ``"ray"``).
     placement: ClassVar[str]
+    #: True for a kernel that can outlive the server (see :meth:`keep`, :meth:`release`).
+    detached: bool = False
 
     def __init__(self, kernel_id: str, pid: int, link: Link, info: dict[str, Any]) -> None:
         self.id = kernel_id
@@ -256,6 +267,18 @@ class KernelHandle(abc.ABC):
         self.link.close_nowait()
         self.kill()
 
+    def keep(self, worker: str | None, user: str | None = None) -> None:
+        """Say that a kernel that can outlive the server is kept for a client,
+        known to clients as ``worker`` (None: it is not kept), for ``user``.
+
+        A kernel that cannot outlive the server ignores it. Never raises.
+        """
+
+    def release(self) -> None:
+        """Let the kernel go without ending it, when it can outlive the server
+        (it then waits to be adopted); any other kernel is stopped."""
+        self.stop()
+
     @abc.abstractmethod
     def _terminate(self) -> None:
         """End the kernel's process (or actor) at once, if it still runs; never raise."""
@@ -268,6 +291,21 @@ class KernelHandle(abc.ABC):
         where = f" on {self.node}" if self.node else ""
         state = "alive" if self.alive else "dead"
         return f"<{type(self).__name__} {self.id} pid={self.pid}{where} {state}>"
+
+
+@dataclass(frozen=True, slots=True)
+class KeptKernel:
+    """A kept kernel a previous run of the server left, now adopted again.
+
+    Attributes:
+        handle: the kernel, greeted anew.
+        worker: the id its clients know it by (``Client(..., kernel=ID)``).
+        user: the user it was kept for; None for any.
+    """
+
+    handle: KernelHandle
+    worker: str
+    user: str | None
 
 
 class KernelLauncher(abc.ABC):
@@ -305,6 +343,11 @@ class KernelLauncher(abc.ABC):
             KernelError: it could not be started, ended before it was ready, or
                 was not ready within ``spec.start_timeout``; nothing is left running.
         """
+
+    async def adopt(self) -> list[KeptKernel]:
+        """Take back the kept kernels a previous run of this server left (after
+        :meth:`start`); a launcher whose kernels cannot outlive it has none."""
+        return []
 
     @abc.abstractmethod
     def handles(self) -> list[KernelHandle]:

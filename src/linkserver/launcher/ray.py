@@ -31,6 +31,21 @@ memory, and hands its fingerprint to every kernel, which dials over TLS and
 accepts only that certificate: evaluations between nodes are then encrypted
 as the clients' are (docs/protocol.md §8.12).
 
+Kept kernels.  A launcher made with a ``keepalive`` (a pool whose persistent
+kernels wait for their client) places every kernel as a *detached* actor,
+named ``linkserver-kept:SERVER:POOL:ID`` in the pool's namespace, SERVER
+being the server's stable identity (``server_id``), so that the actor
+outlives the server's driver. The broker says which kernels are kept for a
+client (:meth:`RayKernelHandle.keep`); a kept kernel whose server dies or
+stops keeps its session for the keep-alive time and waits on its actor
+(:mod:`linkserver.kernel.redial`). When a launcher with the same identity
+starts again on the same cluster and namespace, :meth:`RayLauncher.adopt`
+lists those actors, hands each kept one this run's endpoint and key
+(:meth:`~linkserver.kernel.ray_node.KernelActor.rebind`), and takes back the
+kernel that dials in. A kernel still linked to a live server is refused by
+its actor, so two servers never take each other's kernels, and names keep a
+server with another identity from even looking.
+
 Placement failures.  Before it asks Ray for an actor, the launcher checks
 that some live node offers the resources at all; if none does it raises
 :class:`~.base.PlacementError` with one sentence that says so, instead of
@@ -64,6 +79,7 @@ from ..security import new_key, self_signed, server_context
 from .base import (
     KernelError,
     KernelHandle,
+    KeptKernel,
     KernelLauncher,
     Pending,
     PlacementError,
@@ -78,6 +94,13 @@ log = logging.getLogger("linkserver.kernel")
 
 #: Seconds a snapshot of the cluster's nodes is reused for placement checks.
 _NODES_TTL = 2.0
+#: Seconds an adopting server waits for a kept kernel to notice that its old
+#: server went (its link breaks at once when that server's process dies; this
+#: covers a restart quicker than the kernel's notice). A kernel still linked
+#: after it is a live server's and is left alone.
+_ADOPT_WAIT = 5.0
+#: Threads of a kernel's actor: each server that adopts it waits on one (wait()).
+_KEPT_CONCURRENCY = 16
 
 
 def _import_ray() -> Any:
@@ -189,11 +212,37 @@ class RayKernelHandle(KernelHandle):
 
     def __init__(
         self, kernel_id: str, pid: int, link: Link, info: dict[str, Any], *,
-        actor: Any, node: RayNode,
+        actor: Any, node: RayNode, detached: bool = False, keep_seq: int = 0,
     ) -> None:
         super().__init__(kernel_id, pid, link, info)
         self.actor = actor
         self.ray_node = node
+        #: its actor is detached: it can outlive the server, kept or released
+        self.detached = detached
+        #: let go at shutdown (:meth:`release`): its end must not kill its actor
+        self.released = False
+        self._keep_seq = keep_seq
+        self._kept: tuple[str | None, str | None] = (None, None)
+
+    def keep(self, worker: str | None, user: str | None = None) -> None:
+        """Tell the actor whether (and for whom) its kernel is kept; see :mod:`.base`."""
+        if not self.detached or self._kept == (worker, user) or not self.alive:
+            return
+        self._kept = (worker, user)
+        self._keep_seq += 1
+        ref = self.actor.keep.remote(self._keep_seq, worker, user)
+        task = asyncio.ensure_future(_quietly(ref, self.id))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def release(self) -> None:
+        """Close the link and leave a detached kernel to wait for adoption;
+        any other is stopped."""
+        if not self.detached:
+            self.stop()
+            return
+        self.released = True
+        self.link.close_nowait()
 
     @property
     def node(self) -> str | None:
@@ -202,6 +251,18 @@ class RayKernelHandle(KernelHandle):
 
     def _terminate(self) -> None:
         _kill_actor(self.actor)
+
+
+#: Tasks of fire-and-forget actor calls, kept so that they finish.
+_background: set[asyncio.Future[None]] = set()
+
+
+async def _quietly(ref: Any, kernel_id: str) -> None:
+    """Await an actor call whose answer nobody needs; record a failure."""
+    try:
+        await _result(ref)
+    except Exception as exc:  # the actor died meanwhile: its death is reported elsewhere
+        records.event("kernel-keep-failed", kernel=kernel_id, reason=str(exc).splitlines()[0][:200])
 
 
 def _kill_actor(actor: Any) -> None:
@@ -232,6 +293,12 @@ class RayLauncher(KernelLauncher):
             False starts each kernel as a fresh process.
         tls: the endpoint speaks TLS with a certificate of its own that kernels
             pin (for a server that speaks TLS to its clients).
+        keepalive: seconds a kept kernel waits to be adopted when this server
+            goes; above 0, every kernel is a detached actor named from
+            ``server_id`` (see "Kept kernels" above).
+        server_id: the server's stable identity on the cluster: a server
+            started again with the same one adopts the kernels kept for it.
+            By default a random one (nothing is ever adopted).
     """
 
     placement = "ray"
@@ -239,7 +306,7 @@ class RayLauncher(KernelLauncher):
     def __init__(
         self, spec: KernelSpec, options: RayOptions, cluster: RayCluster, *,
         pool: str = "default", interface: str | None = None, zygote: bool = True,
-        tls: bool = False,
+        tls: bool = False, keepalive: float = 0.0, server_id: str | None = None,
     ) -> None:
         super().__init__(spec)
         self.options = options
@@ -249,6 +316,10 @@ class RayLauncher(KernelLauncher):
         self._use_zygote = zygote and spec.backend in FORKABLE
         #: tells this launcher's actors apart from another server's on the same cluster
         self.token = uuid.uuid4().hex[:8]
+        self.keepalive = keepalive
+        self.server_id = server_id or self.token
+        #: the names of this server's kept kernels' actors begin so (then the kernel's id)
+        self.kept_prefix = f"linkserver-kept:{self.server_id}:{pool}:"
         self._key = new_key()
         self._tls = tls
         #: the endpoint certificate's ``sha256:<hex>`` that kernels pin; None without TLS
@@ -297,7 +368,10 @@ class RayLauncher(KernelLauncher):
             ) from exc
         self._server.on_link(self._greeted)
         common = {"max_restarts": 0, "max_task_retries": 0, "max_concurrency": 4}
-        self._actor_class = ray.remote(**common)(KernelActor)
+        kernel_options = dict(common)
+        if self.keepalive > 0:
+            kernel_options["max_concurrency"] = _KEPT_CONCURRENCY
+        self._actor_class = ray.remote(**kernel_options)(KernelActor)
         self._template_class = ray.remote(**common)(NodeTemplate)
         records.event("ray-launcher-started", pool=self.pool, endpoint=self.address,
                       namespace=self.options.namespace, tls=self._tls)
@@ -360,16 +434,20 @@ class RayLauncher(KernelLauncher):
         exited: asyncio.Future[Any] | None = None
         try:
             options = self.options
+            detached = self.keepalive > 0
             actor = self._actor_class.options(
-                name=f"linkserver-kernel-{self.token}-{kernel_id}",
+                name=(f"{self.kept_prefix}{kernel_id}" if detached
+                      else f"linkserver-kernel-{self.token}-{kernel_id}"),
                 namespace=options.namespace,
+                lifetime="detached" if detached else None,
                 num_cpus=options.num_cpus,
                 memory=options.memory_mb * 1024 * 1024 if options.memory_mb else None,
                 resources=dict(options.resources) or None,
-            ).remote()
+            ).remote(self.keepalive)
             placed = await self._placed(actor, deadline)
             node = RayNode(str(placed["node_id"]), str(placed["ip"]))
-            pid = await self._start_kernel(actor, kernel_id, node, int(placed["pid"]), deadline)
+            pid = await self._start_kernel(actor, kernel_id, node, int(placed["pid"]), deadline,
+                                           placed.get("redial"))
             exited = asyncio.ensure_future(_result(actor.wait.remote()))
             link, info = await self._wait_ready(ready, exited, deadline, node)
         except ray.exceptions.RayError as exc:
@@ -387,10 +465,9 @@ class RayLauncher(KernelLauncher):
             raise
         finally:
             self._pending.pop(kernel_id, None)
-        handle = RayKernelHandle(kernel_id, pid, link, info, actor=actor, node=node)
-        self._handles.add(handle)
-        self._watchers[handle] = asyncio.ensure_future(self._watch(handle, exited))
-        handle.on_dead(self._ended)
+        handle = RayKernelHandle(kernel_id, pid, link, info, actor=actor, node=node,
+                                 detached=self.keepalive > 0)
+        self._track(handle, exited)
         if self.spec.init:
             try:
                 await self._initialise(handle)
@@ -400,6 +477,85 @@ class RayLauncher(KernelLauncher):
         records.event("kernel-started", kernel=kernel_id, pid=pid, backend=self.spec.backend,
                       placement="ray", node=str(node))
         return handle
+
+    def _track(self, handle: RayKernelHandle, exited: asyncio.Future[Any]) -> None:
+        self._handles.add(handle)
+        self._watchers[handle] = asyncio.ensure_future(self._watch(handle, exited))
+        handle.on_dead(self._ended)
+
+    async def adopt(self) -> list[KeptKernel]:
+        """Take back the kernels kept for this server (its ``server_id``) and pool
+        that a previous run left on the cluster; see "Kept kernels" above.
+
+        A kernel is adopted when its actor says it is kept for a client and
+        hands it this run's endpoint, and it dials in within the start time.
+        Kernels not kept, or still linked to a live server, are left alone;
+        one that took the endpoint but never dialled in is killed. Never raises.
+        """
+        if self.keepalive <= 0 or self._server is None:
+            return []
+        ray = _import_ray()
+        namespace = self.options.namespace
+        try:
+            named = await asyncio.to_thread(ray.util.list_named_actors, True)
+        except Exception as exc:
+            records.event("kernel-adopt-failed", pool=self.pool, reason=str(exc)[:200])
+            return []
+        names = sorted(entry["name"] for entry in named if entry.get("namespace") == namespace
+                       and str(entry.get("name", "")).startswith(self.kept_prefix))
+        found = await asyncio.gather(*(self._adopt_one(name) for name in names))
+        kept = [kernel for kernel in found if kernel is not None]
+        if names:
+            records.event("kernels-adopted", pool=self.pool, server_id=self.server_id,
+                          found=len(names), adopted=len(kept))
+        return kept
+
+    async def _adopt_one(self, name: str) -> KeptKernel | None:
+        ray = _import_ray()
+        kernel_id = name[len(self.kept_prefix):]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.start_timeout
+        ready: asyncio.Future[tuple[Link, dict[str, Any]]] = loop.create_future()
+        exited: asyncio.Future[Any] | None = None
+        actor: Any = None
+        told = False
+        try:
+            actor = await asyncio.to_thread(ray.get_actor, name, self.options.namespace)
+            info = await self._within(_result(actor.kept.remote()), deadline, "reached")
+            worker, user = info.get("worker"), info.get("user")
+            if not worker:
+                return None  # not kept for a client: it ends by itself when its server goes
+            node = RayNode(str(info["node_id"]), str(info["ip"]))
+            self._pending[kernel_id] = ready
+            told = bool(await self._within(_result(actor.rebind.remote(
+                self.address, self._key, self.fingerprint, _ADOPT_WAIT,
+            )), deadline, "handed this server's endpoint"))
+            if not told:
+                records.event("kernel-not-adopted", pool=self.pool, kernel=kernel_id,
+                              reason="still linked to a live server")
+                return None
+            exited = asyncio.ensure_future(_result(actor.wait.remote()))
+            link, hello = await self._wait_ready(ready, exited, deadline, node)
+        except (KernelError, ray.exceptions.RayError, ValueError) as exc:
+            # ValueError: the actor is gone (get_actor); a RayError: it died meanwhile.
+            if exited is not None:
+                exited.cancel()
+            if told:
+                _kill_actor(actor)  # it has our endpoint but never came: it must not linger
+            records.event("kernel-not-adopted", pool=self.pool, kernel=kernel_id,
+                          reason=str(exc).splitlines()[0][:200])
+            return None
+        finally:
+            self._pending.pop(kernel_id, None)
+        handle = RayKernelHandle(
+            kernel_id, int(info.get("kernel_pid") or hello.get("pid") or 0), link, hello,
+            actor=actor, node=node, detached=True, keep_seq=int(info.get("seq", 0)),
+        )
+        handle._kept = (str(worker), user)
+        self._track(handle, exited)
+        records.event("kernel-adopted", kernel=kernel_id, worker=worker, pool=self.pool,
+                      node=str(node), pid=handle.pid)
+        return KeptKernel(handle, str(worker), None if user is None else str(user))
 
     async def _placed(self, actor: Any, deadline: float) -> dict[str, Any]:
         """Wait until Ray has placed ``actor`` and it answers; say so at once if the
@@ -424,9 +580,11 @@ class RayLauncher(KernelLauncher):
             where.cancel()
 
     async def _start_kernel(
-        self, actor: Any, kernel_id: str, node: RayNode, guardian: int, deadline: float
+        self, actor: Any, kernel_id: str, node: RayNode, guardian: int, deadline: float,
+        redial: str | None = None,
     ) -> int:
-        """Fork the kernel from the node's template, or start it fresh; return its pid."""
+        """Fork the kernel from the node's template, or start it fresh; return its pid.
+        ``redial`` is the actor's rendezvous, for a kernel that may be kept."""
         spec = self.spec
         if self._use_zygote:
             template = await self._template(node, deadline)
@@ -435,7 +593,7 @@ class RayLauncher(KernelLauncher):
                 try:
                     pid = int(await self._within(_result(template.spawn.remote(
                         kernel_id, self.address, spec.eval_timeout, spec.memory_mb, guardian,
-                        spec.policy_options(),
+                        spec.policy_options(), redial,
                     )), deadline, "forked"))
                 except ray.exceptions.RayError as exc:  # the template died or broke
                     self._templates.pop(node.id, None)  # the next kernel there starts a new one
@@ -535,16 +693,18 @@ class RayLauncher(KernelLauncher):
         watcher = self._watchers.pop(handle, None)
         if watcher is not None and not watcher.done():
             watcher.cancel()
-        _kill_actor(handle.actor)  # its link is gone: free what it booked on Ray
+        if not handle.released:
+            _kill_actor(handle.actor)  # its link is gone: free what it booked on Ray
 
     async def aclose(self) -> None:
         """Stop every kernel and template actor and the endpoint; the cluster stays."""
         if self._closed:
             return
         self._closed = True
-        for handle in list(self._handles):
+        handles = [handle for handle in self._handles if not handle.released]
+        for handle in handles:
             handle.link.close_nowait()
-        for handle in list(self._handles):
+        for handle in handles:
             handle.kill()
         for watcher in self._watchers.values():
             watcher.cancel()
