@@ -305,6 +305,8 @@ class Link(asyncio.Protocol):
             data = conn.data_to_send()
             if data and not transport.is_closing():
                 self._write(transport, data)
+            if conn.should_close and not transport.is_closing():
+                self._write_backlog_locked(transport)  # close() sends what it holds, then ends
         if conn.should_close:
             if self._error is None:
                 self._end(conn.error or LinkClosed("the link is closed"))
@@ -518,11 +520,15 @@ class Link(asyncio.Protocol):
     def _write_backlog(self) -> None:
         # Loop thread: what direct writes left unsent, and what queued behind it.
         with self._wlock:
-            chunks, self._backlog = self._backlog, []
             transport = self._transport
             if transport is not None and not transport.is_closing():
-                for chunk in chunks:
-                    transport.write(chunk)  # type: ignore[attr-defined]
+                self._write_backlog_locked(transport)
+            self._backlog = []
+
+    def _write_backlog_locked(self, transport: asyncio.BaseTransport) -> None:
+        chunks, self._backlog = self._backlog, []
+        for chunk in chunks:
+            transport.write(chunk)  # type: ignore[attr-defined]
 
     def _not_open(self) -> LinkError:
         if self._error is not None:
