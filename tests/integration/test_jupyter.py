@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 jupyter_client = pytest.importorskip("jupyter_client")
-pytest.importorskip("ipykernel")
+pytest.importorskip("zmq")
 
 from jupyter_client.blocking.client import BlockingKernelClient  # noqa: E402
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
@@ -32,7 +32,7 @@ from tests.timeouts import TIMEOUT  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 SERVER_START = TIMEOUT * 6  # the server loads Mathics3 before it listens
-KERNEL_START = TIMEOUT * 6  # a Jupyter kernel imports ipykernel and linkserver
+KERNEL_START = TIMEOUT * 6  # a Jupyter kernel imports pyzmq and linkserver
 
 
 
@@ -289,3 +289,39 @@ def test_without_a_server_the_kernel_starts_and_says_how_to_start_one(
         assert kc.kernel_info(reply=True, timeout=TIMEOUT)["content"]["status"] == "ok"
     finally:
         _stop(km, kc)
+
+
+def test_an_error_aborts_the_cells_already_waiting(kernel: BlockingKernelClient) -> None:
+    # Jupyter's "run all": after a cell that fails with stop_on_error, the
+    # execute requests already sent answer "aborted" and run nothing.
+    failing = kernel.execute("f[1,")
+    waiting = kernel.execute("abortedCellRan = True")
+    assert _answer(kernel, failing, TIMEOUT * 3)[0]["status"] == "error"
+    assert _answer(kernel, waiting, TIMEOUT * 3)[0]["status"] == "aborted"
+    reply, outputs = execute(kernel, "ValueQ[abortedCellRan]")
+    assert reply["status"] == "ok"
+    assert _results(outputs)[0]["text/plain"] == "False"
+
+
+def test_a_message_with_a_wrong_signature_is_dropped(
+    notebook: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    import zmq
+
+    km, kc = notebook
+    info = km.get_connection_info()
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.linger = 0
+    try:
+        sock.connect(f"tcp://{info['ip']}:{info['shell_port']}")
+        header = json.dumps({"msg_id": "forged", "session": "x", "username": "x",
+                             "msg_type": "execute_request", "version": "5.3"}).encode()
+        content = json.dumps({"code": "forgedCellRan = True", "silent": False}).encode()
+        sock.send_multipart([b"<IDS|MSG>", b"0" * 64, header, b"{}", b"{}", content])
+        assert not sock.poll(500)  # no reply to a message the kernel cannot trust
+    finally:
+        sock.close()
+        context.term()
+    reply, outputs = execute(kc, "ValueQ[forgedCellRan]")
+    assert _results(outputs)[0]["text/plain"] == "False"

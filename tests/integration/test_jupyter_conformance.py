@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-pytest.importorskip("ipykernel")
+pytest.importorskip("zmq")
 jkt = pytest.importorskip("jupyter_kernel_test")
 
 from linkserver.door.jupyter_install import install  # noqa: E402

@@ -112,7 +112,7 @@ def run_command(args: Any) -> int:
         path = install(args.name, args.server, user=prefix is None, prefix=prefix,
                        display_name=args.display_name)
     except ImportError:
-        print("linkserver: the Jupyter kernel needs jupyter_client and ipykernel: "
+        print("linkserver: the Jupyter kernel needs jupyter_client and pyzmq: "
               "pip install 'linkserver[jupyter]'", file=sys.stderr)
         return 3
     except OSError as exc:

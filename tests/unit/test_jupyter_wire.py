@@ -1,0 +1,79 @@
+"""The Jupyter wire: signatures, the connection file, and the parent watch (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("zmq")
+
+from linkserver.door import jupyter_wire  # noqa: E402
+from linkserver.door.jupyter_wire import WireKernel, read_connection_file  # noqa: E402
+
+PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+
+
+def test_a_signed_message_reads_back_and_a_changed_one_is_dropped() -> None:
+    kernel = WireKernel({**PORTS, "key": "secret"})
+    frames = kernel._frames("execute_request", {"code": "1+1"}, None)
+    message = kernel._parse([b"client", *frames])
+    assert message is not None
+    assert message.idents == [b"client"]
+    assert message.msg_type == "execute_request"
+    assert message.content == {"code": "1+1"}
+    changed = list(frames)
+    changed[-1] = json.dumps({"code": "Quit[]"}).encode()  # the content, not re-signed
+    assert kernel._parse([b"client", *changed]) is None
+    other = WireKernel({**PORTS, "key": "another"})
+    assert other._parse([b"client", *frames]) is None
+
+
+def test_without_a_key_nothing_is_signed_or_checked() -> None:
+    kernel = WireKernel(dict(PORTS))
+    frames = kernel._frames("status", {"execution_state": "idle"}, None)
+    assert frames[1] == b""
+    assert kernel._parse(frames) is not None
+
+
+def test_garbage_is_dropped_not_raised() -> None:
+    kernel = WireKernel({**PORTS, "key": "k"})
+    assert kernel._parse([b"no delimiter"]) is None
+    assert kernel._parse([b"<IDS|MSG>", b"sig", b"{}"]) is None
+    assert kernel._parse([b"<IDS|MSG>", kernel._sign([b"{", b"{}", b"{}", b"{}"]),
+                          b"{", b"{}", b"{}", b"{}"]) is None
+
+
+def test_an_unknown_signature_scheme_is_refused_in_one_sentence() -> None:
+    with pytest.raises(ValueError, match="hmac-sha256"):
+        WireKernel({**PORTS, "key": "k", "signature_scheme": "hmac-md5"})
+
+
+def test_a_bad_connection_file_ends_with_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as ended:
+        read_connection_file(str(tmp_path / "absent.json"))
+    assert ended.value.code == 2
+    assert "cannot read the connection file" in capsys.readouterr().err
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"shell_port": 1}))
+    with pytest.raises(SystemExit):
+        read_connection_file(str(partial))
+    assert "has no iopub_port" in capsys.readouterr().err
+
+
+def test_the_kernel_stops_when_its_parent_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jupyter_wire, "PARENT_CHECK_INTERVAL", 0.01)
+    monkeypatch.setenv("JPY_PARENT_PID", str(os.getppid() + 100000))  # not our parent
+
+    async def watch() -> None:
+        kernel = WireKernel(dict(PORTS))
+        kernel._stopped = asyncio.get_running_loop().create_future()
+        await asyncio.wait_for(kernel._watch_parent(), 5)
+        assert kernel._stopped.done()
+
+    asyncio.run(watch())
