@@ -294,7 +294,7 @@ def test_without_a_server_the_kernel_starts_and_says_how_to_start_one(
 def test_an_error_aborts_the_cells_already_waiting(kernel: BlockingKernelClient) -> None:
     # Jupyter's "run all": after a cell that fails with stop_on_error, the
     # execute requests already sent answer "aborted" and run nothing.
-    failing = kernel.execute("f[1,")
+    failing = kernel.execute("Pause[0.5]\nf[1,")  # the next request is waiting by its end
     waiting = kernel.execute("abortedCellRan = True")
     assert _answer(kernel, failing, TIMEOUT * 3)[0]["status"] == "error"
     assert _answer(kernel, waiting, TIMEOUT * 3)[0]["status"] == "aborted"

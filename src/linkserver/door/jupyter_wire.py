@@ -44,7 +44,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -279,18 +279,23 @@ class WireKernel:
         self._publish_status("busy", message)
         if shell:
             self._parent = message
-        reply: dict[str, Any] | None = None
+        waiting: list[_Message] = []
         try:
             reply, metadata = await self._answer(message)
             if reply is not None:
                 self._send(sock, kind[: -len("_request")] + "_reply", reply, message, metadata)
+            if (kind == "execute_request" and reply is not None
+                    and reply.get("status") == "error"
+                    and message.content.get("stop_on_error", True)):
+                # Taken before idle: a client that sends its next cell on idle
+                # must not see that cell aborted.
+                waiting = self._waiting(sock)
         finally:
             self._publish_status("idle", message)
         if kind == "shutdown_request":
             self.stop()
-        elif (kind == "execute_request" and reply is not None and reply.get("status") == "error"
-              and message.content.get("stop_on_error", True)):
-            await self._abort_waiting(sock)
+        if waiting:
+            await self._answer_aborted(sock, waiting)
 
     async def _answer(self, message: _Message) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         content = message.content
@@ -331,26 +336,30 @@ class WireKernel:
         self.log.info("linkserver-jupyter: %s is not served", kind)
         return None, {}
 
-    async def _abort_waiting(self, sock: zmq.asyncio.Socket) -> None:
-        """Answer ``aborted`` to the execute requests already waiting; serve the others."""
-        later: list[_Message] = []
+    def _waiting(self, sock: zmq.asyncio.Socket) -> list[_Message]:
+        """The requests that have already arrived on ``sock``, without waiting."""
+        waiting: list[_Message] = []
         while True:
             try:
-                frames = await sock.recv_multipart(flags=zmq.NOBLOCK)
+                # With NOBLOCK pyzmq hands back a future that is already done.
+                done = cast("asyncio.Future[list[bytes]]", sock.recv_multipart(flags=zmq.NOBLOCK))
+                frames = done.result()
             except zmq.Again:
-                break
+                return waiting
             message = self._parse(frames)
-            if message is None:
+            if message is not None:
+                waiting.append(message)
+
+    async def _answer_aborted(self, sock: zmq.asyncio.Socket, waiting: list[_Message]) -> None:
+        """Answer ``aborted`` to the execute requests of ``waiting``; serve the others."""
+        for message in waiting:
+            if message.msg_type != "execute_request":
+                await self._dispatch(sock, message, shell=True)
                 continue
-            if message.msg_type == "execute_request":
-                self._publish_status("busy", message)
-                self._send(sock, "execute_reply", {
-                    "status": "aborted", "execution_count": self.execution_count}, message)
-                self._publish_status("idle", message)
-            else:
-                later.append(message)
-        for message in later:
-            await self._dispatch(sock, message, shell=True)
+            self._publish_status("busy", message)
+            self._send(sock, "execute_reply", {
+                "status": "aborted", "execution_count": self.execution_count}, message)
+            self._publish_status("idle", message)
 
     def kernel_info(self) -> dict[str, Any]:
         """The ``kernel_info_reply`` content."""
