@@ -21,8 +21,8 @@ process. This module speaks that contract (learnt from wolframclient's
 ``kernelcontroller.py`` and ``initkernel.m``) and evaluates with Mathics3:
 
 * locally (default): in this very process, with linkserver's own Mathics3
-  kernel (:class:`linkserver.kernel.mathics.MathicsKernel`) serving an
-  in-process link in the main thread -- so messages, ``Print``, ``Quit[]``,
+  evaluator (:class:`linkserver.kernel.evaluator.MathicsEvaluator`) in the
+  main thread -- so messages, ``Print``, ``Quit[]``,
   ``$ProcessID`` and the conversions are the ones a linkserver kernel has;
 * ``--server NAME`` (``31415@host``, ``31415@host/pool``): on a kernel of a
   running linkserver, through :class:`linkserver.Client` (key and TLS from

@@ -7,7 +7,10 @@ kernel answers are in docs/protocol.md §8). A backend is a module with
 start-up) and ``serve`` (connect and answer packets); :data:`BACKENDS` names
 them. The Mathics3 backend is
 
-- :mod:`.mathics` -- the kernel process,
+- :mod:`.evaluator` -- the Mathics3 session and what it does with a request,
+  without links, threads or signals (its host says when to stop);
+- :mod:`.mathics` -- the kernel process around it (the loop, stops, ``Input[]``
+  and installed functions over the link),
   ``python -m linkserver.kernel.mathics --connect NAME`` (or
   ``python -m linkserver.kernel``);
 - :mod:`.mathics_exprs` -- expressions between wolframclient values and

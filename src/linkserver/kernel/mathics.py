@@ -23,8 +23,11 @@ and limits (rlimit, kill) are the business of whoever starts kernels.
 Theory of operation
 -------------------
 The packet loop, the numbering of requests and the aiming of ABORT are
-:mod:`.loop`'s (see its theory of operation): this module adds the
-evaluating and what stopping a request means for Mathics3. Three threads
+:mod:`.loop`'s (see its theory of operation); what a request evaluates
+to is :mod:`.evaluator`'s (:class:`.evaluator.MathicsEvaluator`, whose host
+this kernel is). This module adds what stopping a request means for
+Mathics3, and what only a loop with a link can do for an evaluation:
+``Input[]``, calls of installed functions, ``Pause``. Three threads
 meet here. The *main thread* reads requests and evaluates them. The
 *link's event-loop thread* (:mod:`linkserver.portal`) receives frames and
 calls :meth:`.loop.KernelLoop._on_message` for urgent messages. A *watchdog
@@ -56,7 +59,7 @@ Mathics3 calls ``Evaluation.check_stopped()`` at every step of an evaluation
 iterations): these are the kernel's *safe points*. Our ``Evaluation``
 (:class:`_KernelEvaluation`) reads its ``stopped`` flag there as Mathics3's
 does -- one attribute test, nothing more while nothing is asked -- but the
-flag only means "look now": :meth:`MathicsKernel._safe_point` then decides.
+flag only means "look now": :meth:`MathicsKernel.safe_point` then decides.
 If the evaluation must stop it raises ``TimeoutInterrupt`` and leaves the flag
 set, so that every later check raises too (as Mathics3's own flag does); if
 a preemptive request waits (the urgent message PREEMPT, docs/protocol.md
@@ -82,57 +85,25 @@ exception inside Mathics3 -- is answered with
 from __future__ import annotations
 
 import argparse
-import bisect
 import concurrent.futures
 import errno
-import functools
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
-import mathics
-from mathics.core.atoms import Integer, String
-from mathics.core.attributes import A_PROTECTED
-from mathics.core.builtin import Builtin
-from mathics.core.evaluation import Evaluation, Output
-from mathics.core.expression import Expression
-from mathics.core.interrupt import (
-    AbortInterrupt,
-    BreakInterrupt,
-    ContinueInterrupt,
-    EvaluationInterrupt,
-    ReturnInterrupt,
-    TimeoutInterrupt,
-    WLThrowInterrupt,
-)
-from mathics.core.load_builtin import import_and_load_builtins, mathics3_builtins_modules
-from mathics.core.parser import MathicsMultiLineFeeder
-from mathics.core.parser import parse as parser_parse
-from mathics.core.parser import util as parser_util
-from mathics.core.rules import Rule
-from mathics.core.symbols import Symbol, SymbolNull
-from mathics.core.systemsymbols import (
-    SymbolAborted,
-    SymbolFailed,
-    SymbolHold,
-    SymbolIn,
-    SymbolOut,
-    SymbolOverflow,
-    SymbolPause,
-    SymbolThrow,
-)
-from mathics.eval.datetime import eval_pause, valid_time_from_expression
-from mathics.session import MathicsSession
+from mathics.core.atoms import String
+from mathics.core.interrupt import AbortInterrupt, TimeoutInterrupt
+from mathics.core.symbols import Symbol
+from mathics.core.systemsymbols import SymbolFailed
 from wolframclient.language.expression import WLFunction, WLSymbol
 
 from .. import wxf
 from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
 from ..install import check_name, pack_arrays
-from ..link import Link
 from ..protocol.packets import (
     CALL_ANSWER,
     CALL_FAILED,
@@ -142,22 +113,16 @@ from ..protocol.packets import (
     EvaluatePacket,
     EnterExpressionPacket,
     EnterTextPacket,
-    InputNamePacket,
     InputPacket,
     InputStringPacket,
-    MessagePacket,
-    OutputNamePacket,
     Packet,
-    ReturnExpressionPacket,
     ReturnPacket,
     ReturnTextPacket,
     PREEMPTIVE,
-    SyntaxPacket,
-    TextPacket,
     packet_from_expr,
 )
 from . import sandbox
-from .sandbox import SANDBOX_MESSAGE
+from .evaluator import HardStop, Host, MathicsEvaluator, PacketOutput
 from .loop import (
     CONNECT_TIMEOUT,
     EXIT_OK,
@@ -166,8 +131,6 @@ from .loop import (
     KernelExit,
     KernelLoop,
     KernelPolicy,
-    QUIT_ENDS,
-    QUIT_REFUSED,
     Stop,
     bad_request,
     configure_logging,
@@ -177,9 +140,7 @@ from .loop import (
     serve_kernel,
     short_repr,
 )
-from . import wl_builtins
-from .mathics_exprs import ConversionError, from_mathics, mend_boxes, to_mathics
-from .short_form import short_text
+from .mathics_exprs import ConversionError, from_mathics
 from .wl_builtins import Absorb
 
 __all__ = [
@@ -199,9 +160,6 @@ log = logging.getLogger("linkserver.kernel")
 #: flag, so only code outside the evaluator (sympy, a C call) waits this long.
 ABORT_GRACE = 0.5
 
-#: Heads of the text-input request ToExpression["text"] (see MathicsKernel._parsed).
-_TO_EXPRESSION = frozenset({"ToExpression", "System`ToExpression"})
-
 #: Longest wait of a Pause between two looks at TimeConstrained's flag (the
 #: kernel's own stops and preemptive requests wake it at once).
 _PAUSE_SLICE = 0.02
@@ -210,13 +168,7 @@ _PAUSE_SLICE = 0.02
 # Quit[] / Exit[]).
 EXIT_CONNECT_FAILED = EXIT_STARTUP_FAILED  # could not reach the server (as cli.py)
 
-T = TypeVar("T")
-
-SymbolPre = Symbol("System`$Pre")
-SymbolPost = Symbol("System`$Post")
-SymbolPrePrint = Symbol("System`$PrePrint")
 SymbolEndOfFile = Symbol("System`EndOfFile")
-SymbolKernelError = Symbol(KERNEL_ERROR)
 _PREEMPTIVE = WLSymbol(PREEMPTIVE)
 _CALL_ANSWER = WLSymbol(CALL_ANSWER)
 _CALL_FAILED = WLSymbol(CALL_FAILED)
@@ -236,12 +188,7 @@ class _Alarm(NamedTuple):
     kind: str  # "timeout" or "escalate"; "preempt-timeout" or "preempt-escalate"
 
 
-class _HardStop(BaseException):
-    """Raised by the SIGUSR1/SIGINT handler inside a stuck evaluation.
-
-    A BaseException, so that Mathics3 code that catches ``Exception`` does
-    not swallow it.
-    """
+_HardStop = HardStop  # raised by the SIGUSR1/SIGINT handlers (evaluator.py)
 
 
 #: The link ended, TERMINATE was asked or Quit[] evaluated: unwind and exit
@@ -303,170 +250,16 @@ def serve(
 # ---------------------------------------------------- Input and InputString
 
 
-def _read(evaluation: Any, prompt: Any, kind: str) -> Any:
-    """Ask the client through the evaluation's output (a :class:`_LinkOutput`)."""
-    reader = getattr(evaluation.output, "read_input", None)
-    if reader is None:  # a session without a client: nothing to read
-        return SymbolEndOfFile
-    if prompt is None:
-        text = "? "  # what a terminal Wolfram kernel shows for Input[]
-    elif isinstance(prompt, String):
-        text = prompt.value
-    else:
-        text = str(evaluation.format_output(prompt, "text"))
-    return reader(evaluation, text, kind)
+class _LinkOutput(PacketOutput):
+    """The kernel's output hook: side packets, and what only a loop with a link can do.
 
-
-class _InputBuiltin(Builtin):  # type: ignore[misc]
-    """
-    <url>:WMA link:https://reference.wolfram.com/language/ref/Input.html</url>
-    <dl>
-      <dt>'Input[]'
-      <dd>asks the client for an expression (an 'InputPacket') and returns it.
-      <dt>'Input'[$prompt$]
-      <dd>shows $prompt$ while asking.
-    </dl>
+    Our ``Input`` builtins call ``read_input()``, ``LinkServer`Call`` calls
+    ``call_installed()`` and ``Pause`` calls ``pause()`` (evaluator.py).
     """
 
-    # Mathics3 10 has no Input: ours asks the client over the link.
-    name = "Input"
-    context = "System`"
-    attributes = A_PROTECTED
-    summary_text = "read an expression from the client"
-
-    def eval(self, evaluation: Any) -> Any:
-        "Input[]"
-        return _read(evaluation, None, "expression")
-
-    def eval_prompt(self, prompt: Any, evaluation: Any) -> Any:
-        "Input[prompt_]"
-        return _read(evaluation, prompt, "expression")
-
-
-class _InputStringBuiltin(Builtin):  # type: ignore[misc]
-    """
-    <url>:WMA link:https://reference.wolfram.com/language/ref/InputString.html</url>
-    <dl>
-      <dt>'InputString[]'
-      <dd>asks the client for a line of text (an 'InputStringPacket').
-      <dt>'InputString'[$prompt$]
-      <dd>shows $prompt$ while asking.
-    </dl>
-    """
-
-    name = "InputString"
-    context = "System`"
-    attributes = A_PROTECTED
-    summary_text = "read a string from the client"
-
-    def eval(self, evaluation: Any) -> Any:
-        "InputString[]"
-        return _read(evaluation, None, "string")
-
-    def eval_prompt(self, prompt: Any, evaluation: Any) -> Any:
-        "InputString[prompt_]"
-        return _read(evaluation, prompt, "string")
-
-
-class _PauseBuiltin(Builtin):  # type: ignore[misc]
-    """
-    <url>:WMA link:https://reference.wolfram.com/language/ref/Pause.html</url>
-    <dl>
-      <dt>'Pause[n]'
-      <dd>pauses for at least $n$ seconds.
-    </dl>
-    """
-
-    # Mathics3's Pause sleeps in slices and looks only at TimeConstrained's
-    # flag: a preemptive request or an abort waited for the whole pause. Ours
-    # waits on the kernel's wake-up, so both are served at once (the seed's
-    # recipe is a kernel looping on Pause while preemptive links are served).
-    name = "Pause"
-    context = "System`"
-    attributes = A_PROTECTED
-    messages = {
-        "numnm": "Non-negative machine-sized number expected at position 1 in `1`.",
-    }
-    summary_text = "pause for a number of seconds"
-
-    def eval(self, n: Any, evaluation: Any) -> Any:
-        "Pause[n_]"
-        try:
-            seconds = valid_time_from_expression(n, evaluation)
-        except ValueError:
-            evaluation.message("Pause", "numnm", Expression(SymbolPause, n))
-            return None
-        pause = getattr(evaluation.output, "pause", None)
-        if pause is None:  # a session without a kernel loop
-            eval_pause(seconds, evaluation)
-        else:
-            pause(evaluation, seconds)
-        return SymbolNull
-
-
-class _CallBuiltin(Builtin):  # type: ignore[misc]
-    """
-    <dl>
-      <dt>'LinkServer`Call'[$owner$, $index$, {$args$...}]
-      <dd>calls function $index$ installed by client $owner$ with $args$ and returns its result.
-    </dl>
-    """
-
-    # What an installed function's definition evaluates (docs/protocol.md §8.10).
-    name = "Call"
-    context = "LinkServer`"
-    attributes = A_PROTECTED
-    summary_text = "call a function a client installed"
-
-    def eval(self, owner: Any, index: Any, args: Any, evaluation: Any) -> Any:
-        "LinkServer`Call[owner_Integer, index_Integer, args_List]"
-        caller = getattr(evaluation.output, "call_installed", None)
-        if caller is None:  # a session without a client
-            evaluation.message("LinkServer", "nocall", String("no client is connected"))
-            return SymbolFailed
-        return caller(evaluation, owner.value, index.value, args)
-
-
-class _LinkServerBuiltin(Builtin):  # type: ignore[misc]
-    """
-    <dl>
-      <dt>'LinkServer'
-      <dd>is the symbol the server's messages are attached to.
-    </dl>
-    """
-
-    name = "LinkServer"
-    context = "System`"
-    summary_text = "messages of the link server"
-    messages = {
-        "nocallee": "`1`",
-        "nocall": "`1`",
-        "callfailed": "`1`",
-        "noquit": "`1`",
-        "quit": "`1`",
-        "sandbox": SANDBOX_MESSAGE,
-    }
-
-
-class _LinkOutput(Output):  # type: ignore[misc]
-    """Mathics3's output hook: Print and messages become packets at once.
-
-    Mathics3 calls ``out()`` for every ``Print`` and message while it
-    evaluates (``Evaluation.print_out``, ``Evaluation.message``), and our
-    ``Input`` builtins call ``read_input()``.
-    """
-
-    def __init__(self, kernel: MathicsKernel) -> None:
+    def __init__(self, evaluator: MathicsEvaluator, kernel: MathicsKernel) -> None:
+        super().__init__(evaluator)
         self.kernel = kernel
-
-    def out(self, out: Any) -> None:
-        self.kernel._side_output(out)
-
-    def clear(self, wait: Any) -> None:
-        """Clear rich output (Manipulate's hook): nothing to clear on a link."""
-
-    def display(self, data: Any, metadata: Any) -> None:
-        """Show rich output (Manipulate's hook): not carried by this kernel."""
 
     def read_input(self, evaluation: Any, prompt: str, kind: str) -> Any:
         if self.kernel._link is None or self.kernel._preempt_tag is not None:
@@ -478,27 +271,6 @@ class _LinkOutput(Output):  # type: ignore[misc]
 
     def pause(self, evaluation: Any, seconds: float) -> None:
         self.kernel._pause(evaluation, seconds)
-
-
-class _KernelEvaluation(Evaluation):  # type: ignore[misc]
-    """Mathics3's ``Evaluation``, whose ``stopped`` flag means "look now".
-
-    Mathics3 calls :meth:`check_stopped` at every safe point; while the flag
-    is clear this costs what Mathics3's own method costs. When it is set, the
-    kernel decides (:meth:`MathicsKernel._safe_point`).
-    """
-
-    def __init__(self, kernel: MathicsKernel, definitions: Any, output: Output) -> None:
-        super().__init__(definitions=definitions, output=output, catch_interrupt=False)
-        self._safe_point = kernel._safe_point
-        # What AbortProtect and CheckAbort ask (wl_builtins.aborts): while
-        # abort_protect > 0 a stop waits; absorb_abort() takes back an ABORT.
-        self.abort_protect = 0
-        self.absorb_abort = functools.partial(kernel._absorb_abort, self)
-
-    def check_stopped(self) -> None:
-        if self.stopped:
-            self._safe_point(self)
 
 
 # ------------------------------------------------------------------ watchdog
@@ -563,7 +335,7 @@ class _Watchdog:
 # ------------------------------------------------------------------ kernel
 
 
-class MathicsKernel(KernelLoop):
+class MathicsKernel(KernelLoop, Host):
     """One Mathics3 session and the loop that serves it over a link.
 
     What each request gets back (docs/protocol.md §8):
@@ -626,36 +398,11 @@ class MathicsKernel(KernelLoop):
     """
 
     def __init__(self) -> None:
-        if not mathics3_builtins_modules:  # it warns when called twice
-            import_and_load_builtins()
-        mend_boxes()  # before any evaluation: Mathics3's formatting needs it too
-        session = MathicsSession(catch_interrupt=False)
-        self._definitions: Any = session.definitions
-        for builtin in (
-            _InputBuiltin(expression=False),
-            _InputStringBuiltin(expression=False),
-            _PauseBuiltin(expression=False),
-            _CallBuiltin(expression=False),
-            _LinkServerBuiltin(expression=False),
-            *wl_builtins.builtins(self._definitions),  # SocketConnect, BinarySerialize, ...
-        ):
-            builtin.contribute(self._definitions)
-        self._definitions.clear_cache()
-        # $Line has no value until Mathics3 numbers a first line; give it its
-        # value, 0, so that $Line and In/Out work before that too.
-        self._definitions.set_line_no(0)
-        # The In/Out rules this kernel stored, by (symbol, line) (see _remember).
-        self._history_rules: dict[tuple[str, int], Any] = {}
-        self._output = _LinkOutput(self)
-        # The evaluation of requests, and the one of nested preemptive
-        # requests; _evaluation is the one in use (see "Safe points").
-        self._main_evaluation = _KernelEvaluation(self, self._definitions, self._output)
-        self._preempt_evaluation = _KernelEvaluation(self, self._definitions, self._output)
-        self._evaluation: Any = self._main_evaluation
+        #: The Mathics3 session and what it does with a request (evaluator.py).
+        self.evaluator = MathicsEvaluator(self, lambda ev: _LinkOutput(ev, self))
 
         # Request state (loop.py), shared with the loop and watchdog threads.
         super().__init__()
-        self._in_eval = False  # inside Mathics3 code; written by the main thread only
         # Set (after the evaluation's stop flag) by every stop and PREEMPT: what
         # a Pause waits on (_pause).
         self._wake = threading.Event()
@@ -669,19 +416,19 @@ class MathicsKernel(KernelLoop):
     @property
     def definitions(self) -> Any:
         """The session's Mathics3 ``Definitions`` (its symbols and rules)."""
-        return self._definitions
+        return self.evaluator.definitions
 
     @property
     def evaluation(self) -> Any:
         """The session's Mathics3 ``Evaluation``, whose output goes to the link."""
-        return self._evaluation
+        return self.evaluator.evaluation
 
     # ------------------------------------------------------------ serving
 
     backend = "mathics"
 
     def _version(self) -> str:
-        return str(mathics.__version__)
+        return self.evaluator.version()
 
     def _sandboxed(self, scratch: str) -> None:
         """Point Mathics3's temporary files at the scratch directory, and put the
@@ -699,15 +446,16 @@ class MathicsKernel(KernelLoop):
         watched = sandbox.AUDITED
         reads = sandbox.allowed_reads()
         main = threading.get_ident()
+        evaluator = self.evaluator
 
         def audit(event: str, args: tuple[Any, ...]) -> None:
-            if event not in watched or threading.get_ident() != main or not self._in_eval:
+            if event not in watched or threading.get_ident() != main or not evaluator.in_eval:
                 return
             what = sandbox.refusal(event, args, scratch, reads)
             if what is None:
                 return
             try:
-                self._evaluation.message("LinkServer", "sandbox", String(what))
+                evaluator.evaluation.message("LinkServer", "sandbox", String(what))
             except Exception:  # a message is not worth the kernel
                 log.exception("! kernel: could not issue LinkServer::sandbox")
             raise PermissionError(errno.EPERM, f"the sandbox of this server forbids {what}")
@@ -749,25 +497,56 @@ class MathicsKernel(KernelLoop):
         """
         # A hard stop (SIGUSR1) must not land inside the link's own code: it
         # waits until this put is done.
-        in_eval, self._in_eval = self._in_eval, False
+        evaluator = self.evaluator
+        in_eval, evaluator.in_eval = evaluator.in_eval, False
         try:
             super()._put(packet)
         finally:
-            self._in_eval = in_eval
+            evaluator.in_eval = in_eval
+
+    # The evaluator's host (evaluator.Host): where its packets go, when it stops.
+
+    def put(self, packet: Packet) -> None:
+        self._put(packet)
+
+    def put_side(self, packets: Sequence[Packet]) -> None:
+        """Send a Print's or a message's packets as they happen, both or none."""
+        if self._link is None:
+            return
+        evaluator = self.evaluator
+        in_eval, evaluator.in_eval = evaluator.in_eval, False  # both packets or none (see _put)
+        try:
+            for packet in packets:
+                super()._put(packet)
+        finally:
+            evaluator.in_eval = in_eval
+
+    def preempt_waits(self) -> bool:
+        return self._preempt_pending and not self._preempt_nested
+
+    def timeout_to_say(self) -> bool:
+        if self._preempt_nested:
+            if self._preempt_stop is _Stop.TIMEOUT:
+                self._preempt_stop = _Stop.ABORT  # say it once
+                return True
+        elif self._stop_serial == self._serial and self._stop_reason is _Stop.TIMEOUT:
+            self._stop_reason = _Stop.ABORT  # say it once per request
+            return True
+        return False
 
     def _finish_request(self) -> None:
         if self._watchdog is not None:
             self._watchdog.disarm()
         super()._finish_request()
-        self._evaluation.out.clear()  # Mathics3 keeps every Print and message there
+        self.evaluator.finish_request()
 
     # ------------------------------------------------- stopping
 
     def _stop_in_hand(self, serial: int) -> list[concurrent.futures.Future[bytes]]:
-        # With _lock held. Written after _stop_serial: _guarded clears the
+        # With _lock held. Written after _stop_serial: guarded() clears the
         # flag and then reads _stop_serial, so one of the two sees the stop.
         cancel: list[concurrent.futures.Future[bytes]] = []
-        self._main_evaluation.stopped = True
+        self.evaluator.main_evaluation.stopped = True
         self._wake.set()
         if self._input_waiter is not None:
             cancel.append(self._input_waiter)
@@ -779,7 +558,7 @@ class MathicsKernel(KernelLoop):
 
     def _stop_nested_preemptive(self) -> list[concurrent.futures.Future[bytes]]:
         # With _lock held, after _preempt_stop is written (as _stop_in_hand).
-        self._preempt_evaluation.stopped = True
+        self.evaluator.preempt_evaluation.stopped = True
         self._wake.set()
         tag = self._preempt_tag
         if self._can_signal and self._watchdog is not None and tag is not None:
@@ -788,19 +567,19 @@ class MathicsKernel(KernelLoop):
             )
         return []
 
-    def _must_stop(self) -> bool:
+    def must_stop(self) -> bool:
         """True if the evaluation running now must stop (main thread)."""
         if self._preempt_nested:
             return self._preempt_stop is not None
         return self._stop_serial == self._serial
 
-    def _safe_point(self, ev: Any) -> None:
+    def safe_point(self, ev: Any) -> None:
         """Main thread, at a safe point of ``ev`` whose flag is set: stop, preempt, or go on.
 
         Raises:
             TimeoutInterrupt: the evaluation must stop (``ev.stopped`` stays set).
         """
-        if self._must_stop():
+        if self.must_stop():
             if ev.abort_protect and self._stop_waits():
                 return  # AbortProtect: the flag stays set, the stop comes after it
             raise TimeoutInterrupt
@@ -809,7 +588,7 @@ class MathicsKernel(KernelLoop):
         ev.stopped = False
         if self._preempt_pending and self._preempt_tag is None:
             self._preempt_now()
-        if self._must_stop():
+        if self.must_stop():
             ev.stopped = True
             raise TimeoutInterrupt
 
@@ -818,7 +597,7 @@ class MathicsKernel(KernelLoop):
         reason = self._preempt_stop if self._preempt_nested else self._stop_reason
         return reason is not _Stop.TERMINATE
 
-    def _absorb_abort(self, ev: Any) -> Absorb:
+    def absorb_abort(self, ev: Any) -> Absorb:
         """Main thread, from CheckAbort in ``ev``: take back the client's ABORT, if it is pending.
 
         In the Wolfram Language CheckAbort absorbs the abort it catches: the
@@ -844,8 +623,8 @@ class MathicsKernel(KernelLoop):
 
     def _preempt_hint(self) -> None:
         # Loop thread, after _preempt_pending is set. Harmless when idle:
-        # _guarded clears the flag before each request.
-        self._main_evaluation.stopped = True
+        # the evaluator's guarded() clears the flag before each request.
+        self.evaluator.main_evaluation.stopped = True
         self._wake.set()
 
     def _pause(self, ev: Any, seconds: float) -> None:
@@ -888,20 +667,21 @@ class MathicsKernel(KernelLoop):
 
     def _serve_nested(self, expr: Any) -> None:
         """Serve ``LinkServer`Preemptive[n, packet]`` inside the request in hand."""
-        main_evaluation, in_eval = self._evaluation, self._in_eval
+        evaluator = self.evaluator
+        main_evaluation, in_eval = evaluator.evaluation, evaluator.in_eval
         watchdog = self._watchdog
         remaining = None
         if self._deadline is not None and watchdog is not None:
             remaining = self._deadline - time.monotonic()  # held, as _read_input holds it
         if watchdog is not None:
             watchdog.disarm()
-        self._evaluation = self._preempt_evaluation
-        self._in_eval = False  # no hard stop outside the preemptive one's _guarded
+        evaluator.evaluation = evaluator.preempt_evaluation
+        evaluator.in_eval = False  # no hard stop outside the preemptive one's guarded()
         try:
             self._serve_preemptive(expr, nested=True)
         finally:
-            self._evaluation, self._in_eval = main_evaluation, in_eval
-            self._preempt_evaluation.out.clear()
+            evaluator.evaluation, evaluator.in_eval = main_evaluation, in_eval
+            evaluator.preempt_evaluation.out.clear()
             if watchdog is not None:
                 watchdog.disarm()
                 if self._stop_serial == self._serial:  # stopped meanwhile: escalate now
@@ -932,13 +712,13 @@ class MathicsKernel(KernelLoop):
                     self._preempt_nested
                     and self._preempt_tag == alarm.serial
                     and self._preempt_stop is not None
-                    and self._in_eval
+                    and self.evaluator.in_eval
                 )
             else:
                 stuck = (
                     self._busy
                     and self._serial == alarm.serial == self._stop_serial
-                    and self._in_eval
+                    and self.evaluator.in_eval
                     and not self._preempt_nested
                 )
         if stuck and self._watchdog is not None:
@@ -949,10 +729,11 @@ class MathicsKernel(KernelLoop):
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         # Main thread, between two bytecodes of whatever it was running --
-        # as Mathics3's own Ctrl-C handler raises AbortInterrupt. _in_eval is
+        # as Mathics3's own Ctrl-C handler raises AbortInterrupt. in_eval is
         # written by this thread only, so the check cannot race.
-        if self._in_eval and self._must_stop() and not (
-            self._evaluation.abort_protect and self._stop_waits()
+        evaluator = self.evaluator
+        if evaluator.in_eval and self.must_stop() and not (
+            evaluator.evaluation.abort_protect and self._stop_waits()
         ):
             raise _HardStop
 
@@ -960,350 +741,25 @@ class MathicsKernel(KernelLoop):
         # Ctrl-C in a terminal reaches every process of its group, kernels
         # too: abort the running evaluation, as Mathics3's terminal does, and
         # otherwise ignore it -- the server decides when kernels end.
-        if self._in_eval:
+        if self.evaluator.in_eval:
             self._stop_reason = _Stop.ABORT
             self._stop_serial = self._serial
             raise _HardStop
 
     # -------------------------------------------------------- requests
 
+    def _evaluate_packet(self, expr: Any) -> None:
+        self.evaluator.evaluate_packet(expr)
+
+    def _enter_text(self, text: str) -> None:
+        self.evaluator.enter_text(text)
+
+    def _enter_expression(self, expr: Any) -> None:
+        self.evaluator.enter_expression(expr)
+
     def _deadline_set(self) -> None:
         if self._watchdog is not None and self._deadline is not None:
             self._watchdog.arm(_Alarm(self._serial, self._deadline, "timeout"))
-
-    def _to_mathics(self, expr: Any) -> Any:
-        return to_mathics(expr, self._definitions)
-
-    def _export(self, result: Any) -> Any:
-        try:
-            return from_mathics(result, self._definitions)
-        except ConversionError as exc:
-            return kernel_error("unconvertible", str(exc))
-
-    def _evaluate_packet(self, expr: Any) -> None:
-        query = self._parsed(expr)
-        if query is None:
-            try:
-                query = self._to_mathics(expr)
-            except ConversionError as exc:
-                self._put(ReturnPacket(kernel_error("bad-expression", str(exc))))
-                return
-        ev = self._evaluation
-        result = self._guarded(lambda: query.evaluate(ev))
-        self._put(ReturnPacket(self._export(result)))
-
-    def _parsed(self, expr: Any) -> Any:
-        """``ToExpression["text"]`` (what ``Client.evaluate("text")`` sends) parsed, or None.
-
-        Evaluating ``ToExpression`` costs about 1.5 times parsing the text
-        and evaluating the result directly (its own feeder, options and
-        message handling), so text that parses cleanly as one expression is
-        parsed here; anything else -- a syntax error, several lines, a call
-        with options -- is left to ``ToExpression`` itself, for its messages
-        and its answer.
-        """
-        if not (
-            type(expr) is WLFunction
-            and len(expr.args) == 1
-            and type(expr.args[0]) is str
-            and getattr(expr.head, "name", None) in _TO_EXPRESSION
-        ):
-            return None
-        feeder = MathicsMultiLineFeeder(expr.args[0], "")
-        try:
-            query = parser_parse(self._definitions, feeder)
-        except Exception:  # any parse failure: ToExpression itself says why
-            return None
-        if query is None or feeder.messages or not feeder.empty():
-            return None
-        return query
-
-    def _enter_expression(self, expr: Any) -> None:
-        try:
-            query = self._to_mathics(expr)
-        except ConversionError as exc:
-            self._put(ReturnExpressionPacket(kernel_error("bad-expression", str(exc))))
-        else:
-            result, _ = self._evaluate_line(query)
-            self._put(ReturnExpressionPacket(self._export(result)))
-        self._put(self._input_name())
-
-    def _enter_text(self, text: str) -> None:
-        ev = self._evaluation
-        feeder = MathicsMultiLineFeeder(text, "")
-        lines = feeder.lines
-        serial = self._serial
-        while not feeder.empty() and self._stop_serial != serial:
-            start = sum(len(line) for line in lines[: feeder.lineno])
-            parsed = self._guarded(lambda: ev.parse_feeder_returning_code_and_messages(feeder))
-            if not isinstance(parsed, tuple):  # the request was stopped
-                break
-            query, _, messages = parsed
-            if query is None:
-                if messages:  # a syntax error; its messages have been sent
-                    self._put(SyntaxPacket(start + _syntax_error_offset() + 1))
-                    break
-                continue  # blanks or comments only
-            result, line_no = self._evaluate_line(query)
-            if result is not SymbolNull:
-                self._put(OutputNamePacket(self._output_name(result, line_no)))
-                self._put(ReturnTextPacket(self._format(result)))
-        self._put(self._input_name())
-
-    def _input_name(self) -> InputNamePacket:
-        return InputNamePacket(f"In[{self._definitions.get_line_no() + 1}]:= ")
-
-    def _output_name(self, result: Any, line_no: int) -> str:
-        defs = self._definitions
-        head = result.get_head()
-        if head in defs.outputforms:  # "Out[1]//FullForm= ", as a Wolfram kernel says
-            return f"Out[{line_no}]//{defs.shorten_name(head.name)}= "
-        return f"Out[{line_no}]= "
-
-    def _format(self, result: Any) -> str:
-        """Return ``result`` as OutputForm text (after ``$PrePrint``)."""
-        if result is SymbolAborted:
-            return "$Aborted"
-        ev = self._evaluation
-        pre_print = self._definitions.get_ownvalues("System`$PrePrint")
-        if not pre_print:
-            short = short_text(result, self._definitions)
-            if short is not None:
-                return short
-
-        def format_it() -> Any:
-            shown = result
-            if pre_print:
-                shown = Expression(SymbolPrePrint, result).evaluate(ev)
-            return ev.format_output(shown, "text")
-
-        text = self._guarded(format_it)
-        if isinstance(text, str):
-            return text
-        return "$Aborted" if text is SymbolAborted else str(text)
-
-    def _evaluate_line(self, query: Any) -> tuple[Any, int]:
-        """Evaluate ``query`` as input line n: In[n], $Pre, $Post, Out[n], $Line.
-
-        This is what Mathics3's ``Evaluation.evaluate`` does, without its
-        formatting (only EnterTextPacket wants text) and without its reset of
-        the stop flag, which would lose an abort that arrived just before.
-        """
-        ev = self._evaluation
-        defs = self._definitions
-        line_no = defs.get_line_no() + 1
-        defs.set_line_no(line_no)
-        history = defs.get_history_length()
-        if history > 0:
-            self._remember("In", Rule(Expression(SymbolIn, Integer(line_no)), query), line_no)
-
-        def evaluate() -> Any:
-            if defs.get_ownvalues("System`$Pre"):
-                value = Expression(SymbolPre, query).evaluate(ev)
-            else:
-                value = query.evaluate(ev)
-            if defs.get_ownvalues("System`$Post"):
-                value = Expression(SymbolPost, value).evaluate(ev)
-            return value
-
-        result = self._guarded(evaluate)
-        if history > 0:
-            stored = ev.get_stored_result(result, defs.outputforms)
-            self._remember("Out", Rule(Expression(SymbolOut, Integer(line_no)), stored), line_no)
-            # Forget lines older than $HistoryLength, as Evaluation.evaluate does.
-            self._forget_before(line_no - defs.get_history_length() + 1)
-        return result, line_no
-
-    def _forget_before(self, first_kept: int) -> None:
-        """Remove the ``In``/``Out`` rules this kernel stored for lines before ``first_kept``.
-
-        Mathics3's ``unset`` compares the pattern with every rule of the
-        symbol (``SameQ`` each): with a full history that was about 2 ms per
-        input line, for the two or four rules a line drops. The rules stored
-        by :meth:`_remember` are removed by identity instead; one that is no
-        longer there (the user redefined ``Out[n]``) takes the general path.
-        """
-        stale = [key for key in self._history_rules if key[1] < first_kept]
-        if not stale:
-            return
-        defs = self._definitions
-        for key in stale:
-            name, line = key
-            rule = self._history_rules.pop(key)
-            definition = defs.get_user_definition(defs.lookup_name(name))
-            rules = definition.downvalues
-            for i, stored in enumerate(rules):
-                if stored is rule:
-                    del rules[i]
-                    defs.mark_changed(definition)
-                    defs.clear_definitions_cache(name)
-                    break
-            else:
-                head = SymbolIn if name == "In" else SymbolOut
-                defs.unset(name, Expression(head, Integer(line)))
-
-    def _remember(self, name: str, rule: Any, line_no: int) -> None:
-        """Store ``In[n]``/``Out[n]`` as a rule, in O(log n) for a line never stored.
-
-        Mathics3's ``add_rule`` first compares the new rule with every rule
-        of the symbol (to replace one with the same pattern): with the whole
-        session's history that is milliseconds per input, growing without
-        bound. A line number seen for the first time has no such rule, so it
-        only needs its sorted place; anything else takes the general path.
-        """
-        defs = self._definitions
-        key = (name, line_no)
-        if key in self._history_rules:
-            defs.add_rule(name, rule)  # replaces the rule of the same pattern
-            self._history_rules[key] = rule
-            return
-        self._history_rules[key] = rule
-        definition = defs.get_user_definition(defs.lookup_name(name))
-        bisect.insort_left(definition.downvalues, rule, key=lambda r: r.pattern_precedence)
-        defs.mark_changed(definition)
-        defs.clear_definitions_cache(name)
-
-    def _guarded(self, fn: Callable[[], T]) -> T | Any:
-        """Run Mathics3 code for the request in hand; turn every outcome into a result.
-
-        Interrupts become what Mathics3's top level makes of them
-        (``$Aborted``, ``Hold[Break[]]``, ...); a Python exception becomes
-        ``linkserver`KernelError["internal", ...]``.
-
-        Raises:
-            _LinkGone: the link ended, or ``Quit[]`` was evaluated.
-        """
-        ev = self._evaluation
-        # Mathics3's per-evaluation state, reset as Evaluation.evaluate does.
-        ev.recursion_depth = 0
-        ev.iteration_count = 0
-        ev.timeout = False
-        ev.start_time = time.time()
-        ev.stopped = False
-        if self._must_stop():  # read after the reset (_request_stop)
-            return self._stopped()
-        if self._preempt_pending and not self._preempt_nested:
-            ev.stopped = True  # a PREEMPT hint the reset above may have wiped
-        try:
-            self._in_eval = True
-            try:
-                result = fn()
-            finally:
-                self._in_eval = False
-            if self._must_stop():
-                # Mathics3's pattern matcher swallows the TimeoutInterrupt that
-                # the stop flag raises (mathics/core/pattern.py, match()): the
-                # rule being tried then "does not match" and a stopped
-                # evaluation can return normally, some of it unevaluated.
-                return self._stopped()
-            return result
-        except (AbortInterrupt, TimeoutInterrupt, _HardStop):
-            return self._stopped()
-        except ReturnInterrupt as ret:
-            return ret.expr
-        except BreakInterrupt:
-            return self._top_level_interrupt("Break", "nofdw", "System`Break")
-        except ContinueInterrupt:
-            return self._top_level_interrupt("Continue", "nofdw", "System`Continue")
-        except WLThrowInterrupt as thrown:
-            return self._uncaught_throw(thrown)
-        except SystemExit as exc:  # Quit[] and Exit[], however reached
-            if self.policy.refuses_quit:
-                # A shared kernel: ending it would end every client's session.
-                # The evaluation is abandoned where Quit[] ran, as an abort is.
-                self._message("LinkServer", "noquit", String(QUIT_REFUSED))
-                return SymbolFailed
-            if self.policy.mode == "pool":  # the kernel is the asker's alone: say so
-                self._message("LinkServer", "quit", String(QUIT_ENDS))
-            raise _LinkGone(exc.code if isinstance(exc.code, int) else EXIT_OK) from None
-        except RecursionError:
-            log.warning("! kernel: Python's recursion limit hit in an evaluation")
-            return _internal_error("RecursionError: the evaluation nested too deeply")
-        except ValueError as exc:
-            if str(exc) in ("mpz.pow outrageous exponent", "mpq.pow outrageous exp num"):
-                return self._overflow()  # as Evaluation.evaluate answers it
-            if "integer string conversion" in str(exc):
-                # Mathics3 (and sympy under it) convert some integers to text
-                # with Python's int/str, which it caps at 7000 digits.
-                return _internal_error(
-                    f"Mathics3 converts integers to text only up to "
-                    f"$MaxLengthIntStringConversion = {sys.get_int_max_str_digits()} digits "
-                    "here; evaluate $MaxLengthIntStringConversion = 0 to lift the cap (each "
-                    "conversion then costs time quadratic in its digits)"
-                )
-            log.exception("! kernel: Mathics3 raised in an evaluation")
-            return _internal_error(f"{type(exc).__name__}: {exc}")
-        except PermissionError as exc:
-            if self.policy.scratch is None:
-                log.exception("! kernel: Mathics3 raised in an evaluation")
-                return _internal_error(f"{type(exc).__name__}: {exc}")
-            # The sandbox refused something a built-in did not expect to fail.
-            # The audit hook has said what (LinkServer::sandbox); if the OS
-            # refused it first, say so here. The answer is a plain $Failed.
-            if not str(exc.strerror).startswith("the sandbox"):
-                what = f"access to {exc.filename}" if exc.filename is not None else exc.strerror
-                self._message("LinkServer", "sandbox", String(str(what)))
-            return SymbolFailed
-        except Exception as exc:  # the documented boundary: answer, don't die
-            log.exception("! kernel: Mathics3 raised in an evaluation")
-            return _internal_error(f"{type(exc).__name__}: {exc}")
-
-    def _message(self, symbol: str, tag: str, *args: Any) -> None:
-        """Issue a message from the kernel's own top level (it must not fail in turn)."""
-        ev = self._evaluation
-        ev.stopped = False
-        try:
-            ev.message(symbol, tag, *args)
-        except (EvaluationInterrupt, _HardStop):
-            pass
-        except Exception:  # a message is not worth the kernel
-            log.exception("! kernel: could not issue %s::%s", symbol, tag)
-
-    def _stopped(self) -> Any:
-        ev = self._evaluation
-        ev.stopped = False
-        ev.recursion_depth = 0
-        if self._preempt_nested:
-            if self._preempt_stop is _Stop.TIMEOUT:
-                self._preempt_stop = _Stop.ABORT  # say it once
-                self._message("General", "timeout")
-        elif self._stop_serial == self._serial and self._stop_reason is _Stop.TIMEOUT:
-            self._stop_reason = _Stop.ABORT  # say it once per request
-            self._message("General", "timeout")
-        return SymbolAborted
-
-    def _top_level_interrupt(self, symbol: str, tag: str, head: str) -> Any:
-        self._message(symbol, tag)
-        return Expression(SymbolHold, Expression(Symbol(head)))
-
-    def _uncaught_throw(self, thrown: Any) -> Any:
-        if thrown.tag:
-            expr = Expression(SymbolThrow, thrown.value, thrown.tag)
-        else:
-            expr = Expression(SymbolThrow, thrown.value)
-        self._message("Throw", "nocatch", expr)
-        return Expression(SymbolHold, expr)
-
-    def _overflow(self) -> Any:
-        self._message("General", "ovfl")
-        return Expression(SymbolOverflow)
-
-    # ---------------------------------------------------- side output
-
-    def _side_output(self, out: Any) -> None:
-        """Send a Print or a message as it happens (Mathics3's ``Output.out``)."""
-        if self._link is None:
-            return
-        in_eval, self._in_eval = self._in_eval, False  # both packets or none (see _put)
-        try:
-            if getattr(out, "is_message", False):
-                symbol = out.symbol if isinstance(out.symbol, str) else out.symbol.get_name()
-                self._put(MessagePacket(WLSymbol(symbol), out.tag))
-                self._put(TextPacket(f"{symbol}::{out.tag}: {out.text}"))
-            else:
-                self._put(TextPacket(str(out.text)))
-        finally:
-            self._in_eval = in_eval
 
     def _read_input(self, evaluation: Any, prompt: str, kind: str) -> Any:
         """Ask the client for input (``Input``, ``InputString``) and wait for it.
@@ -1344,7 +800,7 @@ class MathicsKernel(KernelLoop):
                     continue  # a syntax error, reported: ask again
                 if isinstance(packet, EnterExpressionPacket):
                     try:
-                        value = self._to_mathics(packet.expr)
+                        value = self.evaluator.to_mathics(packet.expr)
                     except ConversionError as exc:
                         self._put(ReturnPacket(kernel_error("bad-expression", str(exc))))
                         continue
@@ -1420,18 +876,19 @@ class MathicsKernel(KernelLoop):
                 "a function installed by a client cannot be called from a preemptive evaluation",
             )
         try:
-            values = [pack_arrays(from_mathics(arg, self._definitions)) for arg in args.elements]
+            values = [pack_arrays(from_mathics(arg, self.evaluator.definitions)) for arg in args.elements]
         except ConversionError as exc:
             return self._call_failed(evaluation, "callfailed", f"an argument cannot be sent: {exc}")
         self._call_serial += 1
         call = self._call_serial
-        in_eval, self._in_eval = self._in_eval, False  # no hard stop inside the link's code
+        evaluator = self.evaluator
+        in_eval, evaluator.in_eval = evaluator.in_eval, False  # no hard stop inside the link's code
         try:
             self._put_expr(WLFunction(_KERNEL_CALL, call, owner, index, values))
         except (WXFEncodeError, LimitError) as exc:
             return self._call_failed(evaluation, "callfailed", f"the arguments cannot be sent: {exc}")
         finally:
-            self._in_eval = in_eval
+            evaluator.in_eval = in_eval
         while True:
             try:
                 answer = self._receive_input()
@@ -1459,7 +916,7 @@ class MathicsKernel(KernelLoop):
         """Return the value of a call's answer: ``ReturnPacket[r]`` or ``LinkServer`CallFailed[...]``."""
         if isinstance(packet, WLFunction) and len(packet.args) == 1 and packet.head == _RETURN_PACKET:
             try:
-                return self._to_mathics(packet.args[0])
+                return self.evaluator.to_mathics(packet.args[0])
             except ConversionError as exc:
                 return self._call_failed(
                     evaluation, "callfailed", f"the function's result cannot be used: {exc}"
@@ -1480,9 +937,10 @@ class MathicsKernel(KernelLoop):
         per-evaluation counters are saved around it, and its request's stop
         and time limit: an ABORT stops both.
         """
-        ev = self._evaluation
+        evaluator = self.evaluator
+        ev = evaluator.evaluation
         saved = (ev.recursion_depth, ev.iteration_count, ev.timeout, ev.start_time, ev.stopped)
-        in_eval = self._in_eval
+        in_eval = evaluator.in_eval
         try:
             if isinstance(packet, EvaluatePacket):
                 self._evaluate_packet(packet.expr)
@@ -1492,11 +950,11 @@ class MathicsKernel(KernelLoop):
                 self._enter_text(packet.text)
             else:
                 self._put(ReturnTextPacket("$Failed"))
-                self._put(self._input_name())
+                self._put(evaluator.input_name())
         finally:
             ev.recursion_depth, ev.iteration_count, ev.timeout, ev.start_time, stopped = saved
-            ev.stopped = stopped or self._must_stop() or self._preempt_pending
-            self._in_eval = in_eval
+            ev.stopped = stopped or self.must_stop() or self._preempt_pending
+            evaluator.in_eval = in_eval
 
     def _receive_input(self) -> Any:
         """Return the next expression on the link, waited for inside an evaluation.
@@ -1548,22 +1006,6 @@ def _bad_request(expr: Any, waiting: bool = False) -> Any:
         f"the kernel is waiting for input: answer its InputPacket with "
         f'EnterTextPacket["..."]; {short_repr(expr)} was not served',
     )
-
-
-def _internal_error(text: str) -> Any:
-    return Expression(SymbolKernelError, String("internal"), String(text))
-
-
-def _syntax_error_offset() -> int:
-    """Return where the last failed parse stopped, counted from its text's start."""
-    # The parser Mathics3's Evaluation.parse* use is a module global; its
-    # current token is the one it could not take (None if the tokeniser
-    # itself failed, e.g. in an unterminated string).
-    parser = parser_util.parser
-    token = getattr(parser, "current_token", None)
-    if token is not None:
-        return int(token.pos)
-    return int(parser.tokeniser.pos)
 
 
 # --------------------------------------------------------------- command line

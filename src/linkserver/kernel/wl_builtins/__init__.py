@@ -25,7 +25,7 @@ module             built-ins
 =================  ==========================================================
 
 :func:`contribute` adds them to a Mathics3 ``Definitions``;
-:class:`linkserver.kernel.mathics.MathicsKernel` does it for every kernel.
+:class:`linkserver.kernel.evaluator.MathicsEvaluator` does it for every session.
 Where a built-in of Mathics3 is extended (``Length``, ``Hash``, ``CheckAbort``,
 ``BinaryWrite``, ``WriteString``, ``Close``, ``Import``, ``ImportString``), the
 replacement is a subclass of Mathics3's own class with one more rule, so all
