@@ -46,7 +46,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import records, wxf
 from ..errors import LinkClosed, LinkError, LinkTimeout
@@ -72,6 +72,8 @@ __all__ = ["Link", "LinkSettings"]
 log = logging.getLogger("linkserver.link")
 
 Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
+
+T = TypeVar("T")
 
 # A client pings after this long without sending, so a server's idle limit
 # only ever reaps peers that are really gone.
@@ -129,6 +131,31 @@ def _unsent(transport: asyncio.BaseTransport) -> int:
         return int(transport.get_write_buffer_size())  # type: ignore[attr-defined]
     except (AttributeError, RuntimeError):
         return 1
+
+
+async def await_waiter(waiter: asyncio.Future[T], timeout: float | None, what: str) -> T:
+    """Await ``waiter``, cancelled if the wait ends first; at most ``timeout`` seconds (None: no limit).
+
+    Raises:
+        LinkTimeout: ``"no {what} within {timeout} s"``.
+        LinkError: the one the waiter was given (a LinkTimeout too), as it is.
+    """
+    if timeout is None:  # the common case: no timeout context to pay for
+        try:
+            return await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+    try:
+        async with asyncio.timeout(timeout):
+            return await waiter
+    except LinkError:
+        raise
+    except TimeoutError:
+        raise LinkTimeout(f"no {what} within {timeout:g} s") from None
+    finally:
+        if not waiter.done():
+            waiter.cancel()
 
 
 def _wake(waiter: Waiter, result: Any = None, error: BaseException | None = None) -> bool:
@@ -698,26 +725,7 @@ class Link(asyncio.Protocol):
             finally:
                 if not waiter.done():
                     waiter.cancel()
-        payload: bytes = await self._wait(waiter, timeout, "expression")
-        return payload
-
-    async def _wait(self, waiter: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
-        if timeout is None:  # the common case: no timeout context to pay for
-            try:
-                return await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except LinkError:
-            raise
-        except TimeoutError:
-            raise LinkTimeout(f"no {what} arrived on {self.name} within {timeout:g} s") from None
-        finally:
-            if not waiter.done():
-                waiter.cancel()
+        return await await_waiter(waiter, timeout, f"expression arrived on {self.name}")
 
     def ready(self) -> bool:
         """True if an expression can be read without waiting (WSReady)."""
@@ -738,8 +746,7 @@ class Link(asyncio.Protocol):
             return self._messages.popleft()
         waiter: asyncio.Future[tuple[UrgentMessage | int, int]] = self._loop.create_future()
         self.register_waiter(waiter, messages=True)
-        result: tuple[UrgentMessage | int, int] = await self._wait(waiter, timeout, "urgent message")
-        return result
+        return await await_waiter(waiter, timeout, f"urgent message arrived on {self.name}")
 
     def on_end(self, callback: Callable[[Link], None]) -> None:
         """Call ``callback(link)`` once, in the event loop, when the link ends.

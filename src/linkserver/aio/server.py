@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import records
-from ..errors import AuthenticationError, LinkClosed, LinkError, LinkTimeout
+from ..errors import AuthenticationError, LinkClosed, LinkError
 from ..names import DEFAULT_HOST, LinkName
 from ..protocol import CloseCode, Side
 from ..transport.stream import listen_on
-from .link import Link, LinkSettings, Waiter, _wake
+from .link import Link, LinkSettings, Waiter, _wake, await_waiter
 
 __all__ = ["LinkServer", "ServerStatistics"]
 
@@ -235,16 +235,7 @@ class LinkServer:
         """
         waiter: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
         self.register_accept_waiter(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except LinkClosed:
-            raise
-        except TimeoutError:
-            raise LinkTimeout(f"no link arrived at {self.name} within {timeout:g} s") from None
-        finally:
-            if not waiter.done():
-                waiter.cancel()
+        return await await_waiter(waiter, timeout, f"link arrived at {self.name}")
 
     def links(self) -> list[Link]:
         """Return the links that arrived since the last call, without waiting (``GetLinks``)."""
