@@ -172,6 +172,14 @@ def _wake(waiter: Waiter, result: Any = None, error: BaseException | None = None
     return True
 
 
+def _wake_first(waiters: deque[Waiter], result: Any) -> bool:
+    """Give ``result`` to the first of ``waiters`` still waiting; False if none took it."""
+    while waiters:
+        if _wake(waiters.popleft(), result):
+            return True
+    return False
+
+
 class Link(asyncio.Protocol):
     """One end of a link, for asyncio code.
 
@@ -361,11 +369,7 @@ class Link(asyncio.Protocol):
                     self._call_receiver(receiver, event.payload)
                     continue
                 with self._lock:
-                    waiters = self._recv_waiters
-                    while waiters:
-                        if _wake(waiters.popleft(), event.payload):
-                            break
-                    else:
+                    if not _wake_first(self._recv_waiters, event.payload):
                         self._incoming.append(event.payload)
             elif isinstance(event, MessageReceived):
                 if self._tap is not None:
@@ -407,11 +411,8 @@ class Link(asyncio.Protocol):
             except Exception:  # a user callback: log it, keep the link alive
                 log.exception("! message handler %r failed", handler)
         with self._lock:
-            waiters = self._msg_waiters
-            while waiters:
-                if _wake(waiters.popleft(), (message, argument)):
-                    return
-            self._messages.append((message, argument))
+            if not _wake_first(self._msg_waiters, (message, argument)):
+                self._messages.append((message, argument))
 
     def _end(self, error: LinkError) -> None:
         """Record why the link ended and wake everyone waiting on it."""
@@ -462,11 +463,8 @@ class Link(asyncio.Protocol):
             self._call_receiver(receiver, payload)
             return
         with self._lock:
-            waiters = self._recv_waiters
-            while waiters:
-                if _wake(waiters.popleft(), payload):
-                    return
-            self._incoming.appendleft(payload)
+            if not _wake_first(self._recv_waiters, payload):
+                self._incoming.appendleft(payload)
 
     def put_payload_nowait(self, payload: bytes) -> None:
         """Send one already encoded expression at once (loop thread only).

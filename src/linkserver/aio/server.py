@@ -32,7 +32,7 @@ from ..errors import AuthenticationError, LinkClosed, LinkError
 from ..names import DEFAULT_HOST, LinkName
 from ..protocol import CloseCode, Side
 from ..transport.stream import listen_on
-from .link import Link, LinkSettings, Waiter, _wake, await_waiter
+from .link import Link, LinkSettings, Waiter, _wake, _wake_first, await_waiter
 
 __all__ = ["LinkServer", "ServerStatistics"]
 
@@ -176,11 +176,8 @@ class LinkServer:
         if callback is not None:
             self._dispatch(callback, link)
             return
-        waiters = self._accept_waiters
-        while waiters:
-            if _wake(waiters.popleft(), link):
-                return
-        self._ready.append(link)
+        if not _wake_first(self._accept_waiters, link):
+            self._ready.append(link)
 
     def _link_ended(self, link: Link) -> None:
         if link in self._handshaking:
