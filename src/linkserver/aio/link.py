@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import secrets
@@ -80,6 +81,8 @@ T = TypeVar("T")
 DEFAULT_KEEPALIVE = 300.0
 
 
+# Compared by identity, and its repr shows no fields: a key must not reach a log.
+@dataclasses.dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class LinkSettings:
     """The limits a link is created with (each a Connection argument).
 
@@ -92,37 +95,16 @@ class LinkSettings:
         keys: a server's ``(role, key)`` pairs; a client must prove one of them.
     """
 
-    __slots__ = (
-        "handshake_timeout",
-        "idle_timeout",
-        "keepalive_interval",
-        "key",
-        "keys",
-        "max_frame_size",
-    )
-
-    def __init__(
-        self,
-        *,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
-        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-        keepalive_interval: float | None = None,
-        key: bytes | None = None,
-        keys: tuple[tuple[str, bytes], ...] = (),
-    ) -> None:
-        self.key = key
-        self.keys = keys
-        self.max_frame_size = max_frame_size
-        self.handshake_timeout = handshake_timeout
-        self.idle_timeout = idle_timeout
-        self.keepalive_interval = keepalive_interval
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    keepalive_interval: float | None = None
+    key: bytes | None = None
+    keys: tuple[tuple[str, bytes], ...] = ()
 
     def replace(self, **changes: Any) -> LinkSettings:
         """Return a copy with some settings changed."""
-        values = {name: getattr(self, name) for name in self.__slots__}
-        values.update(changes)
-        return LinkSettings(**values)
+        return dataclasses.replace(self, **changes)
 
 
 def _unsent(transport: asyncio.BaseTransport) -> int:
