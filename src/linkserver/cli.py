@@ -559,6 +559,16 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig((pool,), "default")
 
 
+def _read_source(source: str) -> str:
+    """The text of file ``source``, or of stdin for ``-`` (one that cannot be read exits 2)."""
+    try:
+        return sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"linkserver: cannot read {source}: {getattr(exc, 'strerror', None) or exc}",
+              file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
 def _script_code(args: argparse.Namespace) -> str:
     """The code ``eval`` runs: its argument, a file, or stdin (a bad command line exits 2)."""
     if (args.expr is None) == (args.file is None):
@@ -566,12 +576,7 @@ def _script_code(args: argparse.Namespace) -> str:
     source = args.expr if args.file is None else args.file
     if args.file is None and args.expr != "-":
         return str(args.expr)
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"linkserver: cannot read {source}: {getattr(exc, 'strerror', None) or exc}",
-              file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+    text = _read_source(source)
     if args.file is not None and text.startswith("#!"):
         text = text.partition("\n")[2]  # a script's interpreter line, as wolframscript skips it
     return text
@@ -597,12 +602,7 @@ def _map_items(args: argparse.Namespace) -> list[object]:
     source = args.file if args.file is not None else ("-" if args.items == ["-"] else None)
     if source is None:
         return list(args.items)
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"linkserver: cannot read {source}: {getattr(exc, 'strerror', None) or exc}",
-              file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+    text = _read_source(source)
     return [line for line in text.splitlines() if line.strip()]
 
 

@@ -216,6 +216,14 @@ def test_rawjson_errors_say_what_and_where(s: Session) -> None:
                         "An error occurred near character 'EOF', at line 1:6"]
     _, messages = s.run('ImportString["{\\"a\\":1 \\"b\\"", "RawJSON"]')
     assert messages[0] == "Expecting end of object or a value separator."
+    # Brackets inside strings, and an escaped quote, do not decide which separator is missing.
+    text = '{"k\\"[": "[", "l": ["]" 1]}'
+    _, messages = s.run(f'ImportString[{json.dumps(text)}, "RawJSON"]')
+    assert messages[0] == "Expecting end of array or a value separator."
+    _, messages = s.run(f'ImportString[{json.dumps(text.replace(" 1]", "]"))}, "RawJSON"]')
+    assert messages == []
+    _, messages = s.run(f'ImportString[{json.dumps(text.replace(" 1]", "] 2"))}, "RawJSON"]')
+    assert messages[0] == "Expecting end of object or a value separator."
     _, messages = s.run('ImportString["{\\"a\\" 1}", "RawJSON"]')
     assert "colon" in messages[0] and messages[1].endswith("'1', at line 1:7")
     _, messages = s.run('ImportString["[1,\\n 2 3]", "RawJSON"]')

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import secrets
@@ -46,7 +47,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import records, wxf
 from ..errors import LinkClosed, LinkError, LinkTimeout
@@ -73,11 +74,15 @@ log = logging.getLogger("linkserver.link")
 
 Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
 
+T = TypeVar("T")
+
 # A client pings after this long without sending, so a server's idle limit
 # only ever reaps peers that are really gone.
 DEFAULT_KEEPALIVE = 300.0
 
 
+# Compared by identity, and its repr shows no fields: a key must not reach a log.
+@dataclasses.dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class LinkSettings:
     """The limits a link is created with (each a Connection argument).
 
@@ -90,37 +95,16 @@ class LinkSettings:
         keys: a server's ``(role, key)`` pairs; a client must prove one of them.
     """
 
-    __slots__ = (
-        "handshake_timeout",
-        "idle_timeout",
-        "keepalive_interval",
-        "key",
-        "keys",
-        "max_frame_size",
-    )
-
-    def __init__(
-        self,
-        *,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
-        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-        keepalive_interval: float | None = None,
-        key: bytes | None = None,
-        keys: tuple[tuple[str, bytes], ...] = (),
-    ) -> None:
-        self.key = key
-        self.keys = keys
-        self.max_frame_size = max_frame_size
-        self.handshake_timeout = handshake_timeout
-        self.idle_timeout = idle_timeout
-        self.keepalive_interval = keepalive_interval
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    keepalive_interval: float | None = None
+    key: bytes | None = None
+    keys: tuple[tuple[str, bytes], ...] = ()
 
     def replace(self, **changes: Any) -> LinkSettings:
         """Return a copy with some settings changed."""
-        values = {name: getattr(self, name) for name in self.__slots__}
-        values.update(changes)
-        return LinkSettings(**values)
+        return dataclasses.replace(self, **changes)
 
 
 def _unsent(transport: asyncio.BaseTransport) -> int:
@@ -129,6 +113,31 @@ def _unsent(transport: asyncio.BaseTransport) -> int:
         return int(transport.get_write_buffer_size())  # type: ignore[attr-defined]
     except (AttributeError, RuntimeError):
         return 1
+
+
+async def await_waiter(waiter: asyncio.Future[T], timeout: float | None, what: str) -> T:
+    """Await ``waiter``, cancelled if the wait ends first; at most ``timeout`` seconds (None: no limit).
+
+    Raises:
+        LinkTimeout: ``"no {what} within {timeout} s"``.
+        LinkError: the one the waiter was given (a LinkTimeout too), as it is.
+    """
+    if timeout is None:  # the common case: no timeout context to pay for
+        try:
+            return await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+    try:
+        async with asyncio.timeout(timeout):
+            return await waiter
+    except LinkError:
+        raise
+    except TimeoutError:
+        raise LinkTimeout(f"no {what} within {timeout:g} s") from None
+    finally:
+        if not waiter.done():
+            waiter.cancel()
 
 
 def _wake(waiter: Waiter, result: Any = None, error: BaseException | None = None) -> bool:
@@ -143,6 +152,14 @@ def _wake(waiter: Waiter, result: Any = None, error: BaseException | None = None
     except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
         return False  # cancelled by its timed-out owner in another thread meanwhile
     return True
+
+
+def _wake_first(waiters: deque[Waiter], result: Any) -> bool:
+    """Give ``result`` to the first of ``waiters`` still waiting; False if none took it."""
+    while waiters:
+        if _wake(waiters.popleft(), result):
+            return True
+    return False
 
 
 class Link(asyncio.Protocol):
@@ -334,11 +351,7 @@ class Link(asyncio.Protocol):
                     self._call_receiver(receiver, event.payload)
                     continue
                 with self._lock:
-                    waiters = self._recv_waiters
-                    while waiters:
-                        if _wake(waiters.popleft(), event.payload):
-                            break
-                    else:
+                    if not _wake_first(self._recv_waiters, event.payload):
                         self._incoming.append(event.payload)
             elif isinstance(event, MessageReceived):
                 if self._tap is not None:
@@ -380,11 +393,8 @@ class Link(asyncio.Protocol):
             except Exception:  # a user callback: log it, keep the link alive
                 log.exception("! message handler %r failed", handler)
         with self._lock:
-            waiters = self._msg_waiters
-            while waiters:
-                if _wake(waiters.popleft(), (message, argument)):
-                    return
-            self._messages.append((message, argument))
+            if not _wake_first(self._msg_waiters, (message, argument)):
+                self._messages.append((message, argument))
 
     def _end(self, error: LinkError) -> None:
         """Record why the link ended and wake everyone waiting on it."""
@@ -435,11 +445,8 @@ class Link(asyncio.Protocol):
             self._call_receiver(receiver, payload)
             return
         with self._lock:
-            waiters = self._recv_waiters
-            while waiters:
-                if _wake(waiters.popleft(), payload):
-                    return
-            self._incoming.appendleft(payload)
+            if not _wake_first(self._recv_waiters, payload):
+                self._incoming.appendleft(payload)
 
     def put_payload_nowait(self, payload: bytes) -> None:
         """Send one already encoded expression at once (loop thread only).
@@ -698,26 +705,7 @@ class Link(asyncio.Protocol):
             finally:
                 if not waiter.done():
                     waiter.cancel()
-        payload: bytes = await self._wait(waiter, timeout, "expression")
-        return payload
-
-    async def _wait(self, waiter: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
-        if timeout is None:  # the common case: no timeout context to pay for
-            try:
-                return await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except LinkError:
-            raise
-        except TimeoutError:
-            raise LinkTimeout(f"no {what} arrived on {self.name} within {timeout:g} s") from None
-        finally:
-            if not waiter.done():
-                waiter.cancel()
+        return await await_waiter(waiter, timeout, f"expression arrived on {self.name}")
 
     def ready(self) -> bool:
         """True if an expression can be read without waiting (WSReady)."""
@@ -738,8 +726,7 @@ class Link(asyncio.Protocol):
             return self._messages.popleft()
         waiter: asyncio.Future[tuple[UrgentMessage | int, int]] = self._loop.create_future()
         self.register_waiter(waiter, messages=True)
-        result: tuple[UrgentMessage | int, int] = await self._wait(waiter, timeout, "urgent message")
-        return result
+        return await await_waiter(waiter, timeout, f"urgent message arrived on {self.name}")
 
     def on_end(self, callback: Callable[[Link], None]) -> None:
         """Call ``callback(link)`` once, in the event loop, when the link ends.

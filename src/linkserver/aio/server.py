@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import records
-from ..errors import AuthenticationError, LinkClosed, LinkError, LinkTimeout
+from ..errors import AuthenticationError, LinkClosed, LinkError
 from ..names import DEFAULT_HOST, LinkName
 from ..protocol import CloseCode, Side
 from ..transport.stream import listen_on
-from .link import Link, LinkSettings, Waiter, _wake
+from .link import Link, LinkSettings, Waiter, _wake, _wake_first, await_waiter
 
 __all__ = ["LinkServer", "ServerStatistics"]
 
@@ -176,11 +176,8 @@ class LinkServer:
         if callback is not None:
             self._dispatch(callback, link)
             return
-        waiters = self._accept_waiters
-        while waiters:
-            if _wake(waiters.popleft(), link):
-                return
-        self._ready.append(link)
+        if not _wake_first(self._accept_waiters, link):
+            self._ready.append(link)
 
     def _link_ended(self, link: Link) -> None:
         if link in self._handshaking:
@@ -235,16 +232,7 @@ class LinkServer:
         """
         waiter: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
         self.register_accept_waiter(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except LinkClosed:
-            raise
-        except TimeoutError:
-            raise LinkTimeout(f"no link arrived at {self.name} within {timeout:g} s") from None
-        finally:
-            if not waiter.done():
-                waiter.cancel()
+        return await await_waiter(waiter, timeout, f"link arrived at {self.name}")
 
     def links(self) -> list[Link]:
         """Return the links that arrived since the last call, without waiting (``GetLinks``)."""

@@ -33,6 +33,20 @@ HOSTS = {
     "generic": "the host's MCP server configuration",
 }
 
+#: the :class:`Limits` an ``mcp`` option sets, each with its option and help;
+#: the option's type and default are the field's
+_LIMIT_OPTIONS = {
+    "default_timeout": ("--timeout", "seconds an evaluation may run when the agent names no "
+                        "timeout"),
+    "max_timeout": ("--max-timeout", "the longest timeout an agent may ask for"),
+    "grace": ("--grace", "seconds an aborted evaluation has to stop before its kernel is "
+              "ended and the session restarted"),
+    "max_result_chars": ("--max-result-chars", "characters of a result's text kept"),
+    "max_print_chars": ("--max-print-chars", "characters of printed text, and of message "
+                        "text, kept"),
+    "max_image_pixels": ("--max-image-pixels", "pixels (width x height) of an image at most"),
+}
+
 
 def add_command(sub: Any) -> None:
     """Add ``mcp`` to the ``linkserver`` command's subparsers."""
@@ -60,21 +74,11 @@ def add_command(sub: Any) -> None:
                      help="with --http: the address to bind (default: %(default)s)")
     cmd.add_argument("--insecure", action="store_true",
                      help="with --http: allow listening beyond this machine with no key")
-    cmd.add_argument("--timeout", type=float, default=limits.default_timeout,
-                     help="seconds an evaluation may run when the agent names no timeout "
-                     "(default: %(default)s)")
-    cmd.add_argument("--max-timeout", type=float, default=limits.max_timeout,
-                     help="the longest timeout an agent may ask for (default: %(default)s)")
-    cmd.add_argument("--grace", type=float, default=limits.grace,
-                     help="seconds an aborted evaluation has to stop before its kernel is "
-                     "ended and the session restarted (default: %(default)s)")
-    cmd.add_argument("--max-result-chars", type=int, default=limits.max_result_chars,
-                     help="characters of a result's text kept (default: %(default)s)")
-    cmd.add_argument("--max-print-chars", type=int, default=limits.max_print_chars,
-                     help="characters of printed text, and of message text, kept "
-                     "(default: %(default)s)")
-    cmd.add_argument("--max-image-pixels", type=int, default=limits.max_image_pixels,
-                     help="pixels (width x height) of an image at most (default: %(default)s)")
+    for field, (option, text) in _LIMIT_OPTIONS.items():
+        default = getattr(limits, field)
+        cmd.add_argument(option, dest=field, metavar=option[2:].replace("-", "_").upper(),
+                         type=type(default), default=default,
+                         help=f"{text} (default: %(default)s)")
     cmd.add_argument("--host", choices=sorted(HOSTS), default="generic",
                      help="install: the agent host to print the configuration for "
                      "(default: %(default)s)")
@@ -121,10 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
     server = args.server or os.environ.get("LINKSERVER_ADDRESS") or default_address(
         DEFAULT_ADDRESS)
     key = read_key_file(args.key_file) if args.key_file else None
-    limits = Limits(default_timeout=args.timeout, max_timeout=args.max_timeout,
-                    grace=args.grace, max_result_chars=args.max_result_chars,
-                    max_print_chars=args.max_print_chars,
-                    max_image_pixels=args.max_image_pixels)
+    limits = Limits(**{field: getattr(args, field) for field in _LIMIT_OPTIONS})
     sessions = Sessions(server, limits=limits, key=key)
     if args.http is None:
         asyncio.run(door.run_stdio(sessions))

@@ -81,7 +81,9 @@ from .decoder import DEFAULT_MAX_DEPTH
 from .tokens import (
     ARRAY_TYPE_NAMES,
     COMPRESSED_HEADER,
+    DTYPE_ARRAY_TYPES,
     HEADER,
+    LITTLE_ENDIAN_DTYPES,
     PACKED_ARRAY_TYPES,
     ArrayType,
     Token,
@@ -744,36 +746,12 @@ def _encode_tzinfo(x: Any, append: _Append) -> object:
 
 _TYPE_BY_NAME = {name: kind for kind, name in ARRAY_TYPE_NAMES.items()}
 
-# numpy dtype (kind, itemsize) -> WXF element type.  Keyed by kind and size
-# rather than by scalar class so that every spelling of a type (int64 and
-# longlong, say) is accepted.
-_NUMERIC_DTYPES: dict[tuple[str, int], ArrayType] = {
-    ("i", 1): ArrayType.INTEGER8,
-    ("i", 2): ArrayType.INTEGER16,
-    ("i", 4): ArrayType.INTEGER32,
-    ("i", 8): ArrayType.INTEGER64,
-    ("u", 1): ArrayType.UNSIGNED_INTEGER8,
-    ("u", 2): ArrayType.UNSIGNED_INTEGER16,
-    ("u", 4): ArrayType.UNSIGNED_INTEGER32,
-    ("u", 8): ArrayType.UNSIGNED_INTEGER64,
-    ("f", 4): ArrayType.REAL32,
-    ("f", 8): ArrayType.REAL64,
-    ("c", 8): ArrayType.COMPLEX_REAL32,
-    ("c", 16): ArrayType.COMPLEX_REAL64,
-}
-
 # A packed array has no unsigned types: wolframclient widens them to the next
 # signed type, and has no room for uint64.
 _PACKED_WIDENING: dict[ArrayType, ArrayType] = {
     ArrayType.UNSIGNED_INTEGER8: ArrayType.INTEGER16,
     ArrayType.UNSIGNED_INTEGER16: ArrayType.INTEGER32,
     ArrayType.UNSIGNED_INTEGER32: ArrayType.INTEGER64,
-}
-
-_SIGNED_DTYPES = {
-    ArrayType.INTEGER16: "<i2",
-    ArrayType.INTEGER32: "<i4",
-    ArrayType.INTEGER64: "<i8",
 }
 
 
@@ -797,13 +775,13 @@ def _encode_ndarray(x: Any, append: _Append, packed: bool) -> object:
         # A 0-d array is its one element.
         return x.item()
     dtype = x.dtype
-    kind = _NUMERIC_DTYPES.get((dtype.kind, dtype.itemsize))
+    kind = DTYPE_ARRAY_TYPES.get((dtype.kind, dtype.itemsize))
     if kind is None:
         raise WXFEncodeError(f"numpy arrays of dtype {dtype} have no WXF form")
     if packed:
         if kind in _PACKED_WIDENING:
             kind = _PACKED_WIDENING[kind]
-            x = x.astype(_SIGNED_DTYPES[kind])
+            x = x.astype(LITTLE_ENDIAN_DTYPES[kind])
         elif kind not in PACKED_ARRAY_TYPES:
             raise WXFEncodeError(f"a packed array cannot hold numpy dtype {dtype}")
     # WXF is little-endian whatever the host; 0-copy when already so.

@@ -44,6 +44,7 @@ __all__ = [
     "ARRAY_TYPE_NAMES",
     "ArrayType",
     "COMPRESSED_HEADER",
+    "DTYPE_ARRAY_TYPES",
     "ELEMENT_SIZES",
     "HEADER",
     "LITTLE_ENDIAN_DTYPES",
@@ -152,6 +153,14 @@ LITTLE_ENDIAN_DTYPES: dict[ArrayType, str] = {
     ArrayType.REAL64: "<f8",
     ArrayType.COMPLEX_REAL32: "<c8",
     ArrayType.COMPLEX_REAL64: "<c16",
+}
+
+#: The element type of each numpy dtype WXF has, by the dtype's ``(kind,
+#: itemsize)`` (``("i", 8)`` for int64), so that every spelling of a type
+#: (int64 and longlong, say) finds it; the kind is the letter in its dtype
+#: string above.
+DTYPE_ARRAY_TYPES: dict[tuple[str, int], ArrayType] = {
+    (dtype[1], ELEMENT_SIZES[kind]): kind for kind, dtype in LITTLE_ENDIAN_DTYPES.items()
 }
 
 #: A packed array holds machine integers, reals or complex numbers only:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import decimal
 import json
 import math
+import re
 from typing import Any
 
 from mathics.builtin.files_io.importexport import Import as _MathicsImport
@@ -94,21 +95,19 @@ def _expr(value: Any) -> Any:
     return to_mathics(value)  # a Decimal: an arbitrary-precision Real
 
 
+#: A complete JSON string literal, escapes and all.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
 def _innermost(text: str, pos: int) -> str:
-    """The innermost bracket open at ``pos`` ("[" or "{", "" at top level)."""
+    """The innermost bracket open at ``pos`` ("[" or "{", "" at top level).
+
+    The strings before ``pos`` are left out whole: the parser read them, so
+    each is complete.
+    """
     stack: list[str] = []
-    in_string = escaped = False
-    for ch in text[:pos]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
+    for ch in _JSON_STRING.sub("", text[:pos]):
+        if ch in "[{":
             stack.append(ch)
         elif ch in "]}" and stack:
             stack.pop()
