@@ -607,55 +607,41 @@ def _read(evaluation: Any, prompt: Any, kind: str) -> Any:
     return reader(evaluation, text, kind)
 
 
-class _InputBuiltin(Builtin):  # type: ignore[misc]
+def _input_builtin(name: str, kind: str, asks: str, packet: str) -> type[Builtin]:
+    """The builtin ``name[]``/``name[prompt]``: ask the client through the output.
+
+    Mathics3 10 has no ``Input``: ours asks the client over the link. Mathics3
+    reads each rule's pattern from its method's docstring, so the two methods
+    get theirs here.
     """
-    <url>:WMA link:https://reference.wolfram.com/language/ref/Input.html</url>
+
+    def eval_plain(self: Builtin, evaluation: Any) -> Any:
+        return _read(evaluation, None, kind)
+
+    def eval_prompt(self: Builtin, prompt: Any, evaluation: Any) -> Any:
+        return _read(evaluation, prompt, kind)
+
+    eval_plain.__doc__ = f"{name}[]"
+    eval_prompt.__doc__ = f"{name}[prompt_]"
+    doc = f"""
+    <url>:WMA link:https://reference.wolfram.com/language/ref/{name}.html</url>
     <dl>
-      <dt>'Input[]'
-      <dd>asks the client for an expression (an 'InputPacket') and returns it.
-      <dt>'Input'[$prompt$]
+      <dt>'{name}[]'
+      <dd>asks the client for {asks} (an '{packet}') and returns it.
+      <dt>'{name}'[$prompt$]
       <dd>shows $prompt$ while asking.
     </dl>
     """
-
-    # Mathics3 10 has no Input: ours asks the client over the link.
-    name = "Input"
-    context = "System`"
-    attributes = A_PROTECTED
-    summary_text = "read an expression from the client"
-
-    def eval(self, evaluation: Any) -> Any:
-        "Input[]"
-        return _read(evaluation, None, "expression")
-
-    def eval_prompt(self, prompt: Any, evaluation: Any) -> Any:
-        "Input[prompt_]"
-        return _read(evaluation, prompt, "expression")
+    return type(f"_{name}Builtin", (Builtin,), {
+        "__doc__": doc, "__module__": __name__, "name": name, "context": "System`",
+        "attributes": A_PROTECTED, "summary_text": f"read {asks} from the client",
+        "eval": eval_plain, "eval_prompt": eval_prompt,
+    })
 
 
-class _InputStringBuiltin(Builtin):  # type: ignore[misc]
-    """
-    <url>:WMA link:https://reference.wolfram.com/language/ref/InputString.html</url>
-    <dl>
-      <dt>'InputString[]'
-      <dd>asks the client for a line of text (an 'InputStringPacket').
-      <dt>'InputString'[$prompt$]
-      <dd>shows $prompt$ while asking.
-    </dl>
-    """
-
-    name = "InputString"
-    context = "System`"
-    attributes = A_PROTECTED
-    summary_text = "read a string from the client"
-
-    def eval(self, evaluation: Any) -> Any:
-        "InputString[]"
-        return _read(evaluation, None, "string")
-
-    def eval_prompt(self, prompt: Any, evaluation: Any) -> Any:
-        "InputString[prompt_]"
-        return _read(evaluation, prompt, "string")
+_InputBuiltin = _input_builtin("Input", "expression", "an expression", "InputPacket")
+_InputStringBuiltin = _input_builtin("InputString", "string", "a line of text",
+                                     "InputStringPacket")
 
 
 class _PauseBuiltin(Builtin):  # type: ignore[misc]
