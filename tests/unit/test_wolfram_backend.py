@@ -75,6 +75,7 @@ import linkserver
 from linkserver import wxf
 from linkserver.kernel import wolfram
 from linkserver.kernel.mathics_exprs import ConversionError, from_mathics, to_mathics
+from linkserver.kernel.wire import KernelWire, connect_wire
 from linkserver.portal import get_portal
 from linkserver.protocol import UrgentMessage
 from linkserver.protocol.packets import MessagePacket, TextPacket
@@ -367,10 +368,11 @@ def kernel_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 class Running:
-    """A backend kernel serving one end of an in-process link pair, in a thread."""
+    """A backend kernel serving its own wire to a listening link of the test, in a thread."""
 
     def __init__(self, kernel_path: str, eval_timeout: float | None = None) -> None:
-        self.link, theirs = linkserver.link_pair()
+        self.link = linkserver.listen("0@127.0.0.1")
+        theirs = connect_wire(self.link.name, TIMEOUT, key=None, tls=False)
         self._theirs = theirs
         self.kernel = wolfram.WolframKernel(kernel_path, session_class=FAKE_SESSION)
         self.code: int | None = None
@@ -384,7 +386,7 @@ class Running:
         self.thread.start()
         self.ready = self.link.get(TIMEOUT)
 
-    def _serve(self, link: linkserver.Link, eval_timeout: float | None) -> None:
+    def _serve(self, link: KernelWire, eval_timeout: float | None) -> None:
         self.code = self.kernel.serve_link(link, "k1", eval_timeout=eval_timeout)
 
     def request(self, packet: Any, *, until: str = "ReturnPacket") -> list[Any]:

@@ -19,20 +19,18 @@ terminated and restarted. They do it through the hook methods of
 
 Theory of operation
 -------------------
-The *main thread* reads requests and serves them; the *link's event-loop
-thread* (:mod:`linkserver.portal`) receives frames and calls
+The *main thread* reads requests and serves them. It reads the link itself
+while it waits (:class:`.wire.KernelWire`); while it computes for longer than
+a moment, the wire's *watcher thread* reads instead and calls
 :meth:`KernelLoop._on_message` for urgent messages (backends may add
 threads of their own: a watchdog, an engine's controller).
 
-Requests are numbered (``_serial``) at the moment a payload is taken off the
-link, under ``_lock``: by the main thread if the payload is already queued,
-else in the loop thread, which delivers it to the main thread's waiting
-future; the future's done-callback numbers the request before the loop reads
-the next frame. The main thread registers that future itself, without a hop
-through the loop, and only while nothing is queued
-(``register_waiter_if_empty``): a payload is never taken half-way, outside
-the lock, where an ABORT behind it could miss it. The loop thread therefore always knows whether a request is
-in hand (``_busy``) and which one, and an ABORT is aimed precisely:
+Requests are numbered (``_serial``) at the moment the main thread takes a
+payload off the wire's queue, under ``_lock``; the thread that reads puts
+payloads on that queue and delivers urgent messages in the order they came,
+so an urgent message read after a payload finds it queued. Whoever handles an
+urgent message therefore always knows whether a request is in hand
+(``_busy``) and which one, and an ABORT is aimed precisely:
 
 - at the request in hand, if there is one;
 - else at the next request, if one has already arrived and waits in the
@@ -44,10 +42,10 @@ in hand (``_busy``) and which one, and an ABORT is aimed precisely:
 
 A stop is recorded as ``_stop_serial`` (the request that must stop) and
 ``_stop_reason``; the backend checks them while it serves that request. A
-link that ends (closed or broken) wakes a future waiting on the link's
-urgent messages with the error, which stops the request in hand as
-TERMINATE does; TERMINATE also cancels the main thread's wait for the next
-request. Either ends the loop with :class:`KernelExit`.
+link that ends (closed or broken) calls the wire's end callback, which stops
+the request in hand as TERMINATE does; TERMINATE also wakes the main
+thread's wait for the next request. Either ends the loop with
+:class:`KernelExit`.
 
 Preemptive requests (docs/protocol.md §8.9) come from the server as
 ``LinkServer`Preemptive[n, EvaluatePacket[e]]``, n a tag; every packet of
@@ -85,10 +83,9 @@ from wolframclient.language.expression import WLFunction, WLSymbol
 
 from .. import wxf
 from ..errors import LimitError, LinkError, WXFDecodeError, WXFEncodeError
-from ..link import Link, connect
-from ..portal import Portal, get_portal
 from ..protocol import LinkMode, UrgentMessage
 from . import redial, sandbox
+from .wire import KernelWire, connect_wire
 from ..protocol.packets import (
     CALL_ANSWER,
     INSTALL,
@@ -289,7 +286,7 @@ class KernelLoop:
     backend = ""
 
     def __init__(self) -> None:
-        # Request state, shared with the link's loop thread (see "Theory of
+        # Request state, shared with the thread reading the wire (see "Theory of
         # operation"); _lock guards the decisions made on it. No thread is
         # started here: a prepared kernel may be forked.
         self._lock = threading.Lock()
@@ -298,7 +295,6 @@ class KernelLoop:
         self._stop_serial = -1  # the request that must stop ...
         self._stop_reason: Stop | None = None  # ... and why
         self._terminating = False
-        self._request_waiter: concurrent.futures.Future[bytes] | None = None
         self._deadline: float | None = None  # of the request in hand (monotonic)
         # Preemptive requests (see "Theory of operation"); written under _lock.
         self._taken_preemptive = False  # the request in hand is a preemptive one
@@ -309,8 +305,7 @@ class KernelLoop:
         self._preempt_last = 0  # the last tag taken
         self._preempt_aborted: set[int] = set()  # tags aborted before they were taken
 
-        self._link: Link | None = None
-        self._portal: Portal | None = None  # started by serve_link, never before a fork
+        self._link: KernelWire | None = None
         self._eval_timeout: float | None = None
         self._debug = False
         #: how this kernel may be used; set before serve_link (serve_kernel does)
@@ -319,7 +314,7 @@ class KernelLoop:
     # ------------------------------------------------------------ serving
 
     def serve_link(
-        self, link: Link, kernel_id: str = "", *, eval_timeout: float | None = None
+        self, link: KernelWire, kernel_id: str = "", *, eval_timeout: float | None = None
     ) -> int:
         """Serve requests on an open link until TERMINATE or the link ends.
 
@@ -327,7 +322,7 @@ class KernelLoop:
         it does (signals, starting an engine).
 
         Args:
-            link: an open link to the server.
+            link: an open link to the server (:func:`.wire.connect_wire`).
             kernel_id: the id to announce in ``KernelReady``.
             eval_timeout: seconds an evaluation may run; None for no limit.
 
@@ -341,12 +336,10 @@ class KernelLoop:
             raise RuntimeError("this kernel is already serving a link")
         self._start_serving()
         self._link = link
-        self._portal = get_portal()  # the loop the blocking link runs on
         self._eval_timeout = eval_timeout if eval_timeout and eval_timeout > 0 else None
         self._terminating = False
         self._debug = log.isEnabledFor(logging.DEBUG)
-        link.aio.on_message(self._on_message)
-        self._watch_link()
+        link.start(self._on_message, self._link_ended)
         log.info("kernel.start %s pid %d on %s", kernel_id, os.getpid(), link.name)
         try:
             self._put_ready(kernel_id)
@@ -458,38 +451,18 @@ class KernelLoop:
             with self._lock:
                 if self._terminating:
                     raise KernelExit(EXIT_OK)
-                payload = link.aio.take_nowait()
+                payload = link.take_nowait()
                 if payload is not None:
                     self._taken(payload)
                     return payload
-                waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-                self._request_waiter = waiter
-            # Numbered by _request_delivered in the loop thread, before the loop
-            # reads the next frame; registered only while nothing is queued, so
-            # that no payload is ever taken unnumbered (a payload that arrived
-            # meanwhile is taken above, under the lock, on the next turn).
-            waiter.add_done_callback(self._request_delivered)
-            if link.aio.register_waiter_if_empty(waiter):
-                break
-        try:
-            return waiter.result()
-        except concurrent.futures.CancelledError:
-            raise KernelExit(EXIT_OK) from None  # TERMINATE cancels it
-        except LinkError as exc:
-            log.info("kernel link ended: %s", exc)
-            raise KernelExit(EXIT_OK) from exc
-        finally:
-            self._request_waiter = None
+            if link.error is not None:
+                log.info("kernel link ended: %s", link.error)
+                raise KernelExit(EXIT_OK)
+            link.wait(self._request_or_end)
 
-    def _request_delivered(self, waiter: concurrent.futures.Future[bytes]) -> None:
-        # Loop thread, inside the link's delivery of the payload: numbered
-        # before the loop reads the next frame (say, an ABORT right behind it).
-        # (Also called at once, in the main thread, for a waiter cancelled by
-        # TERMINATE or woken by the link's end: nothing to number then.)
-        if waiter.cancelled() or waiter.exception() is not None:
-            return
-        with self._lock:
-            self._taken(waiter.result())
+    def _request_or_end(self) -> bool:
+        link = self._link
+        return link is None or link.ready() or self._terminating or link.error is not None
 
     def _finish_request(self) -> None:
         """Hook (call it when overriding): the request in hand has been answered."""
@@ -500,35 +473,13 @@ class KernelLoop:
 
     # ------------------------------------------------- urgent messages
 
-    def _watch_link(self) -> None:
-        """Wait, without a thread, for the next urgent message or the link's end.
-
-        A future registered for urgent messages is woken with an error when
-        the link ends (closed or broken): that stops a running evaluation,
-        which could never be answered, and ends the kernel. It also takes
-        the messages (already handled by :meth:`_on_message`) off the link's
-        queue, so they do not pile up.
-        """
-        link = self._link
-        if link is None:
-            return
-        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        waiter.add_done_callback(self._link_event)
-        link.aio.register_waiter(waiter, messages=True)
-
-    def _link_event(self, waiter: concurrent.futures.Future[Any]) -> None:
-        # Runs where the link woke the future, inside the link's own lock:
-        # re-register from a fresh loop callback, never from here.
-        if waiter.cancelled():
-            return
-        if waiter.exception() is not None:
-            log.info("kernel link ended: %s", waiter.exception())
-            self._request_stop(Stop.TERMINATE)
-        elif self._portal is not None:
-            self._portal.call_soon(self._watch_link)
+    def _link_ended(self, error: LinkError) -> None:
+        """The wire's end callback: a link that ends stops the request in hand and the kernel."""
+        log.info("kernel link ended: %s", error)
+        self._request_stop(Stop.TERMINATE)
 
     def _on_message(self, message: UrgentMessage | int, argument: int) -> None:
-        """Handle an urgent message (link loop thread: flags and futures only)."""
+        """Handle an urgent message (whichever thread reads the wire: flags and futures only)."""
         if message in (UrgentMessage.ABORT, UrgentMessage.INTERRUPT):
             # There is no interrupt menu (MenuPacket) here: an interrupt
             # aborts, the choice most users make from that menu.
@@ -557,13 +508,11 @@ class KernelLoop:
         with self._lock:
             if reason is Stop.TERMINATE:
                 self._terminating = True
-                if self._request_waiter is not None:
-                    cancel.append(self._request_waiter)
             # A plain ABORT is never the preemptive request's (see theory of operation).
             plain = serial is None and reason is Stop.ABORT
             if self._busy and not (plain and self._taken_preemptive):
                 target = self._serial
-            elif serial is None and link.aio.ready():
+            elif serial is None and link.ready():
                 target = self._serial + 1
             else:
                 target = -1
@@ -581,6 +530,7 @@ class KernelLoop:
         self._stop_requested()
         for waiter in cancel:  # outside the lock: done-callbacks take it
             waiter.cancel()
+        link.wake()  # a wait of the main thread looks again
 
     def _stop_in_hand(self, serial: int) -> list[concurrent.futures.Future[bytes]]:
         """Hook, with ``_lock`` held: the request in hand (``serial``) must stop.
@@ -598,7 +548,7 @@ class KernelLoop:
     # ------------------------------------------------- preemptive requests
 
     def _preempt_hint(self) -> None:
-        """Hook (loop thread): a preemptive request waits on the link.
+        """Hook (the thread reading the wire): a preemptive request waits on the link.
 
         ``_preempt_pending`` has just been set. A backend that can preempt
         makes the running evaluation look at its next safe point; the
@@ -623,6 +573,8 @@ class KernelLoop:
             self._request_stop(reason, serial=serial)
         for waiter in cancel:
             waiter.cancel()
+        if self._link is not None:
+            self._link.wake()
 
     def _stop_nested_preemptive(self) -> list[concurrent.futures.Future[bytes]]:
         """Hook, with ``_lock`` held: the nested preemptive request must stop.
@@ -792,8 +744,8 @@ def serve_kernel(
         kernel.policy = policy
     scratch = policy.scratch if policy is not None else None
     if scratch is not None:
-        # Landlock first, while the process has one thread (connecting starts
-        # the portal's); seccomp, which reaches every thread, once connected.
+        # Landlock first, while the process has one thread (serving starts
+        # the wire's watcher); seccomp, which reaches every thread, once connected.
         try:
             sandbox.enter(scratch, _tcp_port(link_name))
         except OSError as exc:
@@ -808,8 +760,8 @@ def serve_kernel(
     pinned = os.environ.get(FINGERPRINT_ENV) or None
     while True:
         try:
-            link = connect(link_name, connect_timeout, mode=LinkMode.DIRECT, key=key,
-                           tls=True if pinned else None, fingerprint=pinned)
+            link = connect_wire(link_name, connect_timeout, mode=LinkMode.DIRECT, key=key,
+                                tls=True if pinned else None, fingerprint=pinned)
         except LinkError as exc:
             log.error("kernel.connect.failed: %s", exc)
             return EXIT_STARTUP_FAILED

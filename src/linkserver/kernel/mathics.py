@@ -28,18 +28,20 @@ to is :mod:`.evaluator`'s (:class:`.evaluator.MathicsEvaluator`, whose host
 this kernel is). This module adds what stopping a request means for
 Mathics3, and what only a loop with a link can do for an evaluation:
 ``Input[]``, calls of installed functions, ``Pause``. Three threads
-meet here. The *main thread* reads requests and evaluates them. The
-*link's event-loop thread* (:mod:`linkserver.portal`) receives frames and
-calls :meth:`.loop.KernelLoop._on_message` for urgent messages. A *watchdog
-thread* fires the per-evaluation time limit and escalates stops that were
-not obeyed.
+meet here. The *main thread* reads requests and evaluates them; it reads the
+link itself whenever it waits (for a request, for input or a call's answer,
+during ``Pause``). The wire's *watcher thread* (:mod:`.wire`) reads the link
+while an evaluation lasts, and calls :meth:`.loop.KernelLoop._on_message`
+for urgent messages; the main thread does the same for those it reads. A
+*watchdog thread* fires the per-evaluation time limit and escalates stops
+that were not obeyed.
 
 Stopping an evaluation is Mathics3's own cooperative mechanism first: the
 flag ``Evaluation.stopped``, which every ``Expression.evaluate`` checks and
 answers with ``TimeoutInterrupt``; the evaluation unwinds and the request is
 answered with ``$Aborted`` (also when Mathics3's pattern matcher swallowed
 the interrupt and the evaluation came back "normally"). Code that does not
-come back to the evaluator (a long sympy computation, ``Pause``) is then
+come back to the evaluator (a long sympy computation) is then
 interrupted the way Mathics3's own Ctrl-C handler does it: after
 :data:`ABORT_GRACE` seconds the watchdog sends SIGUSR1 to the main thread,
 whose handler raises an exception there if -- checked in the main thread
@@ -48,9 +50,9 @@ Code stuck inside one C call cannot be interrupted by any of this; the
 process manager's kill is the last resort.
 
 The kernel ends on TERMINATE (after answering the request in hand with
-``$Aborted``), when the link closes or breaks (a future waiting on the
-link's urgent messages is woken with the error; a running evaluation is
-stopped, since nobody could read its answer) and on ``Quit[]``.
+``$Aborted``), when the link closes or breaks (the wire's end callback
+stops a running evaluation, since nobody could read its answer) and on
+``Quit[]``.
 
 Safe points and preemptive requests
 -----------------------------------
@@ -406,9 +408,9 @@ class MathicsKernel(KernelLoop, Host):
         # Set (after the evaluation's stop flag) by every stop and PREEMPT: what
         # a Pause waits on (_pause).
         self._wake = threading.Event()
-        self._input_waiter: concurrent.futures.Future[bytes] | None = None
         self._call_serial = 0  # calls of installed functions made so far
         self._watchdog: _Watchdog | None = None
+        self._in_wire_wait = False  # the main thread reads the link inside an evaluation
         self._can_signal = False
         self._main_ident = 0
         self._previous_signals: dict[int, Any] = {}
@@ -545,11 +547,10 @@ class MathicsKernel(KernelLoop, Host):
     def _stop_in_hand(self, serial: int) -> list[concurrent.futures.Future[bytes]]:
         # With _lock held. Written after _stop_serial: guarded() clears the
         # flag and then reads _stop_serial, so one of the two sees the stop.
+        # A wait for input or for a call's answer looks again (_request_stop wakes the wire).
         cancel: list[concurrent.futures.Future[bytes]] = []
         self.evaluator.main_evaluation.stopped = True
         self._wake.set()
-        if self._input_waiter is not None:
-            cancel.append(self._input_waiter)
         # While a nested preemptive request runs, the stop waits for it (and
         # the watchdog keeps its alarm); _serve_nested escalates afterwards.
         if self._can_signal and self._watchdog is not None and not self._preempt_nested:
@@ -622,7 +623,7 @@ class MathicsKernel(KernelLoop, Host):
         return Absorb.ABSORBED
 
     def _preempt_hint(self) -> None:
-        # Loop thread, after _preempt_pending is set. Harmless when idle:
+        # The thread reading the wire, after _preempt_pending is set. Harmless when idle:
         # the evaluator's guarded() clears the flag before each request.
         self.evaluator.main_evaluation.stopped = True
         self._wake.set()
@@ -630,8 +631,9 @@ class MathicsKernel(KernelLoop, Host):
     def _pause(self, ev: Any, seconds: float) -> None:
         """Main thread: ``Pause[seconds]``, serving stops and preemptive requests at once.
 
-        The wait is on :attr:`_wake`, which every stop and PREEMPT sets after
-        the evaluation's flag; the safe point then does what the flag asks.
+        The pause reads the link itself (:meth:`.wire.KernelWire.wait`) until
+        :attr:`_wake` is set, which every stop and PREEMPT does after the
+        evaluation's flag; the safe point then does what the flag asks.
         ``TimeConstrained`` sets only Mathics3's ``timeout`` flag, so the wait
         looks at it every :data:`_PAUSE_SLICE` seconds.
 
@@ -640,6 +642,10 @@ class MathicsKernel(KernelLoop, Host):
         """
         deadline = time.monotonic() + seconds
         wake = self._wake
+
+        def woken() -> bool:
+            return wake.is_set() or bool(ev.stopped)
+
         while True:
             ev.check_stopped()
             if ev.timeout:
@@ -647,15 +653,35 @@ class MathicsKernel(KernelLoop, Host):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            wake.wait(min(remaining, _PAUSE_SLICE))
+            if self._link is None:
+                wake.wait(min(remaining, _PAUSE_SLICE))
+            else:
+                self._wait_wire(woken, min(remaining, _PAUSE_SLICE))
             wake.clear()  # a wake-up after this leaves the flag set: check_stopped sees it
+
+    def _wait_wire(self, done: Callable[[], bool], timeout: float | None = None) -> None:
+        """Main thread, inside an evaluation: read the link until ``done()`` (or ``timeout``).
+
+        No hard stop lands inside the wire's code: a stop wakes the wait instead
+        (and SIGINT too, :meth:`_on_sigint`).
+        """
+        link = self._link
+        assert link is not None
+        evaluator = self.evaluator
+        in_eval, evaluator.in_eval = evaluator.in_eval, False
+        self._in_wire_wait = True
+        try:
+            link.wait(done, timeout)
+        finally:
+            self._in_wire_wait = False
+            evaluator.in_eval = in_eval
 
     def _preempt_now(self) -> None:
         """Main thread, at a safe point: serve every preemptive request waiting on the link."""
         self._preempt_pending = False
         link = self._link
         while link is not None:
-            payload = link.aio.take_nowait_if(is_preemptive)
+            payload = link.take_nowait_if(is_preemptive)
             if payload is None:
                 return  # none (served between requests already), or not arrived yet
             try:
@@ -745,6 +771,13 @@ class MathicsKernel(KernelLoop, Host):
             self._stop_reason = _Stop.ABORT
             self._stop_serial = self._serial
             raise _HardStop
+        if self._in_wire_wait and self._link is not None:
+            # A Pause or an Input waits on the link: stop it there (no locks
+            # taken in a handler; the flag and the pipe are enough).
+            self._stop_reason = _Stop.ABORT
+            self._stop_serial = self._serial
+            self.evaluator.evaluation.stopped = True
+            self._link.wake()
 
     # -------------------------------------------------------- requests
 
@@ -965,37 +998,26 @@ class MathicsKernel(KernelLoop, Host):
         """
         link = self._link
         assert link is not None
-        waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-        with self._lock:
+        while True:
             if self._stop_serial == self._serial:
                 raise concurrent.futures.CancelledError
-            self._input_waiter = waiter
-        try:
-            payload = link.aio.take_nowait()
-            if payload is None:
-                assert self._portal is not None
-                self._portal.call_soon(self._arm_input_waiter, waiter)
-                payload = waiter.result()
-        except LinkError as exc:
-            raise _LinkGone(EXIT_OK) from exc
-        finally:
-            self._input_waiter = None
-            waiter.cancel()  # if it got nothing, nothing may be delivered to it later
+            payload = link.take_nowait()
+            if payload is not None:
+                break
+            if link.error is not None:
+                raise _LinkGone(EXIT_OK) from link.error
+            self._wait_wire(self._input_or_stop)
         try:
             return wxf.loads(payload)
         except WXFDecodeError as exc:
             return kernel_error("bad-wxf", str(exc))
 
-    def _arm_input_waiter(self, waiter: concurrent.futures.Future[bytes]) -> None:
-        # Loop thread.
+    def _input_or_stop(self) -> bool:
         link = self._link
-        if link is None or waiter.done():
-            return
-        payload = link.aio.take_nowait()
-        if payload is not None:
-            waiter.set_result(payload)
-        else:
-            link.aio.register_waiter(waiter)
+        return (
+            link is None or link.ready() or link.error is not None
+            or self._stop_serial == self._serial
+        )
 
 
 def _bad_request(expr: Any, waiting: bool = False) -> Any:

@@ -530,7 +530,7 @@ class WolframKernel(KernelLoop):
         self._needs_restart = False
         self._line = 0  # the last input line used; the next is _line + 1
 
-        # Request state (loop.py), shared with the link's loop thread.
+        # Request state (loop.py), shared with the thread reading the wire.
         super().__init__()
         self._wake = threading.Event()  # an evaluation finished, or a stop came
 

@@ -1,8 +1,10 @@
 """Open and listen on named addresses (TCP and Unix sockets) with clear errors.
 
 The only place sockets are opened. Everything here is asyncio's own machinery
-(``create_connection``, ``create_server`` and their Unix twins); what it adds
-is the translation of ``OSError`` into one-sentence
+(``create_connection``, ``create_server`` and their Unix twins), except
+:func:`open_socket`, the same connection made without an event loop for a
+kernel's own link (:mod:`linkserver.kernel.wire`); what it adds is the
+translation of ``OSError`` into one-sentence
 :class:`~linkserver.errors.ConnectFailed` messages that say what to do.
 """
 
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from ..errors import ConnectFailed, LinkError, LinkNameError
 from ..names import LinkName
 
-__all__ = ["listen_on", "open_to"]
+__all__ = ["listen_on", "open_socket", "open_to"]
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
@@ -56,9 +58,7 @@ async def open_to(
     """
     loop = asyncio.get_running_loop()
     handshake = (timeout or 10.0) if tls is not None else None
-    hostname = None
-    if tls is not None and (name.kind == "unix" or not tls.check_hostname):
-        hostname = name.host if tls.check_hostname else ""
+    hostname = None if tls is None else _server_hostname(name, tls)
     try:
         async with asyncio.timeout(timeout):
             if name.kind == "tcp":
@@ -76,16 +76,71 @@ async def open_to(
     except ssl.SSLError as exc:
         raise ConnectFailed(f"could not connect to {name} over TLS: {_tls_why(exc)}") from exc
     except OSError as exc:
-        if tls is not None and isinstance(exc, ConnectionResetError):
-            raise ConnectFailed(
-                f"could not connect to {name} over TLS: the server closed the connection "
-                "during the TLS handshake (does it speak TLS?)"
-            ) from exc
-        raise ConnectFailed(f"could not connect to {name}: {_why(exc)}") from exc
+        raise _connect_failed(name, exc, tls) from exc
     raise LinkNameError(
         f"{name} is a service name: resolve it first with linkserver.discovery.aresolve() "
         "(linkserver.connect does)"
     )
+
+
+def _server_hostname(name: LinkName, tls: ssl.SSLContext) -> str | None:
+    """The name to check the certificate against: None where asyncio may take it from the address."""
+    if name.kind == "unix" or not tls.check_hostname:
+        return name.host if tls.check_hostname else ""
+    return None
+
+
+def open_socket(
+    name: LinkName, *, timeout: float | None, tls: ssl.SSLContext | None = None
+) -> socket.socket:
+    """Connect a blocking socket to ``name`` (over TLS with ``tls``), as :func:`open_to` does.
+
+    Returns the socket, still blocking, with the TLS handshake done.
+
+    Raises:
+        ConnectFailed: as :func:`open_to`.
+        LinkNameError: ``name`` is a service name.
+    """
+    if name.kind not in ("tcp", "unix"):
+        raise LinkNameError(f"{name} is a service name: resolve it first")
+    try:
+        if name.kind == "tcp":
+            sock = socket.create_connection((name.host, name.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(name.path)
+            except BaseException:
+                sock.close()
+                raise
+        if tls is not None:
+            hostname = _server_hostname(name, tls)
+            sock.settimeout(timeout or 10.0)
+            try:
+                sock = tls.wrap_socket(
+                    sock, server_hostname=name.host if hostname is None else (hostname or None)
+                )
+            except BaseException:
+                sock.close()
+                raise
+    except TimeoutError:
+        raise ConnectFailed(f"could not connect to {name} within {timeout:g} s") from None
+    except ssl.SSLError as exc:
+        raise ConnectFailed(f"could not connect to {name} over TLS: {_tls_why(exc)}") from exc
+    except OSError as exc:
+        raise _connect_failed(name, exc, tls) from exc
+    return sock
+
+
+def _connect_failed(name: LinkName, exc: OSError, tls: ssl.SSLContext | None) -> ConnectFailed:
+    if tls is not None and isinstance(exc, ConnectionResetError):
+        return ConnectFailed(
+            f"could not connect to {name} over TLS: the server closed the connection "
+            "during the TLS handshake (does it speak TLS?)"
+        )
+    return ConnectFailed(f"could not connect to {name}: {_why(exc)}")
 
 
 def _tls_why(exc: ssl.SSLError) -> str:
