@@ -68,7 +68,6 @@ order, so a PREEMPT_ABORT for a tag not yet taken is remembered
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import enum
 import logging
@@ -504,7 +503,6 @@ class KernelLoop:
         link = self._link
         if link is None:
             return
-        cancel: list[concurrent.futures.Future[bytes]] = []
         with self._lock:
             if reason is Stop.TERMINATE:
                 self._terminating = True
@@ -521,26 +519,21 @@ class KernelLoop:
                     self._stop_reason = reason
                     self._stop_serial = target
                 if target == self._serial:
-                    cancel.extend(self._stop_in_hand(target))
+                    self._stop_in_hand(target)
             elif self._debug:
                 log.debug("= kernel idle: %s ignored", reason.value)
             if reason is Stop.TERMINATE and self._preempt_nested:
                 self._preempt_stop = reason
-                cancel.extend(self._stop_nested_preemptive())
+                self._stop_nested_preemptive()
         self._stop_requested()
-        for waiter in cancel:  # outside the lock: done-callbacks take it
-            waiter.cancel()
         link.wake()  # a wait of the main thread looks again
 
-    def _stop_in_hand(self, serial: int) -> list[concurrent.futures.Future[bytes]]:
+    def _stop_in_hand(self, serial: int) -> None:
         """Hook, with ``_lock`` held: the request in hand (``serial``) must stop.
 
-        Called after ``_stop_serial`` and ``_stop_reason`` are written.
-
-        Returns:
-            Futures to cancel once the lock is released.
+        Called after ``_stop_serial`` and ``_stop_reason`` are written; the
+        main thread's wait on the wire is woken once the lock is released.
         """
-        return []
 
     def _stop_requested(self) -> None:
         """Hook, without the lock: a stop was asked (aimed somewhere or not)."""
@@ -558,33 +551,27 @@ class KernelLoop:
     def _stop_preemptive(self, tag: int, reason: Stop) -> None:
         """Stop preemptive request ``tag``: nested, in hand as a request, or still waiting."""
         serial = None
-        cancel: list[concurrent.futures.Future[bytes]] = []
         with self._lock:
             if self._preempt_tag == tag:
                 if self._preempt_nested:
                     if self._preempt_stop is None or reason is Stop.TERMINATE:
                         self._preempt_stop = reason
-                    cancel = self._stop_nested_preemptive()
+                    self._stop_nested_preemptive()
                 else:
                     serial = self._serial
             elif tag > self._preempt_last:
                 self._preempt_aborted.add(tag)  # answered $Aborted when taken
         if serial is not None:
-            self._request_stop(reason, serial=serial)
-        for waiter in cancel:
-            waiter.cancel()
-        if self._link is not None:
+            self._request_stop(reason, serial=serial)  # which wakes the wire
+        elif self._link is not None:
             self._link.wake()
 
-    def _stop_nested_preemptive(self) -> list[concurrent.futures.Future[bytes]]:
+    def _stop_nested_preemptive(self) -> None:
         """Hook, with ``_lock`` held: the nested preemptive request must stop.
 
-        Called after ``_preempt_stop`` is written.
-
-        Returns:
-            Futures to cancel once the lock is released.
+        Called after ``_preempt_stop`` is written; the wire is woken as for
+        :meth:`_stop_in_hand`.
         """
-        return []
 
     def _serve_preemptive(self, expr: Any, *, nested: bool) -> None:
         """Serve ``LinkServer`Preemptive[n, EvaluatePacket[e]]``, its answers tagged n.

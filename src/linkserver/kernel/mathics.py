@@ -544,20 +544,18 @@ class MathicsKernel(KernelLoop, Host):
 
     # ------------------------------------------------- stopping
 
-    def _stop_in_hand(self, serial: int) -> list[concurrent.futures.Future[bytes]]:
+    def _stop_in_hand(self, serial: int) -> None:
         # With _lock held. Written after _stop_serial: guarded() clears the
         # flag and then reads _stop_serial, so one of the two sees the stop.
         # A wait for input or for a call's answer looks again (_request_stop wakes the wire).
-        cancel: list[concurrent.futures.Future[bytes]] = []
         self.evaluator.main_evaluation.stopped = True
         self._wake.set()
         # While a nested preemptive request runs, the stop waits for it (and
         # the watchdog keeps its alarm); _serve_nested escalates afterwards.
         if self._can_signal and self._watchdog is not None and not self._preempt_nested:
             self._watchdog.arm(_Alarm(serial, time.monotonic() + ABORT_GRACE, "escalate"))
-        return cancel
 
-    def _stop_nested_preemptive(self) -> list[concurrent.futures.Future[bytes]]:
+    def _stop_nested_preemptive(self) -> None:
         # With _lock held, after _preempt_stop is written (as _stop_in_hand).
         self.evaluator.preempt_evaluation.stopped = True
         self._wake.set()
@@ -566,7 +564,6 @@ class MathicsKernel(KernelLoop, Host):
             self._watchdog.arm(
                 _Alarm(tag, time.monotonic() + ABORT_GRACE, "preempt-escalate")
             )
-        return []
 
     def must_stop(self) -> bool:
         """True if the evaluation running now must stop (main thread)."""
