@@ -306,15 +306,15 @@ class KernelWire:
         """With ``_rlock`` held: read what the socket has, feed the connection, deliver the events."""
         conn = self._conn
         with self._wlock:
-            ended: OSError | bool = False
+            ended = False
             while True:
                 try:
                     data = self._sock.recv(_READ_SIZE)
                 except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                         ssl.SSLWantWriteError):
                     break
-                except OSError as exc:
-                    ended = exc
+                except OSError:  # reset: the connection says the peer went away
+                    ended = True
                     break
                 if not data:
                     ended = True
