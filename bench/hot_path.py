@@ -7,8 +7,10 @@ work at all. The evaluation's own cost is Mathics3's
 ``session.evaluate("1+1")`` in this process. Every path is measured against
 ``chain + eval`` (shared NOTES and issue 10):
 
-* ``string``: blocking ``Client.evaluate("1+1")``
-* ``expr``: blocking ``Client.evaluate(wl.Plus(1, 1))``
+* ``string``: blocking ``Client.evaluate("1+1")`` (a client as a new user makes it)
+* ``expr``: blocking ``Client.evaluate(wl.Plus(1, 1))``, the same client
+* ``installed``: the same, on a client that has installed a function (its call
+  server reads the link, so the answer comes through the client's loop thread)
 * ``aio``: ``await aio Client.evaluate(wl.Plus(1, 1))`` (no thread hop in the client)
 * ``enter``: ``EnterTextPacket["1+1"]`` up to its ``InputNamePacket`` (a blocking link)
 * ``call``: ``PyId[1]``, a Python function the client installed, minus ``Identity[1]``
@@ -173,10 +175,11 @@ def main() -> None:
     server, name = _start_server()
     demo, demo_name = _start_server("--demo")
     client = linkserver.Client(name)
+    installer = linkserver.Client(name)
     echo_link = linkserver.connect(demo_name)
     echo_link.get()  # the demo's greeting
     enter_link = linkserver.connect(name)
-    client.install("PyId", lambda x: x)
+    installer.install("PyId", lambda x: x)
     loop = asyncio.new_event_loop()
     aio_client = loop.run_until_complete(linkserver.aio.Client(name).start())
 
@@ -200,10 +203,11 @@ def main() -> None:
         "eval": lambda: session.evaluate("1+1"),
         "string": lambda: client.evaluate("1+1"),
         "expr": lambda: client.evaluate(plus),
+        "installed": lambda: installer.evaluate(plus),
         "aio": lambda: loop.run_until_complete(aio_client.evaluate(plus)),
         "enter": enter_text,
-        "call_total": lambda: client.evaluate(wl.PyId(1)),
-        "call_base": lambda: client.evaluate(wl.Identity(1)),
+        "call_total": lambda: installer.evaluate(wl.PyId(1)),
+        "call_base": lambda: installer.evaluate(wl.Identity(1)),
         "echo": echo,
     }
     for fn in paths.values():  # warm up
@@ -216,6 +220,7 @@ def main() -> None:
                 blocks[key].append(_block(fn))
     finally:
         client.close()
+        installer.close()
         echo_link.close()
         enter_link.close()
         loop.run_until_complete(aio_client.aclose())
@@ -228,9 +233,9 @@ def main() -> None:
     us["call"] = us.pop("call_total") - us.pop("call_base")
     print(f"# cpus {cpu_placement()}; {args.blocks} blocks of {ROUNDS} round trips each")
     base = us["floor"] + us["eval"]
-    for key in ("floor", "eval", "string", "expr", "aio", "enter", "call", "echo"):
+    for key in ("floor", "eval", "string", "expr", "installed", "aio", "enter", "call", "echo"):
         report(f"hotpath.{key}", us[key], "us")
-    for key in ("string", "expr", "aio", "enter"):
+    for key in ("string", "expr", "installed", "aio", "enter"):
         report(f"hotpath.{key}.ratio", us[key] / base, "x (chain + eval)")
     report("hotpath.call.ratio", us["call"] / us["floor"], "x chain")
     report("hotpath.echo.ratio", us["echo"] / us["floor"], "x chain")

@@ -15,7 +15,6 @@ per thread for the same reason.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import threading
 from collections import deque
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import aio, wxf
-from .aio.link import LinkSettings
+from .aio.link import LinkSettings, ThreadWaiter
 from .errors import LimitError, LinkTimeout, TokenError
 from .portal import Portal, get_portal
 from .protocol import LinkMode, UrgentMessage
@@ -154,11 +153,11 @@ class Link:
         payload = link.take_nowait()
         if payload is not None:
             return payload
-        waiter: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+        waiter: ThreadWaiter[bytes] = ThreadWaiter()
         link.register_waiter(waiter)
         try:
             return waiter.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except TimeoutError:
             if waiter.cancel():
                 raise LinkTimeout(
                     f"no expression arrived on {self.name} within {timeout:g} s"
@@ -210,13 +209,11 @@ class Link:
             LinkTimeout: nothing arrived within ``timeout``.
             LinkClosed: the link ended.
         """
-        waiter: concurrent.futures.Future[tuple[UrgentMessage | int, int]] = (
-            concurrent.futures.Future()
-        )
+        waiter: ThreadWaiter[tuple[UrgentMessage | int, int]] = ThreadWaiter()
         self._aio.register_waiter(waiter, messages=True)
         try:
             return waiter.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except TimeoutError:
             if waiter.cancel():
                 raise LinkTimeout(
                     f"no urgent message arrived on {self.name} within {timeout:g} s"

@@ -142,7 +142,7 @@ async def listen(name: Any = 0, *, settings: LinkSettings | None = None) -> Link
     link = Link(Side.SERVER, name=str(address), settings=settings)
     taken = False
 
-    def factory() -> asyncio.Protocol:
+    def factory() -> asyncio.BaseProtocol:
         nonlocal taken
         if taken:
             return _Busy()

@@ -10,12 +10,15 @@ and never duplicates the logic.
 Theory of operation
 -------------------
 
-* Bytes from the transport go to ``Connection.receive_data``; the events that
+* Bytes from the transport go to ``Connection.receive_data``. The link is a
+  buffered protocol: the transport reads into one buffer per thread, which
+  the connection copies from at once, so a read allocates no 256 KiB chunk
+  (asyncio's default: an mmap, an mremap and a munmap per read). The events that
   come out fill two queues -- expression payloads and urgent messages -- kept
   apart so an abort overtakes queued results. Payloads stay WXF bytes until
   someone asks for them: decoding happens in the reader's task or thread.
 * Whoever waits for a payload or a message registers a *waiter*: an asyncio
-  future (aio callers) or a ``concurrent.futures.Future`` (blocking callers in
+  future (aio callers) or a :class:`ThreadWaiter` (blocking callers in
   other threads, registering directly under ``_lock``: one thread hop saved
   per get). Delivery hands each payload to the oldest live waiter, or queues
   it. A waiter that timed out is cancelled and skipped.
@@ -47,7 +50,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .. import records, wxf
 from ..errors import LinkClosed, LinkError, LinkTimeout
@@ -72,13 +75,92 @@ __all__ = ["Link", "LinkSettings"]
 
 log = logging.getLogger("linkserver.link")
 
-Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
 
 T = TypeVar("T")
+
+
+class ThreadWaiter(Generic[T]):
+    """A one-shot hand-over of a payload to a blocking thread.
+
+    It has the part of ``concurrent.futures.Future`` a waiter needs (``done``,
+    ``set_result``, ``set_exception``, ``cancel``, ``result``, ``exception``)
+    and no more: no condition, no callbacks. Handing a payload over costs one
+    futex wake and the wait one futex sleep, where a Future costs about five.
+    """
+
+    __slots__ = ("_error", "_guard", "_ready", "_state", "_value")
+
+    _WAITING, _DONE, _CANCELLED = 0, 1, 2
+
+    def __init__(self) -> None:
+        self._ready = threading.Lock()  # held until the value is in
+        self._ready.acquire()
+        self._guard = threading.Lock()  # makes completing and cancelling exclusive
+        self._state = self._WAITING
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._state != self._WAITING
+
+    def set_result(self, value: T) -> None:
+        self._complete(value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._complete(None, error)
+
+    def _complete(self, value: T | None, error: BaseException | None) -> None:
+        with self._guard:
+            if self._state != self._WAITING:
+                raise concurrent.futures.InvalidStateError("the waiter is done or cancelled")
+            self._value, self._error = value, error
+            self._state = self._DONE
+        self._ready.release()
+
+    def cancel(self) -> bool:
+        """Give the wait up; False if the value came first (then :meth:`result` has it)."""
+        with self._guard:
+            if self._state == self._DONE:
+                return False
+            self._state = self._CANCELLED
+            return True
+
+    def result(self, timeout: float | None = None) -> T:
+        """The value (or raise its error), waiting at most ``timeout`` s.
+
+        Raises:
+            TimeoutError: nothing came within ``timeout``.
+        """
+        if self._state != self._DONE:
+            if not self._ready.acquire(True, -1 if timeout is None else timeout):
+                raise TimeoutError
+            self._ready.release()  # so that a second call returns at once
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]  # set with the state, before _DONE
+
+    def exception(self) -> BaseException | None:
+        """The error it was completed with (call only once it is done)."""
+        return self._error
+
+
+Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any] | ThreadWaiter[Any]
 
 # A client pings after this long without sending, so a server's idle limit
 # only ever reaps peers that are really gone.
 DEFAULT_KEEPALIVE = 300.0
+
+READ_BUFFER_SIZE = 256 * 1024  # what one read of the socket may take at most
+
+
+class _ReadBuffer(threading.local):
+    """The buffer a thread's transports read into; its bytes are copied out at once."""
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(READ_BUFFER_SIZE))
+
+
+_read_buffer = _ReadBuffer()
 
 
 # Compared by identity, and its repr shows no fields: a key must not reach a log.
@@ -162,7 +244,7 @@ def _wake_first(waiters: deque[Waiter], result: Any) -> bool:
     return False
 
 
-class Link(asyncio.Protocol):
+class Link(asyncio.BufferedProtocol):
     """One end of a link, for asyncio code.
 
     Obtain links from :func:`linkserver.aio.connect`, :func:`~linkserver.aio.listen`,
@@ -257,7 +339,16 @@ class Link(asyncio.Protocol):
         self._flush_out()
         self._on_timer()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # asyncio calls this, reads into the buffer and calls buffer_updated, in
+        # one go on the loop's thread; receive_data copies the bytes before any
+        # callback could run another read on this thread.
+        return _read_buffer.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_read_buffer.view[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         conn = self._conn
         if conn is None:  # pragma: no cover - asyncio calls connection_made first
             return
@@ -568,7 +659,7 @@ class Link(asyncio.Protocol):
         """Give ``waiter`` the next payload (or message), now or when it comes.
 
         Safe from any thread: the blocking façade registers its
-        ``concurrent.futures.Future`` directly, without a hop through the loop.
+        :class:`ThreadWaiter` directly, without a hop through the loop.
         """
         with self._lock:
             queue = self._messages if messages else self._incoming

@@ -23,7 +23,9 @@ class MemoryTransport(asyncio.Transport):
         name: what ``get_extra_info("peername")`` reports.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: asyncio.Protocol, name: str) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, protocol: asyncio.BaseProtocol, name: str
+    ) -> None:
         super().__init__()
         self._loop = loop
         self._protocol = protocol
@@ -43,7 +45,7 @@ class MemoryTransport(asyncio.Transport):
         peer = self._peer
         if self._closing or peer is None or peer._closing:
             return
-        self._loop.call_soon(peer._protocol.data_received, bytes(data))
+        self._loop.call_soon(_deliver, peer._protocol, bytes(data))
 
     def can_write_eof(self) -> bool:
         return False
@@ -66,8 +68,23 @@ class MemoryTransport(asyncio.Transport):
         self.close()
 
 
+def _deliver(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Hand ``data`` to ``protocol`` as a socket transport would, buffered or not."""
+    if isinstance(protocol, asyncio.BufferedProtocol):
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(protocol.get_buffer(len(view)))
+            n = min(len(buffer), len(view))
+            buffer[:n] = view[:n]
+            protocol.buffer_updated(n)
+            view = view[n:]
+    else:
+        assert isinstance(protocol, asyncio.Protocol)
+        protocol.data_received(data)
+
+
 def memory_pair(
-    loop: asyncio.AbstractEventLoop, a: asyncio.Protocol, b: asyncio.Protocol
+    loop: asyncio.AbstractEventLoop, a: asyncio.BaseProtocol, b: asyncio.BaseProtocol
 ) -> tuple[MemoryTransport, MemoryTransport]:
     """Join protocols ``a`` and ``b`` and call their ``connection_made``.
 

@@ -23,7 +23,7 @@ from ..names import LinkName
 
 __all__ = ["listen_on", "open_socket", "open_to"]
 
-ProtocolFactory = Callable[[], asyncio.Protocol]
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
 def _why(exc: OSError) -> str:
@@ -48,7 +48,7 @@ async def open_to(
     *,
     timeout: float | None,
     tls: ssl.SSLContext | None = None,
-) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect a new protocol from ``factory`` to ``name``, over TLS with ``tls``.
 
     Raises:
