@@ -455,6 +455,23 @@ def test_history_is_trimmed_and_a_reused_line_replaces_its_value(kernel: Kernel)
     enter("$HistoryLength = 100")
 
 
+def test_a_line_stored_again_after_it_was_forgotten_is_forgotten_again(kernel: Kernel) -> None:
+    enter = lambda text: kernel.request(wl.EnterTextPacket(text), until="InputNamePacket")  # noqa: E731
+    out = lambda k: kernel.request(wl.EvaluatePacket(wl.Out(k)))[-1].args[0]  # noqa: E731
+    enter("$HistoryLength = 2")
+    n = line_number(kernel)
+    for value in ("11", "12", "13"):  # lines n, n+1, n+2: line n is forgotten
+        enter(value)
+    enter(f"$Line = {n - 1}")
+    enter("21")  # line n again
+    assert out(n) == 21
+    enter("22")
+    enter("23")  # line n+2: line n is older than $HistoryLength again
+    assert out(n) == wl.Out(n)
+    assert out(n + 2) == 23
+    enter("$HistoryLength = 100")
+
+
 # ------------------------------------------------------------------ boxes
 
 # Results that answered linkserver`KernelError["unconvertible", ...] before

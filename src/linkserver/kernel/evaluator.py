@@ -102,6 +102,7 @@ log = logging.getLogger("linkserver.kernel")
 T = TypeVar("T")
 
 #: Heads of the text-input request ToExpression["text"] (see MathicsEvaluator._parsed).
+_IN, _OUT = "System`In", "System`Out"  # where the history's rules are stored
 _TO_EXPRESSION = frozenset({"ToExpression", "System`ToExpression"})
 
 SymbolPre = Symbol("System`$Pre")
@@ -248,6 +249,10 @@ class MathicsEvaluator:
         self._export_contexts = self.definitions if export_contexts is None else export_contexts
         # The In/Out rules this evaluator stored, by (symbol, line) (see _remember).
         self._history_rules: dict[tuple[str, int], Any] = {}
+        # id of each rule in _history_rules -> its sort key (a rule's key is
+        # computed anew at every look, and insort looks at log n of them)
+        self._rule_keys: dict[int, Any] = {}
+        self._oldest_line = 0  # no line before it has a rule in _history_rules
         hook = output(self)
         #: The evaluation of requests, and the one of nested preemptive
         #: requests; :attr:`evaluation` is the one in use (the host switches).
@@ -392,7 +397,7 @@ class MathicsEvaluator:
         defs.set_line_no(line_no)
         history = defs.get_history_length()
         if history > 0:
-            self._remember("In", Rule(Expression(SymbolIn, Integer(line_no)), query), line_no)
+            self._remember(_IN, Rule(Expression(SymbolIn, Integer(line_no)), query), line_no)
 
         def evaluate() -> Any:
             if defs.get_ownvalues("System`$Pre"):
@@ -406,7 +411,7 @@ class MathicsEvaluator:
         result = self.guarded(evaluate)
         if history > 0:
             stored = ev.get_stored_result(result, defs.outputforms)
-            self._remember("Out", Rule(Expression(SymbolOut, Integer(line_no)), stored), line_no)
+            self._remember(_OUT, Rule(Expression(SymbolOut, Integer(line_no)), stored), line_no)
             # Forget lines older than $HistoryLength, as Evaluation.evaluate does.
             self._forget_before(line_no - defs.get_history_length() + 1)
         return result, line_no
@@ -420,14 +425,22 @@ class MathicsEvaluator:
         by :meth:`_remember` are removed by identity instead; one that is no
         longer there (the user redefined ``Out[n]``) takes the general path.
         """
-        stale = [key for key in self._history_rules if key[1] < first_kept]
-        if not stale:
+        if self._oldest_line >= first_kept:
             return
+        stored_rules = self._history_rules
+        if first_kept - self._oldest_line <= len(stored_rules):  # usually one line to drop
+            lines = range(self._oldest_line, first_kept)
+            stale = [(name, line) for line in lines for name in (_IN, _OUT)
+                     if (name, line) in stored_rules]
+        else:
+            stale = [key for key in stored_rules if key[1] < first_kept]
+        self._oldest_line = first_kept
         defs = self.definitions
         for key in stale:
             name, line = key
-            rule = self._history_rules.pop(key)
-            definition = defs.get_user_definition(defs.lookup_name(name))
+            rule = stored_rules.pop(key)
+            self._rule_keys.pop(id(rule), None)
+            definition = defs.get_user_definition(name)
             rules = definition.downvalues
             for i, stored in enumerate(rules):
                 if stored is rule:
@@ -436,7 +449,7 @@ class MathicsEvaluator:
                     defs.clear_definitions_cache(name)
                     break
             else:
-                head = SymbolIn if name == "In" else SymbolOut
+                head = SymbolIn if name == _IN else SymbolOut
                 defs.unset(name, Expression(head, Integer(line)))
 
     def _remember(self, name: str, rule: Any, line_no: int) -> None:
@@ -447,16 +460,28 @@ class MathicsEvaluator:
         session's history that is milliseconds per input, growing without
         bound. A line number seen for the first time has no such rule, so it
         only needs its sorted place; anything else takes the general path.
+        ``name`` is the symbol's full name (no context lookup per line), and
+        the sort keys of the rules stored here are computed once.
         """
         defs = self.definitions
         key = (name, line_no)
         if key in self._history_rules:
+            old = self._history_rules[key]
+            self._rule_keys.pop(id(old), None)
             defs.add_rule(name, rule)  # replaces the rule of the same pattern
             self._history_rules[key] = rule
             return
         self._history_rules[key] = rule
-        definition = defs.get_user_definition(defs.lookup_name(name))
-        bisect.insort_left(definition.downvalues, rule, key=lambda r: r.pattern_precedence)
+        self._oldest_line = min(self._oldest_line, line_no)  # $Line may have been set back
+        keys = self._rule_keys
+        keys[id(rule)] = rule.pattern_precedence
+
+        def sort_key(stored: Any) -> Any:
+            known = keys.get(id(stored))
+            return stored.pattern_precedence if known is None else known
+
+        definition = defs.get_user_definition(name)
+        bisect.insort_left(definition.downvalues, rule, key=sort_key)
         defs.mark_changed(definition)
         defs.clear_definitions_cache(name)
 
