@@ -442,8 +442,10 @@ class MathicsEvaluator:
             self._rule_keys.pop(id(rule), None)
             definition = defs.get_user_definition(name)
             rules = definition.downvalues
-            for i, stored in enumerate(rules):
-                if stored is rule:
+            # From the end: insort puts a line's rule before the older ones of
+            # equal precedence, so the oldest is last.
+            for i in range(len(rules) - 1, -1, -1):
+                if rules[i] is rule:
                     del rules[i]
                     defs.mark_changed(definition)
                     defs.clear_definitions_cache(name)
