@@ -39,11 +39,10 @@ import statistics
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import cpu_placement, report
+from harness import cpu_placement, median_time, report
 from wolframclient.language import wl
 
 import linkserver
@@ -135,15 +134,6 @@ def _start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
 # ------------------------------------------------------------ measuring
 
 
-def _block(fn: Callable[[], object]) -> float:
-    samples = []
-    for _ in range(ROUNDS):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=15)
@@ -151,10 +141,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--compare", type=Path, nargs=2, default=None,
                         metavar=("BEFORE", "AFTER"))
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RUN",
+                        help="report the median of each figure over saved runs (--json of each)")
     args = parser.parse_args()
     if args.compare is not None:
         runs = [(path.stem, json.loads(path.read_text())) for path in args.compare]
         (args.svg or Path("hot_path.svg")).write_text(stacked_bars(runs), encoding="utf-8")
+        return
+    if args.merge is not None:
+        saved = [json.loads(path.read_text()) for path in args.merge]
+        merged = {key: statistics.median(run[key] for run in saved) for key in saved[0]}
+        print(f"# median of {len(saved)} saved runs")
+        _report(merged, args)
         return
 
     from mathics.core.load_builtin import import_and_load_builtins
@@ -217,7 +215,7 @@ def main() -> None:
     try:
         for _ in range(args.blocks):
             for key, fn in paths.items():
-                blocks[key].append(_block(fn))
+                blocks[key].append(median_time(fn, repeat=ROUNDS))
     finally:
         client.close()
         installer.close()
@@ -232,6 +230,11 @@ def main() -> None:
     us = {key: statistics.median(values) * 1e6 for key, values in blocks.items()}
     us["call"] = us.pop("call_total") - us.pop("call_base")
     print(f"# cpus {cpu_placement()}; {args.blocks} blocks of {ROUNDS} round trips each")
+    _report(us, args)
+
+
+def _report(us: dict[str, float], args: argparse.Namespace) -> None:
+    """Print the figures and their ratios; save them (--json) and draw them (--svg)."""
     base = us["floor"] + us["eval"]
     for key in ("floor", "eval", "string", "expr", "installed", "aio", "enter", "call", "echo"):
         report(f"hotpath.{key}", us[key], "us")

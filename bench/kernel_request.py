@@ -14,11 +14,10 @@ same run.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
-from harness import report
+from harness import median_time, report
 from mathics.session import MathicsSession
 from wolframclient.language import wl
 
@@ -42,15 +41,6 @@ class _ListLink:
         self.sent.append(payload)
 
 
-def _median_us(fn: Callable[[], object]) -> float:
-    samples = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e6
-
-
 def main() -> None:
     kernel = MathicsKernel()
     link = _ListLink()
@@ -72,7 +62,7 @@ def main() -> None:
     blocks: dict[str, list[float]] = {key: [] for key in paths}
     for _ in range(BLOCKS):
         for key, fn in paths.items():
-            blocks[key].append(_median_us(fn))
+            blocks[key].append(median_time(fn, repeat=ROUNDS) * 1e6)
             link.sent.clear()
     us = {key: statistics.median(values) for key, values in blocks.items()}
     report("kernel_request.peer_session_evaluate", us["peer"], "us")

@@ -2,9 +2,11 @@
 
 A façade over :class:`linkserver.aio.Link` (one implementation, see
 docs/design.md): expressions are encoded and decoded in the caller's thread;
-the bytes move on the shared background loop (:mod:`.portal`). A put is
-queued without waiting for the loop (the order of puts and closes from one
-thread is kept); a get waits on a future the loop completes.
+the shared background loop (:mod:`.portal`) keeps the link's timers and
+reads whenever no caller does. A put writes the socket from the caller's
+thread (or is queued for the loop, keeping the order of puts and closes from
+one thread); a get reads the socket in the caller's thread while the link
+allows it (``aio.Link.read_direct``), else waits for the loop to hand it over.
 
 Links are safe to share between threads, as ``WSEnableLinkLock`` makes WSTP
 links: each put sends one whole expression and each get takes one whole
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -78,7 +81,9 @@ class Link:
 
     @property
     def closed(self) -> bool:
-        """True once the link has ended."""
+        """True once the link has ended (as far as what has arrived so far tells)."""
+        if self._aio.direct:
+            self._aio.read_direct(0)
         return self._aio.closed
 
     @property
@@ -153,6 +158,15 @@ class Link:
         payload = link.take_nowait()
         if payload is not None:
             return payload
+        if self._reads_directly():
+            deadline = None if timeout is None else time.monotonic() + timeout
+            payload = self._read_direct(deadline, timeout)
+            if payload is not None:
+                return payload
+            # The loop took reading back (the peer closed, an asyncio reader came):
+            # wait for it, with the time that is left.
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
         waiter: ThreadWaiter[bytes] = ThreadWaiter()
         link.register_waiter(waiter)
         try:
@@ -168,8 +182,43 @@ class Link:
                 taken.append(waiter.result())
             raise
 
+    def _read_direct(self, deadline: float | None, timeout: float | None) -> bytes | None:
+        """Read the socket in this thread until a payload is queued; None if the loop reads again.
+
+        Raises:
+            LinkTimeout: nothing arrived by ``deadline`` (``timeout`` s from the start).
+        """
+        link = self._aio
+        while link.direct:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise LinkTimeout(f"no expression arrived on {self.name} within {timeout:g} s")
+            link.read_direct(left)
+            payload = link.take_nowait()
+            if payload is not None:
+                return payload
+        return None
+
+    def _reads_directly(self) -> bool:
+        """Whether callers read this link's socket themselves, asking the loop once if they may."""
+        link = self._aio
+        if not link.direct and link.may_read_directly():
+            self._portal._check_thread()  # a wait on the loop's own thread would hang it
+            self._portal.run_sync(link.start_direct_reads)
+        return link.direct
+
+    def _look_direct(self) -> None:
+        """Read what has arrived, without waiting, where callers read the socket themselves.
+
+        So that ``ready`` and ``message_ready`` see what the socket holds, as
+        a get would, not only what the loop has read so far.
+        """
+        if self._reads_directly():
+            self._aio.read_direct(0)
+
     def ready(self) -> bool:
         """True if :meth:`get` would return at once (``WSReady``)."""
+        self._look_direct()
         return self._aio.ready()
 
     def flush(self) -> None:
@@ -200,6 +249,7 @@ class Link:
 
     def message_ready(self) -> bool:
         """True if an urgent message is waiting (``WSMessageReady``)."""
+        self._look_direct()
         return self._aio.message_ready()
 
     def get_message(self, timeout: float | None = None) -> tuple[UrgentMessage | int, int]:
@@ -209,6 +259,9 @@ class Link:
             LinkTimeout: nothing arrived within ``timeout``.
             LinkClosed: the link ended.
         """
+        self._look_direct()
+        if self._aio.direct and not self._aio.message_ready():
+            self._portal.run_sync(self._aio.stop_direct_reads)  # the loop reads while we wait
         waiter: ThreadWaiter[tuple[UrgentMessage | int, int]] = ThreadWaiter()
         self._aio.register_waiter(waiter, messages=True)
         try:

@@ -188,7 +188,13 @@ def test_kernel_service_records_kernels_requests_and_stream_logs(
             path = portal.run_sync(service.log_stream, link.link_id, tmp_path)
             link.put(wl.EvaluatePacket(wl.Plus(1, 1)))
             assert collect(link, "ReturnPacket", KERNEL_TIMEOUT)[-1] == wl.ReturnPacket(2)
-            (done,) = [e for e in events(caplog, "request-done") if e["link"] == link_id]
+
+            def done_records() -> list[dict[str, Any]]:
+                return [e for e in events(caplog, "request-done") if e["link"] == link_id]
+
+            # The server logs the request after it has passed the answer on.
+            assert wait_until(lambda: bool(done_records()), TIMEOUT)
+            (done,) = done_records()
             assert done["head"] == "EvaluatePacket" and done["ms"] >= 0
             worker = done["worker"]
             kernel = service.broker._worker.kernel  # type: ignore[union-attr]

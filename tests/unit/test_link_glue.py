@@ -1,16 +1,21 @@
-"""The asyncio link's glue: the thread waiter and the buffered read."""
+"""The asyncio link's glue: the thread waiter, the buffered read, reads in the caller's thread."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import linkserver
+from linkserver.portal import get_portal
 from linkserver.aio import link_pair
 from linkserver.aio.link import READ_BUFFER_SIZE, ThreadWaiter, _wake
+
+Pair = tuple[linkserver.Link, linkserver.Link]
 
 # ------------------------------------------------------------ ThreadWaiter
 
@@ -105,3 +110,100 @@ def test_a_blocking_link_over_tcp_reads_frames_larger_than_the_buffer() -> None:
             for payload in payloads:
                 client_end.put(payload)
             assert [server_end.get(10) for _ in payloads] == payloads
+
+
+# ------------------------------------------------- reads in the caller's thread
+
+
+def _until(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[linkserver.Link, linkserver.Link]]:
+    with linkserver.listen("0@127.0.0.1") as server_end:
+        with linkserver.connect(server_end.name, 10) as client_end:
+            server_end.activate(10)
+            yield client_end, server_end
+
+
+def test_a_blocking_get_reads_the_socket_itself(
+    tcp_pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, server = tcp_pair
+    readers: list[threading.Thread] = []
+    read_once = client.aio._read_once
+
+    def recorded() -> None:
+        readers.append(threading.current_thread())
+        read_once()
+
+    monkeypatch.setattr(client.aio, "_read_once", recorded)
+    threading.Timer(0.05, server.put, ("one",)).start()  # after the get has begun to wait
+    assert client.get(5) == "one"
+    assert readers and set(readers) == {threading.current_thread()}  # not the loop's thread
+    server.put("two")
+    server.send_message(200, 7)
+    assert client.get(5) == "two"
+    assert _until(client.message_ready)
+    assert client.get_message(5) == (200, 7)
+
+
+def test_an_idle_link_is_read_by_the_loop_again_and_answers_a_close(tcp_pair: Pair) -> None:
+    client, server = tcp_pair
+    server.put("one")
+    assert client.get(5) == "one"
+    assert _until(lambda: not client.aio.direct)  # nobody reads it: the loop does
+    server.close()  # waits for the client's answer to the close: the loop gives it
+    assert _until(lambda: client.aio.closed)
+
+
+def test_a_timed_out_direct_get_leaves_the_link_usable(tcp_pair: Pair) -> None:
+    client, server = tcp_pair
+    server.put("one")
+    assert client.get(5) == "one"
+    with pytest.raises(linkserver.LinkTimeout):
+        client.get(0.05)
+    server.put("two")
+    assert client.get(5) == "two"
+
+
+def test_an_asyncio_reader_takes_reading_back(tcp_pair: Pair) -> None:
+    client, server = tcp_pair
+    portal = get_portal()
+    assert portal.run_sync(client.aio.start_direct_reads)
+    pending = portal.submit(client.aio.get(5))
+    server.put("two")
+    assert pending.result(5) == "two"
+    assert not client.aio.direct
+
+
+def test_the_peer_closing_during_a_direct_wait_delivers_what_came_first(tcp_pair: Pair) -> None:
+    client, server = tcp_pair
+    server.put("one")
+    assert client.get(5) == "one"
+
+    def last_words() -> None:
+        time.sleep(0.05)
+        server.put("last")
+        server.close()
+
+    threading.Thread(target=last_words).start()
+    assert client.get(5) == "last"
+    with pytest.raises(linkserver.LinkClosed):
+        client.get(5)
+    assert client.closed
+
+
+def test_a_memory_pair_is_never_read_directly() -> None:
+    a, b = linkserver.link_pair()
+    with a, b:
+        a.put(1)
+        assert b.get(5) == 1
+        assert not b.aio.may_read_directly()
+        assert not b.aio.direct

@@ -31,6 +31,14 @@ Theory of operation
   unsent, and whatever the socket does not take at once goes to ``_backlog``,
   which the loop writes before anything sent after it. TLS and traced links
   write from the loop, as everything else does.
+* A blocking caller reads for itself, too (:meth:`Link.start_direct_reads`):
+  on a plain socket that nobody else consumes, the transport stops reading
+  and the thread that waits for an expression reads the socket
+  (:meth:`Link.read_direct`), so an answer wakes that thread and not the loop
+  first. Expressions and urgent messages are queued as the loop would queue
+  them; anything else (a close, a failure, an asyncio reader, a receiver)
+  hands reading back to the loop, and so does a link nobody has read for
+  ``DIRECT_IDLE`` s, so that an idle link still answers pings and closes.
 * When the link ends -- closed by us, closed by the peer, broken -- every
   waiter is woken with the error; payloads that arrived before the end stay
   readable (nothing lost).
@@ -44,6 +52,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import select
 import socket
 import threading
 import uuid
@@ -64,6 +73,7 @@ from ..protocol import (
     HandshakeComplete,
     LinkMode,
     MessageReceived,
+    PongReceived,
     Side,
     State,
     UrgentMessage,
@@ -151,6 +161,13 @@ Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any] | ThreadWaiter[Any
 DEFAULT_KEEPALIVE = 300.0
 
 READ_BUFFER_SIZE = 256 * 1024  # what one read of the socket may take at most
+
+# How long a caller's read waits at most before it looks again whether the loop
+# took reading back (Link.read_direct).
+DIRECT_TICK = 0.1
+# The loop takes reading back from callers that have not read for this long
+# (two looks in a row), so that an idle link still answers a ping or a close.
+DIRECT_IDLE = 0.02
 
 
 class _ReadBuffer(threading.local):
@@ -295,6 +312,14 @@ class Link(asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reflect = False  # loopback: send every urgent message back
         self._receiver: Callable[[bytes], None] | None = None
+        # Direct reads (see "reading in a caller's thread"): while _direct, the
+        # transport does not read; blocking callers read the socket themselves,
+        # one at a time (_rlock), until the loop takes reading back.
+        self._direct = False
+        self._direct_used = False  # a caller read since the loop last looked
+        self._direct_timer: asyncio.TimerHandle | None = None
+        self._rlock = threading.Lock()
+        self._poller: select.poll | None = None
         self.peer = ""
         self.link_id = b""
         #: server side: the role of the key the peer proved (None without keys)
@@ -373,12 +398,16 @@ class Link(asyncio.BufferedProtocol):
         self._lost()
         with self._wlock:  # before asyncio closes the socket this handle shares
             wsock, self._wsock, self._wsock_tried = self._wsock, None, True
+            self._direct = False
             self._backlog.clear()
         if wsock is not None:
             wsock.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._direct_timer is not None:
+            self._direct_timer.cancel()
+            self._direct_timer = None
         if not self._finished.done():
             self._finished.set_result(None)
         self._wake_drainers()
@@ -519,6 +548,7 @@ class Link(asyncio.BufferedProtocol):
         queued are handed over at once, in order. ``None`` goes back to
         queueing for :meth:`get`. Loop thread only.
         """
+        self.stop_direct_reads()
         self._receiver = receiver
         if receiver is not None:
             while self._incoming:
@@ -588,19 +618,194 @@ class Link(asyncio.BufferedProtocol):
             if wsock is None:
                 return False
             conn.send_expression(payload)
-            data = conn.data_to_send()
-            self.bytes_out += len(data)
-            sent = 0
-            if not self._backlog and not self._paused and _unsent(transport) == 0:
-                try:
-                    sent = wsock.send(data)
-                except OSError:  # full, or broken: the loop's write finds out which
-                    sent = 0
-            if sent < len(data):
-                if not self._backlog:
-                    self._loop.call_soon_threadsafe(self._write_backlog)
-                self._backlog.append(memoryview(data)[sent:])
+            self._send_direct_locked(wsock, transport, conn.data_to_send())
         return True
+
+    def _send_direct_locked(
+        self, wsock: socket.socket, transport: asyncio.BaseTransport, data: bytes
+    ) -> None:
+        # _wlock held, in a thread other than the loop's: write ``data`` now if
+        # nothing is waiting before it, else behind what is (the loop writes it).
+        if not data:
+            return
+        self.bytes_out += len(data)
+        sent = 0
+        if not self._backlog and not self._paused and _unsent(transport) == 0:
+            try:
+                sent = wsock.send(data)
+            except OSError:  # full, or broken: the loop's write finds out which
+                sent = 0
+        if sent < len(data):
+            if not self._backlog:
+                self._loop.call_soon_threadsafe(self._write_backlog)
+            self._backlog.append(memoryview(data)[sent:])
+
+    # ------------------------------------------- reading in a caller's thread
+
+    @property
+    def direct(self) -> bool:
+        """True while blocking callers read the socket themselves (see :meth:`read_direct`)."""
+        return self._direct
+
+    def may_read_directly(self) -> bool:
+        """Whether :meth:`start_direct_reads` could succeed now (any thread, no I/O).
+
+        So that a blocking caller does not ask the loop in vain at every get:
+        never over TLS, a memory pair, a trace or stream log, or while anyone
+        else consumes what arrives.
+        """
+        transport = self._transport
+        return not (
+            self._error is not None or transport is None or not self.is_open
+            or (self._wsock_tried and self._wsock is None)
+            or transport.get_extra_info("socket") is None
+            or transport.get_extra_info("sslcontext") is not None
+            or self._tap is not None or self._receiver is not None or self._reflect
+            or self._message_handlers
+        )
+
+    def start_direct_reads(self) -> bool:
+        """Let blocking callers read the socket in their own thread (loop thread only).
+
+        The transport stops reading; :meth:`read_direct` reads instead, so an
+        answer wakes the thread that waits for it, not the loop first. Only
+        for a plain socket with nobody else consuming what arrives: no TLS, no
+        trace or stream log, no receiver, no message handler, no waiter.
+        Once callers have not read for :data:`DIRECT_IDLE` (at two looks in a
+        row), the loop reads again, so that an idle link still answers a
+        ping or a close. Returns whether direct reads are on.
+        """
+        if self._direct:
+            return True
+        conn, transport = self._conn, self._transport
+        if (conn is None or transport is None or transport.is_closing() or not self.is_open
+                or self._tap is not None or self._receiver is not None or self._reflect
+                or self._message_handlers or self._recv_waiters or self._msg_waiters):
+            return False
+        with self._wlock:
+            wsock = self._wsock if self._wsock_tried else self._own_socket(transport)
+            if wsock is None:
+                return False
+            poller = select.poll()
+            poller.register(wsock.fileno(), select.POLLIN)
+            self._poller = poller
+            transport.pause_reading()  # type: ignore[attr-defined]
+            self._direct = True
+            self._direct_used = True
+        self._direct_timer = self._loop.call_later(DIRECT_IDLE, self._direct_idle_check)
+        return True
+
+    def _direct_idle_check(self) -> None:
+        # Loop thread: take reading back once callers have stopped reading.
+        self._direct_timer = None
+        if not self._direct:
+            return
+        if self._direct_used or self._rlock.locked():
+            self._direct_used = False
+            self._direct_timer = self._loop.call_later(DIRECT_IDLE, self._direct_idle_check)
+            return
+        self.stop_direct_reads()
+
+    def stop_direct_reads(self) -> None:
+        """Take reading back into the loop (loop thread only; nothing is lost).
+
+        Whatever a caller read is in the queues already: a caller's read
+        queues what it read before it lets ``_wlock`` go. A caller waiting in
+        :meth:`read_direct` notices within :data:`DIRECT_TICK` and waits on
+        the loop from then on.
+        """
+        if self._direct_timer is not None:
+            self._direct_timer.cancel()
+            self._direct_timer = None
+        if not self._direct:
+            return
+        with self._wlock:  # between two of a caller's reads (each holds it)
+            self._direct = False
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()  # type: ignore[attr-defined]
+
+    def read_direct(self, timeout: float | None) -> None:
+        """Read what has arrived, waiting at most ``timeout`` s (None: a tick at a time).
+
+        For blocking callers, in any thread but the loop's, while
+        :attr:`direct`. Expressions and urgent messages go to the queues, as
+        the loop would put them; anything else (the peer closing, the socket
+        failing, a frame to answer) hands reading back to the loop, which
+        deals with it as always. Returns after one read, a timeout or a tick.
+        """
+        self._direct_used = True
+        wait = DIRECT_TICK if timeout is None else min(max(timeout, 0.0), DIRECT_TICK)
+        if not self._rlock.acquire(True, wait):
+            return  # another thread reads: what it reads is queued for everyone
+        try:
+            poller = self._poller
+            if not self._direct or poller is None or not poller.poll(wait * 1000):
+                return
+            self._read_once()
+        finally:
+            self._rlock.release()
+
+    def _read_once(self) -> None:
+        # _rlock held: one recv, its events delivered before the lock is let go.
+        events: list[Event] = []
+        with self._wlock:
+            conn, wsock, transport = self._conn, self._wsock, self._transport
+            if not self._direct or conn is None or wsock is None or transport is None:
+                return
+            view = _read_buffer.view
+            try:
+                n = wsock.recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                n = 0  # reset: the loop reads it again and ends the link
+            if n == 0:
+                self._hand_back_locked([])
+                return
+            self.bytes_in += n
+            conn.receive_data(view[:n])
+            events = conn.events_received()
+            try:
+                self._send_direct_locked(wsock, transport, conn.data_to_send())
+                self._deliver_direct(events)
+            finally:  # even if Ctrl-C lands here: what is not queued goes to the loop
+                if events or conn.should_close:
+                    self._hand_back_locked(events)
+
+    def _deliver_direct(self, events: list[Event]) -> None:
+        # Queue expressions and messages as _handle would (nobody else consumes
+        # them: start_direct_reads made sure), taking each off ``events``; stop
+        # at the first that needs the loop, leaving it and the rest in order.
+        while events:
+            event = events[0]
+            with self._lock:
+                if isinstance(event, ExpressionReceived) and not self._recv_waiters:
+                    self._incoming.append(event.payload)
+                    del events[0]
+                    continue
+                if isinstance(event, MessageReceived) and not self._msg_waiters:
+                    self._messages.append((event.message, event.argument))
+                    del events[0]
+                    continue
+            if not isinstance(event, PongReceived):
+                return
+            del events[0]  # _handle has nothing to do for one either
+
+    def _hand_back_locked(self, events: list[Event]) -> None:
+        # _wlock held, a caller's thread: the loop reads from now on, starting
+        # with ``events``, which it handles first.
+        self._direct = False
+        self._loop.call_soon_threadsafe(self._taken_back, events)
+
+    def _taken_back(self, events: list[Event]) -> None:
+        # Loop thread: after a caller's read handed reading back.
+        if events:
+            self._handle(events)
+        self._flush_out()
+        transport = self._transport
+        if not self._direct and transport is not None and not transport.is_closing():
+            transport.resume_reading()  # type: ignore[attr-defined]
 
     def _own_socket(self, transport: asyncio.BaseTransport) -> socket.socket | None:
         # _wlock held: a handle of our own on the transport's socket, made once.
@@ -786,6 +991,7 @@ class Link(asyncio.BufferedProtocol):
         """Like :meth:`get` but return the expression's WXF bytes undecoded."""
         if self._incoming:
             return self._incoming.popleft()
+        self.stop_direct_reads()  # an asyncio reader: the loop reads for it
         if not self._opened.done():
             await self.activate(timeout)
         waiter: asyncio.Future[bytes] = self._loop.create_future()
@@ -815,6 +1021,7 @@ class Link(asyncio.BufferedProtocol):
         """
         if self._messages:
             return self._messages.popleft()
+        self.stop_direct_reads()
         waiter: asyncio.Future[tuple[UrgentMessage | int, int]] = self._loop.create_future()
         self.register_waiter(waiter, messages=True)
         return await await_waiter(waiter, timeout, f"urgent message arrived on {self.name}")
@@ -832,6 +1039,7 @@ class Link(asyncio.BufferedProtocol):
 
     def on_message(self, handler: Callable[[UrgentMessage | int, int], None]) -> None:
         """Call ``handler(message, argument)`` in the event loop for each urgent message."""
+        self.stop_direct_reads()  # the loop must read for the handler to be called
         self._message_handlers.append(handler)
 
     def log_stream(self, path: str | os.PathLike[str] | None) -> Path | None:
@@ -850,6 +1058,7 @@ class Link(asyncio.BufferedProtocol):
             RecordsError: the file cannot be opened.
             LinkClosed: the link has ended.
         """
+        self.stop_direct_reads()  # a caller's read would pass the log by
         tap = self._tap
         if tap is not None and tap.stream is not None:
             tap.stream.close()
@@ -898,6 +1107,7 @@ class Link(asyncio.BufferedProtocol):
 
     def close_nowait(self, code: CloseCode = CloseCode.NORMAL, reason: str = "") -> None:
         """Start closing the link (loop thread only); never raises."""
+        self.stop_direct_reads()  # the loop reads the peer's answer to the close
         conn = self._conn
         if conn is None:
             self._end(LinkClosed("the link was closed before it opened"))
