@@ -13,6 +13,7 @@ same run.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,9 @@ class _ListLink:
 
     def put_payload(self, payload: bytes) -> None:
         self.sent.append(payload)
+
+    def corked(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
 
 def main() -> None:

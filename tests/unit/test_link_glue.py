@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import linkserver
+from linkserver import wxf
 from linkserver.portal import get_portal
 from linkserver.aio import link_pair
 from linkserver.aio.link import READ_BUFFER_SIZE, ThreadWaiter, _wake
@@ -207,3 +208,36 @@ def test_a_memory_pair_is_never_read_directly() -> None:
         assert b.get(5) == 1
         assert not b.aio.may_read_directly()
         assert not b.aio.direct
+
+
+def test_frames_of_one_read_are_passed_on_in_one_write() -> None:
+    # A relay as the server's: b's receiver puts each expression on c. Three
+    # frames that arrive in one read leave c in one write.
+    async def main() -> None:
+        a, b = await link_pair()
+        c, d = await link_pair()
+        b.set_receiver(c.put_payload_nowait)
+        transport = c._transport
+        assert transport is not None
+        writes: list[int] = []
+        write = transport.write
+
+        def counted(data: bytes | bytearray | memoryview) -> None:
+            writes.append(len(data))
+            write(data)
+
+        transport.write = counted  # type: ignore[method-assign]
+        conn, a_transport = a._conn, a._transport
+        assert conn is not None and a_transport is not None
+        for value in ("one", "two", "three"):
+            conn.send_expression(wxf.dumps(value))
+        a_transport.write(conn.data_to_send())  # three frames in one read for b
+        assert [await d.get(5) for _ in range(3)] == ["one", "two", "three"]
+        assert len(writes) == 1
+        await a.put("four")  # one frame: written at once, as before
+        assert await d.get(5) == "four"
+        assert len(writes) == 2
+        for link in (a, b, c, d):
+            await link.aclose()
+
+    asyncio.run(main())

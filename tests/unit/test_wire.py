@@ -216,3 +216,27 @@ def test_a_wire_over_tls_pins_the_certificate_and_carries_big_answers(
             link.close()
         finally:
             wire.close(timeout=1.0)
+
+
+def test_what_is_put_while_corked_goes_out_in_one_write(
+    pair: tuple[linkserver.Link, KernelWire, Seen], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, wire, _seen = pair
+    writes: list[int] = []
+    send_locked = wire._send_locked
+
+    def counted(data: bytes) -> None:
+        writes.append(len(data))
+        send_locked(data)
+
+    monkeypatch.setattr(wire, "_send_locked", counted)
+    with wire.corked():
+        for value in ("OutputNamePacket", "ReturnTextPacket", "InputNamePacket"):
+            wire.put(value)
+        assert writes == []  # nothing sent inside the block
+    assert len(writes) == 1
+    assert [server.get(TIMEOUT) for _ in range(3)] == [
+        "OutputNamePacket", "ReturnTextPacket", "InputNamePacket"]
+    wire.put("after")  # uncorked: written at once again
+    assert len(writes) == 2
+    assert server.get(TIMEOUT) == "after"

@@ -180,6 +180,21 @@ class _ReadBuffer(threading.local):
 _read_buffer = _ReadBuffer()
 
 
+class _WriteBatch(threading.local):
+    """Links written to while a loop thread handles several frames of one read.
+
+    Their writes wait for the batch's end, so what one read brought in goes
+    out in one write per link (an answer's last packets, a burst of prints).
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.links: list[Link] = []
+
+
+_write_batch = _WriteBatch()
+
+
 # Compared by identity, and its repr shows no fields: a key must not reach a log.
 @dataclasses.dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class LinkSettings:
@@ -312,6 +327,7 @@ class Link(asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reflect = False  # loopback: send every urgent message back
         self._receiver: Callable[[bytes], None] | None = None
+        self._batched = False  # in _write_batch.links: a write waits for the batch's end
         # Direct reads (see "reading in a caller's thread"): while _direct, the
         # transport does not read; blocking callers read the socket themselves,
         # one at a time (_rlock), until the loop takes reading back.
@@ -462,6 +478,21 @@ class Link(asyncio.BufferedProtocol):
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _handle(self, events: list[Event]) -> None:
+        if len(events) < 2:
+            self._handle_each(events)
+            return
+        batch = _write_batch
+        batch.depth += 1
+        try:
+            self._handle_each(events)
+        finally:
+            batch.depth -= 1
+            if not batch.depth:
+                links, batch.links = batch.links, []
+                for link in links:
+                    link._write_batched()
+
+    def _handle_each(self, events: list[Event]) -> None:
         for event in events:
             if type(event) is ExpressionReceived:
                 if self._tap is not None:
@@ -584,9 +615,25 @@ class Link(asyncio.BufferedProtocol):
             conn.send_expression(payload)
             if self._tap is not None:
                 self._tap.expression(">", payload)
+            if _write_batch.depth:  # several frames of one read: write at the batch's end
+                if not self._batched:
+                    self._batched = True
+                    _write_batch.links.append(self)
+                return
             data = conn.data_to_send()
             transport = self._transport
             if transport is not None and not transport.is_closing():
+                self._write(transport, data)
+
+    def _write_batched(self) -> None:
+        # Loop thread: what put_payload_nowait left for the end of a batch.
+        with self._wlock:
+            self._batched = False
+            conn, transport = self._conn, self._transport
+            if conn is None or transport is None or transport.is_closing():
+                return
+            data = conn.data_to_send()
+            if data:
                 self._write(transport, data)
 
     def _write(self, transport: asyncio.BaseTransport, data: bytes) -> None:

@@ -135,8 +135,13 @@ class Host:
         """Take one packet of the answer to the request in hand."""
         raise NotImplementedError
 
-    def put_side(self, packets: Sequence[Packet]) -> None:
-        """Take the packets of one Print or message, all of them or none."""
+    def put_together(self, packets: Sequence[Packet]) -> None:
+        """Take packets that belong together, all of them or none.
+
+        The packets of one Print or message, and an answer's last ones
+        (``OutputNamePacket``, ``ReturnTextPacket``, ``InputNamePacket``): a
+        host may send them in one write.
+        """
         for packet in packets:
             self.put(packet)
 
@@ -348,8 +353,12 @@ class MathicsEvaluator:
                 continue  # blanks or comments only
             result, line_no = self.evaluate_line(query)
             if result is not SymbolNull:
-                self.host.put(OutputNamePacket(self._output_name(result, line_no)))
-                self.host.put(ReturnTextPacket(self.format(result)))
+                answer = [OutputNamePacket(self._output_name(result, line_no)),
+                          ReturnTextPacket(self.format(result))]
+                if feeder.empty():  # the last line: the prompt goes with its answer
+                    self.host.put_together([*answer, self.input_name()])
+                    return
+                self.host.put_together(answer)
         self.host.put(self.input_name())
 
     def input_name(self) -> InputNamePacket:
@@ -611,10 +620,10 @@ class MathicsEvaluator:
         """Send a Print or a message as it happens (Mathics3's ``Output.out``)."""
         if getattr(out, "is_message", False):
             symbol = out.symbol if isinstance(out.symbol, str) else out.symbol.get_name()
-            self.host.put_side((MessagePacket(WLSymbol(symbol), out.tag),
+            self.host.put_together((MessagePacket(WLSymbol(symbol), out.tag),
                                 TextPacket(f"{symbol}::{out.tag}: {out.text}")))
         else:
-            self.host.put_side((TextPacket(str(out.text)),))
+            self.host.put_together((TextPacket(str(out.text)),))
 
 
 # ---------------------------------------------------- the kernel's builtins

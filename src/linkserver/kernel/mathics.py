@@ -511,15 +511,19 @@ class MathicsKernel(KernelLoop, Host):
     def put(self, packet: Packet) -> None:
         self._put(packet)
 
-    def put_side(self, packets: Sequence[Packet]) -> None:
-        """Send a Print's or a message's packets as they happen, both or none."""
-        if self._link is None:
+    def put_together(self, packets: Sequence[Packet]) -> None:
+        """Send packets that belong together as they happen, all or none, in one write."""
+        link = self._link
+        if link is None:
             return
         evaluator = self.evaluator
-        in_eval, evaluator.in_eval = evaluator.in_eval, False  # both packets or none (see _put)
+        in_eval, evaluator.in_eval = evaluator.in_eval, False  # all packets or none (see _put)
         try:
-            for packet in packets:
-                super()._put(packet)
+            with link.corked():
+                for packet in packets:
+                    super()._put(packet)
+        except LinkError as exc:  # the write at the block's end broke: as _put_expr says it
+            raise _LinkGone(EXIT_OK) from exc
         finally:
             evaluator.in_eval = in_eval
 

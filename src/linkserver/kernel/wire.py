@@ -46,6 +46,7 @@ makes the wait look again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -55,7 +56,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import wxf
@@ -130,6 +131,7 @@ class KernelWire:
         self._fd = sock.fileno()
         self._conn = conn
         self._wlock = threading.Lock()
+        self._corked = 0  # puts inside corked() wait for its end
         self._rlock = threading.Lock()
         self._qlock = threading.Lock()
         self._incoming: deque[bytes] = deque()
@@ -260,7 +262,29 @@ class KernelWire:
             if self.error is not None:
                 raise self.error
             self._conn.send_expression(payload)
-            self._send_locked(self._conn.data_to_send())
+            if not self._corked:
+                self._send_locked(self._conn.data_to_send())
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Send what is put inside the block in one write, as it ends (any thread).
+
+        For packets that go out together (an answer's last ones): the server
+        then reads them at once and passes them on in one write too. A read
+        meanwhile may send them sooner, never later or out of order.
+
+        Raises:
+            LinkError: the link broke while sending (as it ends).
+        """
+        with self._wlock:
+            self._corked += 1
+        try:
+            yield
+        finally:
+            with self._wlock:
+                self._corked -= 1
+                if not self._corked and self.error is None:
+                    self._send_locked(self._conn.data_to_send())
 
     # --------------------------------------------------------------- reading
 
