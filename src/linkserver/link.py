@@ -202,8 +202,7 @@ class Link:
     def _reads_directly(self) -> bool:
         """Whether callers read this link's socket themselves, asking the loop once if they may."""
         link = self._aio
-        if not link.direct and link.may_read_directly():
-            self._portal._check_thread()  # a wait on the loop's own thread would hang it
+        if not link.direct and link.may_read_directly() and not self._portal.on_loop_thread():
             self._portal.run_sync(link.start_direct_reads)
         return link.direct
 
@@ -260,8 +259,11 @@ class Link:
             LinkClosed: the link ended.
         """
         self._look_direct()
-        if self._aio.direct and not self._aio.message_ready():
-            self._portal.run_sync(self._aio.stop_direct_reads)  # the loop reads while we wait
+        if self._aio.direct and not self._aio.message_ready():  # the loop reads while we wait
+            if self._portal.on_loop_thread():
+                self._aio.stop_direct_reads()
+            else:
+                self._portal.run_sync(self._aio.stop_direct_reads)
         waiter: ThreadWaiter[tuple[UrgentMessage | int, int]] = ThreadWaiter()
         self._aio.register_waiter(waiter, messages=True)
         try:

@@ -40,8 +40,12 @@ class Portal:
         self.loop.call_soon(ready.set)
         self.loop.run_forever()
 
+    def on_loop_thread(self) -> bool:
+        """True in the loop's own thread, where a blocking wait would hang the loop."""
+        return threading.current_thread() is self._thread
+
     def _check_thread(self) -> None:
-        if threading.current_thread() is self._thread:
+        if self.on_loop_thread():
             raise LinkError(
                 "a blocking linkserver call was made from inside its own event loop; "
                 "use linkserver.aio in callbacks that run there",

@@ -241,3 +241,16 @@ def test_frames_of_one_read_are_passed_on_in_one_write() -> None:
             await link.aclose()
 
     asyncio.run(main())
+
+
+def test_ready_and_closed_may_be_asked_on_the_loop_thread(tcp_pair: Pair) -> None:
+    # A callback on the loop (LinkServer.on_link's, a door's) may look without waiting.
+    client, server = tcp_pair
+    server.put("one")
+    assert client.get(5) == "one"
+    portal = get_portal()
+    assert portal.run_sync(client.ready) is False
+    assert portal.run_sync(lambda: client.closed) is False
+    server.put("two")
+    assert _until(lambda: portal.run_sync(client.ready))
+    assert client.get(5) == "two"

@@ -621,7 +621,7 @@ class MathicsEvaluator:
         if getattr(out, "is_message", False):
             symbol = out.symbol if isinstance(out.symbol, str) else out.symbol.get_name()
             self.host.put_together((MessagePacket(WLSymbol(symbol), out.tag),
-                                TextPacket(f"{symbol}::{out.tag}: {out.text}")))
+                                    TextPacket(f"{symbol}::{out.tag}: {out.text}")))
         else:
             self.host.put_together((TextPacket(str(out.text)),))
 
