@@ -71,12 +71,9 @@ async def open_to(
                     factory, name.path, ssl=tls, server_hostname=hostname,
                     ssl_handshake_timeout=handshake,
                 )
-    except TimeoutError:
-        raise ConnectFailed(f"could not connect to {name} within {timeout:g} s") from None
-    except ssl.SSLError as exc:
-        raise ConnectFailed(f"could not connect to {name} over TLS: {_tls_why(exc)}") from exc
-    except OSError as exc:
-        raise _connect_failed(name, exc, tls) from exc
+    except OSError as exc:  # TimeoutError and ssl.SSLError among them
+        raise _not_connected(name, exc, timeout, tls) from (
+            None if isinstance(exc, TimeoutError) else exc)
     raise LinkNameError(
         f"{name} is a service name: resolve it first with linkserver.discovery.aresolve() "
         "(linkserver.connect does)"
@@ -125,13 +122,21 @@ def open_socket(
             except BaseException:
                 sock.close()
                 raise
-    except TimeoutError:
-        raise ConnectFailed(f"could not connect to {name} within {timeout:g} s") from None
-    except ssl.SSLError as exc:
-        raise ConnectFailed(f"could not connect to {name} over TLS: {_tls_why(exc)}") from exc
-    except OSError as exc:
-        raise _connect_failed(name, exc, tls) from exc
+    except OSError as exc:  # TimeoutError and ssl.SSLError among them
+        raise _not_connected(name, exc, timeout, tls) from (
+            None if isinstance(exc, TimeoutError) else exc)
     return sock
+
+
+def _not_connected(
+    name: LinkName, exc: OSError, timeout: float | None, tls: ssl.SSLContext | None
+) -> ConnectFailed:
+    """What it means that connecting to ``name`` failed with ``exc``, in one sentence."""
+    if isinstance(exc, TimeoutError):
+        return ConnectFailed(f"could not connect to {name} within {timeout or 0:g} s")
+    if isinstance(exc, ssl.SSLError):
+        return ConnectFailed(f"could not connect to {name} over TLS: {_tls_why(exc)}")
+    return _connect_failed(name, exc, tls)
 
 
 def _connect_failed(name: LinkName, exc: OSError, tls: ssl.SSLContext | None) -> ConnectFailed:
