@@ -14,7 +14,8 @@ import linkserver
 from linkserver import wxf
 from linkserver.portal import get_portal
 from linkserver.aio import link_pair
-from linkserver.aio.link import READ_BUFFER_SIZE, ThreadWaiter, _wake
+from linkserver.aio.link import ThreadWaiter, _wake
+from linkserver.transport.stream import READ_BUFFER_SIZE
 
 Pair = tuple[linkserver.Link, linkserver.Link]
 

@@ -68,6 +68,10 @@ def test_expressions_go_both_ways_in_order(
     wire.put("after")
     assert server.get(timeout=TIMEOUT) == big
     assert server.get(timeout=TIMEOUT) == "after"
+    server.put(big)  # many reads of the thread's buffer: the frame arrives whole
+    server.put("after")
+    assert linkserver.wxf.loads(take(wire)) == big
+    assert linkserver.wxf.loads(take(wire)) == "after"
 
 
 def test_the_main_thread_reads_what_comes_while_it_waits(

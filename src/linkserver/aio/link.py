@@ -80,6 +80,7 @@ from ..protocol import (
 )
 from ..protocol.connection import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT
 from ..protocol.framing import DEFAULT_MAX_FRAME_SIZE
+from ..transport.stream import read_buffer
 
 __all__ = ["Link", "LinkSettings"]
 
@@ -160,8 +161,6 @@ Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any] | ThreadWaiter[Any
 # only ever reaps peers that are really gone.
 DEFAULT_KEEPALIVE = 300.0
 
-READ_BUFFER_SIZE = 256 * 1024  # what one read of the socket may take at most
-
 # How long a caller's read waits at most before it looks again whether the loop
 # took reading back (Link.read_direct).
 DIRECT_TICK = 0.1
@@ -170,14 +169,6 @@ DIRECT_TICK = 0.1
 DIRECT_IDLE = 0.02
 
 
-class _ReadBuffer(threading.local):
-    """The buffer a thread's transports read into; its bytes are copied out at once."""
-
-    def __init__(self) -> None:
-        self.view = memoryview(bytearray(READ_BUFFER_SIZE))
-
-
-_read_buffer = _ReadBuffer()
 
 
 class _WriteBatch(threading.local):
@@ -384,10 +375,10 @@ class Link(asyncio.BufferedProtocol):
         # asyncio calls this, reads into the buffer and calls buffer_updated, in
         # one go on the loop's thread; receive_data copies the bytes before any
         # callback could run another read on this thread.
-        return _read_buffer.view
+        return read_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(_read_buffer.view[:nbytes])
+        self.data_received(read_buffer()[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         conn = self._conn
@@ -800,7 +791,7 @@ class Link(asyncio.BufferedProtocol):
             conn, wsock, transport = self._conn, self._wsock, self._transport
             if not self._direct or conn is None or wsock is None or transport is None:
                 return
-            view = _read_buffer.view
+            view = read_buffer()
             try:
                 n = wsock.recv_into(view)
             except (BlockingIOError, InterruptedError):

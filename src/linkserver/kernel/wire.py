@@ -75,7 +75,7 @@ from ..protocol import (
     UrgentMessage,
 )
 from ..security import check_fingerprint, credentials_for
-from ..transport.stream import open_socket
+from ..transport.stream import open_socket, read_buffer
 
 __all__ = ["IDLE_LOOKS", "WATCH_TICK", "KernelWire", "connect_wire"]
 
@@ -87,7 +87,6 @@ WATCH_TICK = 0.02
 #: Looks that find the main thread waiting before the watcher sleeps.
 IDLE_LOOKS = 50
 
-_READ_SIZE = 256 * 1024
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 
@@ -331,20 +330,21 @@ class KernelWire:
         conn = self._conn
         with self._wlock:
             ended = False
+            view = read_buffer()
             while True:
                 try:
-                    data = self._sock.recv(_READ_SIZE)
+                    n = self._sock.recv_into(view)
                 except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                         ssl.SSLWantWriteError):
                     break
                 except OSError:  # reset: the connection says the peer went away
                     ended = True
                     break
-                if not data:
+                if not n:
                     ended = True
                     break
-                conn.receive_data(data)
-                if len(data) < _READ_SIZE and not self._buffered():
+                conn.receive_data(view[:n])  # copied: the buffer is the thread's
+                if n < len(view) and not self._buffered():
                     break  # drained: no need for the call that would say so
             if ended:
                 conn.receive_eof()

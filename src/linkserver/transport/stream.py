@@ -16,12 +16,34 @@ import os
 import socket
 import ssl
 import stat
+import threading
 from collections.abc import Callable
 
 from ..errors import ConnectFailed, LinkError, LinkNameError
 from ..names import LinkName
 
-__all__ = ["listen_on", "open_socket", "open_to"]
+__all__ = ["READ_BUFFER_SIZE", "listen_on", "open_socket", "open_to", "read_buffer"]
+
+READ_BUFFER_SIZE = 256 * 1024  # what one read of a socket may take at most
+
+
+class _ReadBuffer(threading.local):
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(READ_BUFFER_SIZE))
+
+
+_read_buffers = _ReadBuffer()
+
+
+def read_buffer() -> memoryview:
+    """This thread's buffer to read a socket into (``recv_into``).
+
+    One per thread, made once: reading into a fresh 256 KiB ``bytes`` costs an
+    allocation (often an ``mmap``, ``mremap`` and ``munmap``) per read. Whoever
+    reads into it must copy the bytes out before anything else runs on the
+    thread; a link's connection does, as it is fed.
+    """
+    return _read_buffers.view
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
