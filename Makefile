@@ -22,10 +22,13 @@ $(VENV)/.stamp-run: pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
+# The test suite runs the doors' and the cluster's tests too: their extras come with it.
+TEST_EXTRAS = test,jupyter,mcp,ray
+
 $(VENV)/.stamp-test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[$(TEST_EXTRAS)]'
 	touch $@ $(VENV)/.stamp-run
 
 serve: $(VENV)/.stamp-run
@@ -58,7 +61,7 @@ typecheck: $(VENV)/.stamp-test
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.stamp-test
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[$(TEST_EXTRAS),bench]'
 	for f in $(BENCHES); do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
