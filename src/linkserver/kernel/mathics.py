@@ -124,7 +124,7 @@ from ..protocol.packets import (
     packet_from_expr,
 )
 from . import sandbox
-from .evaluator import HardStop, Host, MathicsEvaluator, PacketOutput
+from .evaluator import HardStop, Host, MathicsEvaluator, PacketOutput, install_call_rule
 from .loop import (
     CONNECT_TIMEOUT,
     EXIT_OK,
@@ -881,6 +881,7 @@ class MathicsKernel(KernelLoop, Host):
             )
             define = WLFunction(WLSymbol("SetDelayed"), WLFunction(symbol, pattern), call)
             self._evaluate_packet(WLFunction(WLSymbol("CompoundExpression"), clear, define, symbol))
+            install_call_rule(self.evaluator.definitions, args[1], args[0], args[2])
         else:
             self._evaluate_packet(
                 WLFunction(WLSymbol("CompoundExpression"), clear, WLSymbol("Null"))
