@@ -186,7 +186,11 @@ class KernelWorker:
                         pass
             elif kind is Record:
                 assert isinstance(action, Record)
-                self._record(action)
+                if action.event == "request-done":
+                    # After this turn of the loop: the answer it records goes out first.
+                    asyncio.get_running_loop().call_soon(self._record, action)
+                else:
+                    self._record(action)
             elif kind is Idle:
                 if self._on_idle is not None:
                     self._on_idle(self)
