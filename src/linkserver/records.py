@@ -299,7 +299,7 @@ def configure(level: str = "info", log_file: str | os.PathLike[str] | None = Non
         _handler.close()
     _handler = handler
     # Our lines carry no caller, thread or process: don't look them up for each record.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
