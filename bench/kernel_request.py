@@ -8,6 +8,10 @@ process does for a request but read and write its socket. The peer is
 Mathics3's ``session.evaluate("1+1")`` in the same process, measured in the
 same run.
 
+``call`` is ``EvaluatePacket[PyId[1]]`` for a function installed the way the
+server installs it (``LinkServer`Install``), the list link answering each call
+at once: a request that makes one call of an installed function.
+
     .venv/bin/python bench/kernel_request.py
 """
 
@@ -15,28 +19,45 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from harness import median_time, report
 from mathics.session import MathicsSession
 from wolframclient.language import wl
+from wolframclient.language.expression import WLFunction, WLSymbol
 
 from linkserver import wxf
 from linkserver.kernel.mathics import MathicsKernel
+from linkserver.protocol.packets import CALL_ANSWER, INSTALL, KERNEL_CALL
+
+_KERNEL_CALL = WLSymbol(KERNEL_CALL)
+_CALL_ANSWER = WLSymbol(CALL_ANSWER)
 
 ROUNDS = 2000
 BLOCKS = 5
 
 
 class _ListLink:
-    """Stands in for the kernel's wire: keeps what would be sent, encoded."""
+    """Stands in for the kernel's wire: keeps what would be sent, encoded; answers calls."""
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.incoming: deque[bytes] = deque()
+        self.error = None
 
     def put(self, expr: Any) -> None:
         self.sent.append(wxf.dumps(expr))
+        if getattr(expr, "head", None) == _KERNEL_CALL:  # answer ReturnPacket[first argument]
+            serial, _owner, _index, args = expr.args
+            self.incoming.append(wxf.dumps(WLFunction(_CALL_ANSWER, serial, wl.ReturnPacket(args[0]))))
+
+    def take_nowait(self) -> bytes | None:
+        return self.incoming.popleft() if self.incoming else None
+
+    def ready(self) -> bool:
+        return bool(self.incoming)
 
     def put_payload(self, payload: bytes) -> None:
         self.sent.append(payload)
@@ -54,7 +75,9 @@ def main() -> None:
         "plus": wxf.dumps(wl.EvaluatePacket(wl.Plus(1, 1))),
         "string": wxf.dumps(wl.EvaluatePacket(wl.ToExpression("1+1"))),
         "enter": wxf.dumps(wl.EnterTextPacket("1+1")),
+        "call": wxf.dumps(wl.EvaluatePacket(wl.PyId(1))),
     }
+    kernel._serve_request(wxf.dumps(WLFunction(WLSymbol(INSTALL), 1, "PyId", 1)))
     paths: dict[str, Callable[[], object]] = {
         key: (lambda payload=payload: kernel._serve_request(payload))
         for key, payload in requests.items()
