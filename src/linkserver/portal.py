@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from .aio.link import ThreadWaiter
 from .errors import LinkError, LinkTimeout
 
 __all__ = ["Portal", "get_portal"]
@@ -64,8 +65,35 @@ class Portal:
         except LinkError:
             coro.close()
             raise
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return self.wait(future, timeout, "the operation")
+        # A task whose end releases a lock this thread waits on: one wake, where
+        # run_coroutine_threadsafe's Future takes a condition and callbacks.
+        waiter: ThreadWaiter[T] = ThreadWaiter()
+        tasks: list[asyncio.Task[T]] = []
+
+        def ended(task: asyncio.Task[T]) -> None:
+            try:
+                if task.cancelled():
+                    waiter.set_exception(concurrent.futures.CancelledError())
+                elif (error := task.exception()) is not None:
+                    waiter.set_exception(error)
+                else:
+                    waiter.set_result(task.result())
+            except concurrent.futures.InvalidStateError:
+                pass  # the caller gave up waiting (its timeout passed)
+
+        def start() -> None:
+            task = self.loop.create_task(coro)
+            tasks.append(task)
+            task.add_done_callback(ended)
+
+        self.loop.call_soon_threadsafe(start)
+        try:
+            return waiter.result(timeout)
+        except TimeoutError:
+            if waiter.cancel():
+                self.loop.call_soon_threadsafe(lambda: [task.cancel() for task in tasks])
+                raise LinkTimeout(f"the operation did not finish within {timeout:g} s") from None
+            return waiter.result()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start ``coro`` on the loop and return its future at once (cancel it to cancel it).
@@ -83,16 +111,16 @@ class Portal:
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run plain ``fn(*args)`` on the loop thread and return its result."""
         self._check_thread()
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        waiter: ThreadWaiter[T] = ThreadWaiter()
 
         def run() -> None:
             try:
-                future.set_result(fn(*args))
+                waiter.set_result(fn(*args))
             except BaseException as exc:  # handed to the caller's thread, never lost
-                future.set_exception(exc)
+                waiter.set_exception(exc)
 
         self.loop.call_soon_threadsafe(run)
-        return future.result()
+        return waiter.result()
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule ``fn(*args)`` on the loop without waiting (FIFO with other calls)."""
