@@ -1,7 +1,9 @@
 """Cell round trip of ``1+1``: linkserver-jupyter vs the Mathics3 Jupyter kernel, same run.
 
 ``execute_request("1+1")`` -> ``execute_reply`` through ``jupyter_client``,
-median over 300 rounds after 50 warm-up rounds, to two kernels in turn:
+median over 300 rounds after 50 warm-up rounds, to two kernels running side by
+side, measured in alternating blocks of 25 rounds (so that the machine's drift
+falls on both alike):
 
 - ``linkserver``: the ``linkserver-jupyter`` kernel (linkserver.door.jupyter_kernel),
   forwarding each cell to a shared-mode ``linkserver serve`` started here, whose
@@ -31,12 +33,13 @@ import time
 from pathlib import Path
 
 from harness import cpu_placement, report
-from jupyter_peer import KERNELS, p99, through_jupyter
+from jupyter_peer import JUPYTER_ROUNDS, KERNELS, jupyter_kernel, p99, sample_as_notebook
 from wolframclient.language import wl
 
 import linkserver.aio
 
 LINK_ROUNDS = 1000
+BLOCK = 25  # rounds of one kernel before the other's turn
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
@@ -90,8 +93,14 @@ def main() -> None:
             link = asyncio.run(through_link(name))
             door_argv = [sys.executable, "-m", "linkserver.door.jupyter_kernel", "--server",
                          name, "-f", "{connection_file}"]
-            door, door_first = through_jupyter("linkserver", door_argv, Path(tmp))
-            peer, peer_first = through_jupyter("mathics3", KERNELS["mathics3"], Path(tmp))
+            door: dict[str, list[float]] = {}
+            peer: dict[str, list[float]] = {}
+            with jupyter_kernel("linkserver", door_argv, Path(tmp)) as (door_client, door_first), \
+                    jupyter_kernel("mathics3", KERNELS["mathics3"], Path(tmp)) as (
+                        peer_client, peer_first):
+                for _ in range(JUPYTER_ROUNDS // BLOCK):
+                    sample_as_notebook(door_client, BLOCK, door)
+                    sample_as_notebook(peer_client, BLOCK, peer)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

@@ -22,12 +22,15 @@ of it. Also: Jupyter kernel start to first reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from harness import cpu_placement, report
 from kernel_roundtrip import through_server
@@ -83,13 +86,12 @@ def execute_as_notebook(client, code: str) -> tuple[dict, float, float]:
             return reply["content"], replied, time.perf_counter() - start
 
 
-def through_jupyter(
-    name: str, argv: list[str], spec_root: Path, *, script_too: bool = False
-) -> tuple[dict[str, list[float]], float]:
-    """``1+1`` through the Jupyter kernel ``argv``: samples by figure, and start to first reply.
+@contextlib.contextmanager
+def jupyter_kernel(name: str, argv: list[str], spec_root: Path) -> Iterator[tuple[Any, float]]:
+    """Start the Jupyter kernel ``argv``; yield a blocking client and the start to first reply.
 
-    Figures: ``reply`` and ``idle`` as a notebook measures them (execute_as_notebook);
-    with ``script_too`` also ``script`` (execute: no iopub, no history).
+    The kernel has answered ``1+1`` and a warm-up when the client is yielded;
+    it is shut down on leaving.
     """
     spec_dir = spec_root / "kernels" / f"bench-{name}"
     spec_dir.mkdir(parents=True)
@@ -110,11 +112,31 @@ def through_jupyter(
             raise RuntimeError(f"{name} kernel answered {content}")
         for _ in range(WARMUP):
             execute_as_notebook(client, "1+1")
+        yield client, first
+    finally:
+        client.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def sample_as_notebook(client: Any, rounds: int, samples: dict[str, list[float]]) -> None:
+    """Add ``rounds`` notebook-style ``1+1`` figures to ``samples["reply"]`` and ``["idle"]``."""
+    for _ in range(rounds):
+        _, replied, idle = execute_as_notebook(client, "1+1")
+        samples.setdefault("reply", []).append(replied)
+        samples.setdefault("idle", []).append(idle)
+
+
+def through_jupyter(
+    name: str, argv: list[str], spec_root: Path, *, script_too: bool = False
+) -> tuple[dict[str, list[float]], float]:
+    """``1+1`` through the Jupyter kernel ``argv``: samples by figure, and start to first reply.
+
+    Figures: ``reply`` and ``idle`` as a notebook measures them (execute_as_notebook);
+    with ``script_too`` also ``script`` (execute: no iopub, no history).
+    """
+    with jupyter_kernel(name, argv, spec_root) as (client, first):
         samples: dict[str, list[float]] = {"reply": [], "idle": []}
-        for _ in range(JUPYTER_ROUNDS):
-            _, replied, idle = execute_as_notebook(client, "1+1")
-            samples["reply"].append(replied)
-            samples["idle"].append(idle)
+        sample_as_notebook(client, JUPYTER_ROUNDS, samples)
         if script_too:
             samples["script"] = []
             for _ in range(JUPYTER_ROUNDS):
@@ -122,9 +144,6 @@ def through_jupyter(
                 execute(client, "1+1")
                 samples["script"].append(time.perf_counter() - t)
         return samples, first
-    finally:
-        client.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def first_working_kernel(

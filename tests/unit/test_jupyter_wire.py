@@ -47,6 +47,45 @@ def test_garbage_is_dropped_not_raised() -> None:
                           b"{", b"{}", b"{}", b"{}"]) is None
 
 
+def test_an_answer_carries_the_request_header_as_it_came_and_a_fresh_id() -> None:
+    kernel = WireKernel({**PORTS, "key": "k"})
+    # A client's header, spaced and ordered as the client wrote it.
+    raw = b'{"msg_id": "abc", "msg_type": "execute_request", "session": "s",  "date": "x"}'
+    parts = [raw, b"{}", b"{}", b'{"code": "1+1"}']
+    request = kernel._parse([b"client", b"<IDS|MSG>", kernel._sign(parts), *parts])
+    assert request is not None
+    first = kernel._frames("status", {"execution_state": "busy"}, request)
+    second = kernel._frames("execute_reply", {"status": "ok"}, request, {"started": "now"})
+    assert first[3] == second[3] == raw  # the parent header, byte for byte
+    assert json.loads(second[4]) == {"started": "now"} and first[4] == b"{}"
+    ids = {json.loads(frames[2])["msg_id"] for frames in (first, second)}
+    assert len(ids) == 2 and all(i.startswith(kernel.session) for i in ids)
+    answer = kernel._parse([b"client", *second])  # signed as a client checks it
+    assert answer is not None and answer.parent["msg_id"] == "abc"
+    # A header that is no JSON object is dropped, as garbage is.
+    parts = [b"[1]", b"{}", b"{}", b"{}"]
+    assert kernel._parse([b"<IDS|MSG>", kernel._sign(parts), *parts]) is None
+
+
+def test_frames_go_out_as_one_multipart_message() -> None:
+    zmq = pytest.importorskip("zmq")
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    push = context.socket(zmq.PUSH)
+    try:
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        push.connect(f"tcp://127.0.0.1:{port}")
+        jupyter_wire._send_frames(push, [b"topic", b"<IDS|MSG>", b"", b"a" * 100_000])
+        jupyter_wire._send_frames(push, [b"single"])
+        assert pull.poll(5000)
+        assert pull.recv_multipart() == [b"topic", b"<IDS|MSG>", b"", b"a" * 100_000]
+        assert pull.recv_multipart() == [b"single"]
+    finally:
+        push.close(linger=0)
+        pull.close(linger=0)
+        context.term()
+
+
 def test_an_unknown_signature_scheme_is_refused_in_one_sentence() -> None:
     with pytest.raises(ValueError, match="hmac-sha256"):
         WireKernel({**PORTS, "key": "k", "signature_scheme": "hmac-md5"})

@@ -49,6 +49,7 @@ import argparse
 import asyncio
 import base64
 import concurrent.futures
+import functools
 import os
 import re
 import sqlite3
@@ -60,7 +61,7 @@ from typing import Any
 
 from wolframclient.language import wlexpr
 
-from .. import __version__, gather, render
+from .. import __version__, gather, render, wxf
 from ..aio.client import Client as AsyncClient
 from ..errors import LinkError
 from ..history import HistoryStore
@@ -211,6 +212,27 @@ class Door:
         self._lock: asyncio.Lock | None = None
         self._running = False  # a cell's request is on the link
         self._abort_wanted = False  # an abort came before the request was sent
+        self._early: str | None = None  # a cell sent by send_early, not yet read
+
+    def send_early(self, code: str) -> None:
+        """Put the cell ``code`` on the link now, if the link is idle; :meth:`run_cell` reads it.
+
+        For the Jupyter side to call before its own announcements (the busy
+        status, execute_input), so the server evaluates while they go out.
+        """
+        client = self.client
+        if (client is None or self._running or self._early is not None
+                or (self._lock is not None and self._lock.locked())):
+            return
+        link = client.link
+        if not link.is_open:
+            return
+        try:
+            link.put_payload_nowait(wxf.dumps(EnterTextPacket(code).to_expr()))
+        except LinkError:
+            return  # run_cell sends it, and finds what failed
+        self._early = code
+        self._running = True
 
     async def _connect(self) -> AsyncClient:
         if self.client is None:
@@ -221,6 +243,7 @@ class Door:
 
     async def _drop(self) -> None:
         client, self.client = self.client, None
+        self._early = None  # sent on the link that goes
         if client is not None:
             try:
                 await client.aclose()
@@ -271,7 +294,9 @@ class Door:
                         deliver: Callable[[Event], None]) -> None:
         link = client.link
         request = EnterTextPacket(code)
-        await link.put(request.to_expr())
+        early, self._early = self._early, None
+        if early != code or client is not self.client:
+            await link.put(request.to_expr())
         self._running = True
         if self._abort_wanted:  # the interrupt overtook the request
             await link.abort()
@@ -357,6 +382,16 @@ class Door:
 # --------------------------------------------------------------- Jupyter side
 
 
+def _hand_over(answer: concurrent.futures.Future[str], asked: asyncio.Future[str]) -> None:
+    """Give the Input[] question's answer (or its failure) to the cell that waits for it."""
+    if asked.cancelled():
+        answer.cancel()
+    elif (error := asked.exception()) is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(asked.result())
+
+
 class LinkserverKernel(WireKernel):
     """A Jupyter kernel whose evaluations happen on a linkserver."""
 
@@ -421,6 +456,14 @@ class LinkserverKernel(WireKernel):
         if loop is not None and not loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._door.abort(), loop)
 
+    def early(self, message: Any) -> None:
+        """A cell goes to the server before its busy status and execute_input go out."""
+        if message.msg_type != "execute_request":
+            return
+        code = str(message.content.get("code", ""))
+        if code.strip() and _PAGER.fullmatch(code) is None:  # what do_execute runs as a cell
+            self._door.send_early(code)
+
     def _publish(self, msg_type: str, content: dict[str, Any]) -> None:
         self.send_response(self.iopub_socket, msg_type, content)
 
@@ -449,51 +492,57 @@ class LinkserverKernel(WireKernel):
         if asked is not None:
             return await self._page(asked.group(2), long=asked.group(1) == "??")
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Event] = asyncio.Queue()
-
         self._loop = loop
-        running = asyncio.ensure_future(self._door.run_cell(code, events.put_nowait))
         error: dict[str, Any] | None = None
         aborted = False
         last: str | None = None  # the text of the cell's last result, for the history
         # A cell has one execute_result, its last result; a result that anything follows
         # (another result, printed text) is shown as display_data when that comes.
         pending: Result | None = None
+
+        def deliver(event: Event) -> None:
+            # Called by run_cell as each event comes: everything is published at once,
+            # in this turn of the loop; only a question for the frontend waits.
+            nonlocal error, aborted, last, pending
+            if pending is not None and isinstance(event, (Stream, Result)):
+                self._publish_result(pending, final=False)
+                pending = None
+            if isinstance(event, Stream):
+                if not silent:
+                    self._publish("stream", {"name": event.name, "text": event.text})
+            elif isinstance(event, Result):
+                last = event.text
+                if event.text == "$Aborted":
+                    aborted = True
+                elif not silent:
+                    pending = event
+            elif isinstance(event, BadSyntax):
+                error = self._error(event.name, event.text)
+            elif isinstance(event, InputRequest):
+                asyncio.ensure_future(self._ask(event.prompt)).add_done_callback(
+                    functools.partial(_hand_over, event.answer))
+            elif isinstance(event, LinkFailure):
+                error = self._error(event.ename, event.evalue)
+            elif event.line is not None:  # CellEnd
+                self.execution_count = event.line
+
         try:
-            while True:
-                event = await events.get()
-                if pending is not None and isinstance(event, (Stream, Result)):
-                    self._publish_result(pending, final=False)
-                    pending = None
-                if isinstance(event, Stream):
-                    if not silent:
-                        self._publish("stream", {"name": event.name, "text": event.text})
-                elif isinstance(event, Result):
-                    last = event.text
-                    if event.text == "$Aborted":
-                        aborted = True
-                    elif not silent:
-                        pending = event
-                elif isinstance(event, BadSyntax):
-                    error = self._error(event.name, event.text)
-                elif isinstance(event, InputRequest):
-                    event.answer.set_result(await self._ask(event.prompt))
-                elif isinstance(event, LinkFailure):
-                    error = self._error(event.ename, event.evalue)
-                    break
-                else:  # CellEnd
-                    if event.line is not None:
-                        self.execution_count = event.line
-                    break
+            await self._door.run_cell(code, deliver)
         finally:
-            await running
             if pending is not None:
                 self._publish_result(pending, final=True)
         if aborted and error is None:
             error = self._error("$Aborted", "the evaluation was aborted", ["$Aborted"])
         if store_history and not silent:
-            self._history_written = self._history_writer.submit(
-                self._remember, code, last, self.execution_count)
+            line = self.execution_count
+
+            def remember() -> None:
+                self._history_written = self._history_writer.submit(
+                    self._remember, code, last, line)
+
+            # Once the reply and the idle status are out: the writer's thread
+            # would take the interpreter from them.
+            loop.call_soon(remember)
         if error is not None:
             error["execution_count"] = self.execution_count
             return error
