@@ -82,6 +82,9 @@ class Portal:
                 pass  # the caller gave up waiting (its timeout passed)
 
         def start() -> None:
+            if waiter.done():  # given up on before it started: never run it
+                coro.close()
+                return
             task = self.loop.create_task(coro)
             tasks.append(task)
             task.add_done_callback(ended)

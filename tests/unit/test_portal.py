@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 
 import pytest
 
@@ -90,3 +91,17 @@ def test_waiting_on_the_loop_thread_is_refused() -> None:
         return "not refused"
 
     assert portal.call(nested()) != "not refused"
+
+
+def test_a_call_given_up_before_it_started_never_runs() -> None:
+    portal = get_portal()
+    ran = threading.Event()
+
+    async def mark() -> None:
+        ran.set()
+
+    portal.call_soon(time.sleep, 0.5)  # the loop is busy: the call cannot start in time
+    with pytest.raises(LinkTimeout):
+        portal.call(mark(), timeout=0.05)
+    portal.run_sync(lambda: None)  # the loop has come to the call by now
+    assert not ran.is_set()
