@@ -129,20 +129,6 @@ class Portal:
         """Schedule ``fn(*args)`` on the loop without waiting (FIFO with other calls)."""
         self.loop.call_soon_threadsafe(fn, *args)
 
-    @staticmethod
-    def wait(future: concurrent.futures.Future[T], timeout: float | None, what: str) -> T:
-        """Wait for ``future``; on timeout cancel it unless it finished meanwhile.
-
-        Raises:
-            LinkTimeout: ``timeout`` passed.
-        """
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            if future.cancel():
-                raise LinkTimeout(f"{what} did not finish within {timeout:g} s") from None
-            return future.result()
-
     def stop(self) -> None:
         """Stop the loop (at interpreter exit)."""
         if self.loop.is_running():
