@@ -169,8 +169,6 @@ DIRECT_TICK = 0.1
 DIRECT_IDLE = 0.02
 
 
-
-
 class _WriteBatch(threading.local):
     """Links written to while a loop thread handles several frames of one read.
 
@@ -698,9 +696,14 @@ class Link(asyncio.BufferedProtocol):
             or (self._wsock_tried and self._wsock is None)
             or transport.get_extra_info("socket") is None
             or transport.get_extra_info("sslcontext") is not None
-            or self._tap is not None or self._receiver is not None or self._reflect
-            or self._message_handlers
+            or self._consumed_elsewhere()
         )
+
+    def _consumed_elsewhere(self) -> bool:
+        # What arrives must pass the loop: a trace or stream log, a receiver,
+        # a loopback's reflection, a message handler.
+        return (self._tap is not None or self._receiver is not None or self._reflect
+                or bool(self._message_handlers))
 
     def start_direct_reads(self) -> bool:
         """Let blocking callers read the socket in their own thread (loop thread only).
@@ -717,8 +720,7 @@ class Link(asyncio.BufferedProtocol):
             return True
         conn, transport = self._conn, self._transport
         if (conn is None or transport is None or transport.is_closing() or not self.is_open
-                or self._tap is not None or self._receiver is not None or self._reflect
-                or self._message_handlers or self._recv_waiters or self._msg_waiters):
+                or self._consumed_elsewhere() or self._recv_waiters or self._msg_waiters):
             return False
         with self._wlock:
             wsock = self._wsock if self._wsock_tried else self._own_socket(transport)
