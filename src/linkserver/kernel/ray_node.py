@@ -166,6 +166,8 @@ class NodeTemplate:
                 words = line.decode(errors="replace").split()
                 if len(words) == 3 and words[0] == "spawned" and words[1] == kernel_id:
                     return int(words[2])
+                if len(words) == 2 and words[0] == "seed":
+                    continue  # the template's spare fork for the next kernel (zygote.py)
                 print(f"linkserver kernel template: {line.decode(errors='replace').rstrip()}",
                       file=sys.stderr, flush=True)
 

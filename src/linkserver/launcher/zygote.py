@@ -40,6 +40,8 @@ class Zygote:
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pids: dict[str, asyncio.Future[int]] = {}
+        #: the template's spare fork, waiting to become the next kernel (0: none yet)
+        self.seed_pid = 0
 
     @property
     def pid(self) -> int:
@@ -76,7 +78,8 @@ class Zygote:
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
-        """Match each ``spawned ID PID`` to its request; report any other line."""
+        """Match each ``spawned ID PID`` to its request, note each ``seed PID``;
+        report any other line."""
         process = self._process
         assert process is not None and process.stdout is not None
         while True:
@@ -88,6 +91,8 @@ class Zygote:
                 future = self._pids.pop(words[1], None)
                 if future is not None and not future.done():
                     future.set_result(int(words[2]))
+            elif len(words) == 2 and words[0] == "seed" and words[1].isdigit():
+                self.seed_pid = int(words[1])
             else:
                 records.event("kernel-template-output", backend=self.backend,
                               line=line[:200].decode(errors="replace").rstrip())
