@@ -7,6 +7,7 @@ raise it with ``LINKSERVER_TEST_TIMEOUT``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -27,3 +28,14 @@ def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
+
+
+async def eventually(condition: Callable[[], object], timeout: float = TIMEOUT) -> bool:
+    """:func:`wait_until` for a test on an event loop: polls without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True

@@ -36,6 +36,7 @@ from linkserver.service import KernelService
 from linkserver.status import STATUS_MESSAGE
 from tests.procs import alive, children, open_fds
 from tests.timeouts import TIMEOUT
+from tests.timeouts import eventually as poll_until
 
 pytestmark = pytest.mark.slow
 
@@ -64,13 +65,7 @@ def request(client: int, i: int) -> object:
 
 async def eventually(condition: Callable[[], bool], timeout: float = KERNEL_TIMEOUT) -> bool:
     """Poll ``condition`` without blocking the loop (the server runs on it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+    return await poll_until(condition, timeout)
 
 
 def kernel_pids(service: KernelService) -> set[int]:

@@ -19,18 +19,13 @@ from pathlib import Path
 from linkserver.launcher.zygote import Zygote
 from tests.procs import alive, children
 from tests.timeouts import TIMEOUT
+from tests.timeouts import eventually as poll_until
 
 START_TIMEOUT = TIMEOUT * 6  # the template loads Mathics3: seconds
 
 
 async def eventually(condition: Callable[[], object], timeout: float = START_TIMEOUT) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+    return await poll_until(condition, timeout)
 
 
 def listen(path: Path) -> socket.socket:
@@ -51,7 +46,11 @@ async def spawn(zygote: Zygote, kernel_id: str, path: Path) -> int:
     return await zygote.spawn(kernel_id, f"unix:{path}", eval_timeout=None, memory_mb=None)
 
 
-def run(body: Callable[[Zygote, socket.socket, Path], Awaitable[None]], tmp_path: Path) -> None:
+Body = Callable[[Zygote, socket.socket, Path, int], Awaitable[None]]
+
+
+def run(body: Body, tmp_path: Path) -> None:
+    """Start a template, wait for its first seed, run ``body(zygote, server, path, seed)``."""
     async def main() -> None:
         zygote = Zygote("mathics", start_timeout=START_TIMEOUT)
         await zygote.start()
@@ -59,7 +58,8 @@ def run(body: Callable[[Zygote, socket.socket, Path], Awaitable[None]], tmp_path
         path = tmp_path / "kernels.sock"
         server = listen(path)
         try:
-            await body(zygote, server, path)
+            assert await eventually(lambda: zygote.seed_pid), "the template forked no seed"
+            await body(zygote, server, path, zygote.seed_pid)
         finally:
             server.close()
             await zygote.aclose()
@@ -72,9 +72,7 @@ def run(body: Callable[[Zygote, socket.socket, Path], Awaitable[None]], tmp_path
 
 
 def test_a_spawn_becomes_the_seed_and_the_next_seed_follows(tmp_path: Path) -> None:
-    async def body(zygote: Zygote, server: socket.socket, path: Path) -> None:
-        assert await eventually(lambda: zygote.seed_pid), "the template forked no seed"
-        seed = zygote.seed_pid
+    async def body(zygote: Zygote, server: socket.socket, path: Path, seed: int) -> None:
         assert seed in children(zygote.pid)
         pid = await spawn(zygote, "k1", path)
         assert pid == seed  # the spare fork became this kernel
@@ -88,9 +86,7 @@ def test_a_spawn_becomes_the_seed_and_the_next_seed_follows(tmp_path: Path) -> N
 
 
 def test_a_spawn_with_its_seed_killed_forks_as_before(tmp_path: Path) -> None:
-    async def body(zygote: Zygote, server: socket.socket, path: Path) -> None:
-        assert await eventually(lambda: zygote.seed_pid)
-        seed = zygote.seed_pid
+    async def body(zygote: Zygote, server: socket.socket, path: Path, seed: int) -> None:
         os.kill(seed, signal.SIGKILL)
         assert await eventually(lambda: not alive(seed), TIMEOUT)
         pid = await spawn(zygote, "k1", path)
@@ -101,9 +97,7 @@ def test_a_spawn_with_its_seed_killed_forks_as_before(tmp_path: Path) -> None:
 
 
 def test_a_burst_of_spawns_is_served_whole(tmp_path: Path) -> None:
-    async def body(zygote: Zygote, server: socket.socket, path: Path) -> None:
-        assert await eventually(lambda: zygote.seed_pid)
-        seed = zygote.seed_pid
+    async def body(zygote: Zygote, server: socket.socket, path: Path, seed: int) -> None:
         # Three at once: the seed takes the first, the others fork at once.
         pids = await asyncio.gather(*(spawn(zygote, f"k{i}", path) for i in range(3)))
         assert pids[0] == seed and len(set(pids)) == 3
