@@ -86,6 +86,37 @@ def test_frames_go_out_as_one_multipart_message() -> None:
         context.term()
 
 
+def test_messages_are_read_whole_in_order_and_a_wait_ends_when_one_comes() -> None:
+    zmq = pytest.importorskip("zmq")
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    push = context.socket(zmq.PUSH)
+
+    async def scenario() -> None:
+        assert jupyter_wire._recv_now(pull) is None  # nothing yet: no wait, no frames
+        # A message sent while the reader waits wakes it (the descriptor was armed).
+        asyncio.get_running_loop().call_later(
+            0.05, jupyter_wire._send_frames, push, [b"id", b"<IDS|MSG>", b"late"])
+        frames = await asyncio.wait_for(jupyter_wire._recv_frames(pull), 5)
+        assert frames == [b"id", b"<IDS|MSG>", b"late"]
+        # Two that arrived together: each read whole, in order, the second without a wait.
+        jupyter_wire._send_frames(push, [b"first", b"a" * 70_000])
+        jupyter_wire._send_frames(push, [b"second"])
+        assert await asyncio.wait_for(jupyter_wire._recv_frames(pull), 5) == [b"first", b"a" * 70_000]
+        assert pull.poll(5000)
+        assert jupyter_wire._recv_now(pull) == [b"second"]
+        assert jupyter_wire._recv_now(pull) is None
+
+    try:
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        push.connect(f"tcp://127.0.0.1:{port}")
+        asyncio.run(scenario())
+    finally:
+        push.close(linger=0)
+        pull.close(linger=0)
+        context.term()
+
+
 def test_an_unknown_signature_scheme_is_refused_in_one_sentence() -> None:
     with pytest.raises(ValueError, match="hmac-sha256"):
         WireKernel({**PORTS, "key": "k", "signature_scheme": "hmac-md5"})

@@ -44,7 +44,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -72,6 +72,50 @@ def _send_frames(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
     last = len(frames) - 1
     for index, frame in enumerate(frames):
         _send_frame(sock, frame, _MORE if index < last else 0)
+
+
+_recv_frame = zmq.backend.Socket.recv
+_get_option = zmq.backend.Socket.get
+_NOBLOCK = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
+
+def _recv_now(sock: zmq.Socket[bytes]) -> list[bytes] | None:
+    """One whole multipart message if one has arrived, else None; never waits.
+
+    Reading ``EVENTS`` also rearms the socket's file descriptor, which ZeroMQ
+    signals only when its state may have changed: look here before every wait.
+    """
+    events = _get_option(sock, _EVENTS)
+    if not (isinstance(events, int) and events & _POLLIN):
+        return None
+    frames = [_recv_frame(sock, _NOBLOCK)]
+    while _get_option(sock, _RCVMORE):
+        frames.append(_recv_frame(sock, _NOBLOCK))
+    return frames
+
+
+async def _recv_frames(sock: zmq.Socket[bytes]) -> list[bytes]:
+    """Wait for one multipart message: pyzmq's asyncio receive, without its futures and flags."""
+    while True:
+        frames = _recv_now(sock)
+        if frames is not None:
+            return frames
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        fd = sock.FD
+        loop.add_reader(fd, wake)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(fd)
 
 
 class StdinNotImplemented(Exception):
@@ -121,6 +165,7 @@ class WireKernel:
         if key and scheme != "hmac-sha256":
             raise ValueError(f"signature scheme {scheme!r} is not supported; use hmac-sha256")
         self._key = key
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
         self.session = uuid.uuid4().hex
         self.execution_count = 0
         self.log = log
@@ -132,7 +177,7 @@ class WireKernel:
         self._allow_stdin = False
         self._stopped: asyncio.Future[None] | None = None
         self._stdin_lock: asyncio.Lock | None = None
-        self._senders: dict[int, zmq.Socket[bytes]] = {}
+        self._plain: dict[int, zmq.Socket[bytes]] = {}
         self._sent = 0  # messages sent, for their ids
 
     # ------------------------------------------------------------ running
@@ -162,7 +207,8 @@ class WireKernel:
             sock.linger = 1000
         # Sending never waits on these sockets (PUB and ROUTER drop rather than block), so
         # it goes through plain sockets sharing them: a tenth of the asyncio wrapper's cost.
-        self._senders = {id(sock): zmq.Socket.shadow(sock.underlying) for sock in
+        # Receiving does too, waiting on the socket's descriptor in the loop (_recv_frames).
+        self._plain = {id(sock): zmq.Socket.shadow(sock.underlying) for sock in
                          (self._shell, self._control, self._stdin, self.iopub_socket)}
         self._shell.bind(self._url("shell_port"))
         self._control.bind(self._url("control_port"))
@@ -228,7 +274,7 @@ class WireKernel:
     def _sign(self, parts: Sequence[bytes]) -> bytes:
         if not self._key:
             return b""
-        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        mac = self._mac.copy()  # the key's setup done once, in __init__
         for part in parts:
             mac.update(part)
         return mac.hexdigest().encode()
@@ -267,14 +313,14 @@ class WireKernel:
     def _send(self, sock: zmq.asyncio.Socket, msg_type: str, content: dict[str, Any],
               parent: _Message | None, metadata: dict[str, Any] | None = None) -> None:
         idents = parent.idents if parent is not None else []
-        _send_frames(self._senders[id(sock)],
+        _send_frames(self._plain[id(sock)],
                      [*idents, *self._frames(msg_type, content, parent, metadata)])
 
     def send_response(self, sock: Any, msg_type: str, content: dict[str, Any]) -> None:
         """Publish one message on iopub, as a reply to the request being served."""
         assert sock is self.iopub_socket and sock is not None
         topic = f"kernel.{self.session}.{msg_type}".encode()
-        _send_frames(self._senders[id(sock)],
+        _send_frames(self._plain[id(sock)],
                      [topic, *self._frames(msg_type, content, self._parent)])
 
     def _publish_status(self, state: str, parent: _Message | None) -> None:
@@ -282,14 +328,14 @@ class WireKernel:
         if sock is None:
             return
         topic = f"kernel.{self.session}.status".encode()
-        _send_frames(self._senders[id(sock)],
+        _send_frames(self._plain[id(sock)],
                      [topic, *self._frames("status", {"execution_state": state}, parent)])
 
     # ------------------------------------------------------------ requests
 
     async def _serve_socket(self, sock: zmq.asyncio.Socket, *, shell: bool) -> None:
         while True:
-            message = self._parse(await sock.recv_multipart())
+            message = self._parse(await _recv_frames(self._plain[id(sock)]))
             if message is None:
                 continue
             try:
@@ -367,12 +413,10 @@ class WireKernel:
     def _waiting(self, sock: zmq.asyncio.Socket) -> list[_Message]:
         """The requests that have already arrived on ``sock``, without waiting."""
         waiting: list[_Message] = []
+        plain = self._plain[id(sock)]
         while True:
-            try:
-                # With NOBLOCK pyzmq hands back a future that is already done.
-                done = cast("asyncio.Future[list[bytes]]", sock.recv_multipart(flags=zmq.NOBLOCK))
-                frames = done.result()
-            except zmq.Again:
+            frames = _recv_now(plain)
+            if frames is None:
                 return waiting
             message = self._parse(frames)
             if message is not None:
@@ -419,7 +463,7 @@ class WireKernel:
             self._send(self._stdin, "input_request",
                              {"prompt": prompt, "password": password}, parent)
             while True:
-                reply = self._parse(await self._stdin.recv_multipart())
+                reply = self._parse(await _recv_frames(self._plain[id(self._stdin)]))
                 if reply is not None and reply.msg_type == "input_reply":
                     return str(reply.content.get("value", ""))
 
