@@ -47,7 +47,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 __all__ = ["PROTOCOL_VERSION", "StdinNotImplemented", "WireKernel"]
 
@@ -169,15 +168,14 @@ class WireKernel:
         self.session = uuid.uuid4().hex
         self.execution_count = 0
         self.log = log
-        self._shell: zmq.asyncio.Socket | None = None
-        self._control: zmq.asyncio.Socket | None = None
-        self._stdin: zmq.asyncio.Socket | None = None
-        self.iopub_socket: zmq.asyncio.Socket | None = None
+        self._shell: zmq.Socket[bytes] | None = None
+        self._control: zmq.Socket[bytes] | None = None
+        self._stdin: zmq.Socket[bytes] | None = None
+        self.iopub_socket: zmq.Socket[bytes] | None = None
         self._parent: _Message | None = None  # the shell request being served
         self._allow_stdin = False
         self._stopped: asyncio.Future[None] | None = None
         self._stdin_lock: asyncio.Lock | None = None
-        self._plain: dict[int, zmq.Socket[bytes]] = {}
         self._sent = 0  # messages sent, for their ids
 
     # ------------------------------------------------------------ running
@@ -198,18 +196,17 @@ class WireKernel:
         loop = asyncio.get_running_loop()
         self._stopped = loop.create_future()
         self._stdin_lock = asyncio.Lock()
-        ctx = zmq.asyncio.Context()  # made here: a kernel not yet run holds no resources
+        # Plain sockets: sending never waits on them (PUB and ROUTER drop rather than
+        # block), and receiving waits on each socket's descriptor in this loop
+        # (_recv_frames), at a tenth of pyzmq's asyncio wrapper's cost.
+        # Made here: a kernel not yet run holds no resources.
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._shell = ctx.socket(zmq.ROUTER)
         self._control = ctx.socket(zmq.ROUTER)
         self._stdin = ctx.socket(zmq.ROUTER)
         self.iopub_socket = ctx.socket(zmq.PUB)
         for sock in (self._shell, self._control, self._stdin, self.iopub_socket):
             sock.linger = 1000
-        # Sending never waits on these sockets (PUB and ROUTER drop rather than block), so
-        # it goes through plain sockets sharing them: a tenth of the asyncio wrapper's cost.
-        # Receiving does too, waiting on the socket's descriptor in the loop (_recv_frames).
-        self._plain = {id(sock): zmq.Socket.shadow(sock.underlying) for sock in
-                         (self._shell, self._control, self._stdin, self.iopub_socket)}
         self._shell.bind(self._url("shell_port"))
         self._control.bind(self._url("control_port"))
         self._stdin.bind(self._url("stdin_port"))
@@ -310,17 +307,17 @@ class WireKernel:
                  json.dumps(content, default=str).encode()]
         return [_DELIMITER, self._sign(parts), *parts]
 
-    def _send(self, sock: zmq.asyncio.Socket, msg_type: str, content: dict[str, Any],
+    def _send(self, sock: zmq.Socket[bytes], msg_type: str, content: dict[str, Any],
               parent: _Message | None, metadata: dict[str, Any] | None = None) -> None:
         idents = parent.idents if parent is not None else []
-        _send_frames(self._plain[id(sock)],
+        _send_frames(sock,
                      [*idents, *self._frames(msg_type, content, parent, metadata)])
 
     def send_response(self, sock: Any, msg_type: str, content: dict[str, Any]) -> None:
         """Publish one message on iopub, as a reply to the request being served."""
         assert sock is self.iopub_socket and sock is not None
         topic = f"kernel.{self.session}.{msg_type}".encode()
-        _send_frames(self._plain[id(sock)],
+        _send_frames(sock,
                      [topic, *self._frames(msg_type, content, self._parent)])
 
     def _publish_status(self, state: str, parent: _Message | None) -> None:
@@ -328,14 +325,14 @@ class WireKernel:
         if sock is None:
             return
         topic = f"kernel.{self.session}.status".encode()
-        _send_frames(self._plain[id(sock)],
+        _send_frames(sock,
                      [topic, *self._frames("status", {"execution_state": state}, parent)])
 
     # ------------------------------------------------------------ requests
 
-    async def _serve_socket(self, sock: zmq.asyncio.Socket, *, shell: bool) -> None:
+    async def _serve_socket(self, sock: zmq.Socket[bytes], *, shell: bool) -> None:
         while True:
-            message = self._parse(await _recv_frames(self._plain[id(sock)]))
+            message = self._parse(await _recv_frames(sock))
             if message is None:
                 continue
             try:
@@ -345,7 +342,7 @@ class WireKernel:
             except Exception:  # one failing request must not end the kernel
                 self.log.exception("linkserver-jupyter: %s failed", message.msg_type)
 
-    async def _dispatch(self, sock: zmq.asyncio.Socket, message: _Message, *, shell: bool) -> None:
+    async def _dispatch(self, sock: zmq.Socket[bytes], message: _Message, *, shell: bool) -> None:
         kind = message.msg_type
         if not kind.endswith("_request"):
             return  # comm messages and the like: nothing here uses them
@@ -410,19 +407,18 @@ class WireKernel:
         self.log.info("linkserver-jupyter: %s is not served", kind)
         return None, {}
 
-    def _waiting(self, sock: zmq.asyncio.Socket) -> list[_Message]:
+    def _waiting(self, sock: zmq.Socket[bytes]) -> list[_Message]:
         """The requests that have already arrived on ``sock``, without waiting."""
         waiting: list[_Message] = []
-        plain = self._plain[id(sock)]
         while True:
-            frames = _recv_now(plain)
+            frames = _recv_now(sock)
             if frames is None:
                 return waiting
             message = self._parse(frames)
             if message is not None:
                 waiting.append(message)
 
-    async def _answer_aborted(self, sock: zmq.asyncio.Socket, waiting: list[_Message]) -> None:
+    async def _answer_aborted(self, sock: zmq.Socket[bytes], waiting: list[_Message]) -> None:
         """Answer ``aborted`` to the execute requests of ``waiting``; serve the others."""
         for message in waiting:
             if message.msg_type != "execute_request":
@@ -463,7 +459,7 @@ class WireKernel:
             self._send(self._stdin, "input_request",
                              {"prompt": prompt, "password": password}, parent)
             while True:
-                reply = self._parse(await _recv_frames(self._plain[id(self._stdin)]))
+                reply = self._parse(await _recv_frames(self._stdin))
                 if reply is not None and reply.msg_type == "input_reply":
                     return str(reply.content.get("value", ""))
 
