@@ -294,8 +294,8 @@ class Door:
                         deliver: Callable[[Event], None]) -> None:
         link = client.link
         request = EnterTextPacket(code)
-        early, self._early = self._early, None
-        if early != code or client is not self.client:
+        early, self._early = self._early, None  # on this link: _drop forgets it with its link
+        if early != code:
             await link.put(request.to_expr())
         self._running = True
         if self._abort_wanted:  # the interrupt overtook the request
